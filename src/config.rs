@@ -1,0 +1,131 @@
+//! Node configuration and its validation.
+
+use crate::types::{Index, NodeId};
+use core::fmt;
+
+/// Configuration of one node. Build it with [`Config::new`], adjust the public fields, and hand it
+/// to [`Node::new`](crate::Node::new), which validates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config<const PEERS: usize> {
+    /// This node's id (non-zero, and one of `voters`).
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub voters: heapless::Vec<NodeId, PEERS>,
+    /// Base election timeout in ticks. The effective timeout is drawn from
+    /// `[election_ticks, 2 * election_ticks)` after every reset, from `seed`.
+    pub election_ticks: u32,
+    /// A leader sends heartbeats every `heartbeat_ticks`. Must be smaller than `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Pre-vote (thesis §9.6): a node first checks it could win before raising its term, so a
+    /// partitioned node that rejoins does not disrupt the cluster.
+    pub pre_vote: bool,
+    /// Check-quorum: a leader that has not heard from a quorum within an election timeout steps
+    /// down, and followers ignore vote requests while they hear from a leader ("leader lease").
+    pub check_quorum: bool,
+    /// How many append messages may be in flight to one follower in replicate state. At most the
+    /// node's `INFLIGHT` capacity.
+    pub max_inflight: usize,
+    /// The index the application's state machine has already applied (0 for an in-memory state
+    /// machine that is rebuilt from the log). Entries up to it are not emitted for apply again.
+    pub applied: Index,
+    /// Seed of the election-jitter generator. Give each node a different seed.
+    pub seed: u64,
+}
+
+impl<const PEERS: usize> Config<PEERS> {
+    /// A configuration with etcd-like defaults: election timeout 10 ticks, heartbeat every tick,
+    /// pre-vote and check-quorum on, seed derived from the id.
+    ///
+    /// # Errors
+    /// [`ConfigError::TooManyVoters`] when `voters` exceeds the `PEERS` capacity. Everything
+    /// else is checked by [`Config::validate`].
+    pub fn new(id: NodeId, voters: &[NodeId]) -> Result<Self, ConfigError> {
+        let voters = heapless::Vec::from_slice(voters).map_err(|_| ConfigError::TooManyVoters)?;
+        Ok(Self {
+            id,
+            voters,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight: usize::MAX,
+            applied: Index(0),
+            seed: id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03,
+        })
+    }
+
+    /// Checks the configuration for contradictions.
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.0 == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if self.voters.iter().any(|v| v.0 == 0) {
+            return Err(ConfigError::ZeroId);
+        }
+        for (i, a) in self.voters.iter().enumerate() {
+            if self.voters[i + 1..].contains(a) {
+                return Err(ConfigError::DuplicateVoter(*a));
+            }
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::NotAVoter);
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError::BadTimeouts);
+        }
+        if self.election_ticks > u32::MAX / 2 {
+            return Err(ConfigError::BadTimeouts);
+        }
+        if self.max_inflight == 0 {
+            return Err(ConfigError::ZeroInflight);
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration or a restart state was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigError {
+    /// A node id was 0.
+    ZeroId,
+    /// More voters than the node's `PEERS` capacity.
+    TooManyVoters,
+    /// A voter appears twice.
+    DuplicateVoter(NodeId),
+    /// `id` is not among `voters`.
+    NotAVoter,
+    /// `heartbeat_ticks` is 0, or not below `election_ticks`, or `election_ticks` is absurd.
+    BadTimeouts,
+    /// `max_inflight` is 0.
+    ZeroInflight,
+    /// Some capacity const generic is 0 (every buffer needs at least one slot).
+    ZeroCapacity,
+    /// `applied` is beyond the last index in storage.
+    AppliedBeyondLog,
+    /// Storage reports a hard state whose vote is not a voter, or whose last entry has a higher
+    /// term than the hard state.
+    InconsistentStorage,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroId => f.write_str("node id 0 is reserved"),
+            Self::TooManyVoters => f.write_str("more voters than the PEERS capacity"),
+            Self::DuplicateVoter(id) => write!(f, "voter {id} listed twice"),
+            Self::NotAVoter => f.write_str("this node is not among the voters"),
+            Self::BadTimeouts => f.write_str("need 0 < heartbeat_ticks < election_ticks"),
+            Self::ZeroInflight => f.write_str("max_inflight must be at least 1"),
+            Self::ZeroCapacity => f.write_str("every capacity must be at least 1"),
+            Self::AppliedBeyondLog => f.write_str("applied index beyond the stored log"),
+            Self::InconsistentStorage => f.write_str("storage state is inconsistent"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}

@@ -1,0 +1,92 @@
+//! Typed errors of the node's inputs. Each is small; the one that hands data back is generic.
+
+use crate::types::NodeId;
+use core::fmt;
+
+/// A proposal was refused. The payload is handed back untouched.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ProposeError<P> {
+    /// This node is not the leader. `leader` names the leader if this node knows it.
+    NotLeader {
+        /// The current leader, if known: retry there.
+        leader: Option<NodeId>,
+        /// The refused payload.
+        data: P,
+    },
+    /// The unstable log is full: wait for persists to be acknowledged, then retry.
+    Full(P),
+}
+
+impl<P> ProposeError<P> {
+    /// Takes the refused payload back.
+    pub fn into_data(self) -> P {
+        match self {
+            Self::NotLeader { data, .. } | Self::Full(data) => data,
+        }
+    }
+}
+
+impl<P> fmt::Display for ProposeError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l), .. } => write!(f, "not the leader (leader is {l})"),
+            Self::NotLeader { leader: None, .. } => f.write_str("not the leader (leader unknown)"),
+            Self::Full(_) => f.write_str("unstable log full"),
+        }
+    }
+}
+
+impl<P: fmt::Debug> core::error::Error for ProposeError<P> {}
+
+/// Why an incoming message was ignored. The node's state is unchanged in every case except
+/// [`StepError::StaleTerm`], which may answer the sender so that a stale leader steps down.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StepError {
+    /// Addressed to another node, or sent by a node that is not a member (or by itself).
+    UnknownPeer,
+    /// The message's term is older than this node's.
+    StaleTerm,
+    /// The content is impossible (see [`Stats::malformed`](crate::Stats::malformed)).
+    Malformed,
+    /// A vote request arrived while a leader is known and recent (check-quorum lease).
+    InLease,
+    /// The unstable log had no room for an append; the leader will retry.
+    LogFull,
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownPeer => "message from or to an unknown node",
+            Self::StaleTerm => "message from a stale term",
+            Self::Malformed => "impossible message content",
+            Self::InLease => "vote request ignored during leader lease",
+            Self::LogFull => "unstable log full",
+        })
+    }
+}
+
+impl core::error::Error for StepError {}
+
+/// A persist acknowledgement was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PersistError {
+    /// The token was never issued.
+    UnknownToken,
+    /// The token (or a later one) was already acknowledged.
+    AlreadyAcknowledged,
+}
+
+impl fmt::Display for PersistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownToken => "persist token was never issued",
+            Self::AlreadyAcknowledged => "persist token already acknowledged",
+        })
+    }
+}
+
+impl core::error::Error for PersistError {}

@@ -1,0 +1,145 @@
+//! # raftlet
+//!
+//! A sans-IO Raft consensus core: no sockets, no clocks, no threads, no allocator. It runs the
+//! same inside a tokio service and inside microcontroller firmware.
+//!
+//! Time, messages, proposals and durability acknowledgements come in through method calls;
+//! everything the node wants done comes out as [`Action`]s that the caller (the *runner*)
+//! executes: send a message, persist state, apply committed entries. Every buffer has a fixed
+//! capacity chosen with const generics; a full buffer is back-pressure (a typed error that hands
+//! the caller's data back) or, for network sends that Raft tolerates losing, a counted drop.
+//! Election jitter comes from a seed in the [`Config`], so the same inputs give the same actions,
+//! bit for bit.
+//!
+//! ## Usage: the driving loop
+//!
+//! A runner owns the node and its storage. After every input it drains
+//! [`Node::poll_action`] and executes each action as the [action contract](action) says:
+//!
+//! ```
+//! use raftlet::{Action, Config, Entry, HardState, Index, NodeId, Storage, Term, TinyNode};
+//!
+//! // Minimal in-memory storage (a real runner writes to disk or flash and fsyncs).
+//! #[derive(Default)]
+//! struct Mem { hs: HardState, log: Vec<Entry<u32>> }
+//! impl Storage<u32> for Mem {
+//!     fn hard_state(&self) -> HardState { self.hs }
+//!     fn last_index(&self) -> Index { Index(self.log.len() as u64) }
+//!     fn term(&self, i: Index) -> Option<Term> {
+//!         if i.0 == 0 { Some(Term(0)) } else { self.log.get(i.0 as usize - 1).map(|e| e.term) }
+//!     }
+//!     fn entry(&self, i: Index) -> Option<Entry<u32>> {
+//!         i.0.checked_sub(1).and_then(|k| self.log.get(k as usize)).cloned()
+//!     }
+//! }
+//!
+//! let mut store = Mem::default();
+//! let config = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
+//! let mut node: TinyNode<u32> = TinyNode::new(config, &store).unwrap();
+//! let mut applied = Vec::new();
+//!
+//! // One input, then drain: the runner's whole job.
+//! fn drain(node: &mut TinyNode<u32>, store: &mut Mem, applied: &mut Vec<u32>) {
+//!     while let Some(action) = node.poll_action() {
+//!         match action {
+//!             Action::Send(msg) => { /* hand `msg` to the transport */ let _ = msg; }
+//!             Action::Persist(p) => {
+//!                 if let Some(hs) = p.hard_state { store.hs = hs; }
+//!                 if let Some(first) = p.entries.first() {
+//!                     store.log.truncate(first.index.0 as usize - 1);
+//!                 }
+//!                 store.log.extend(p.entries);
+//!                 // ... fsync here, then acknowledge:
+//!                 node.persisted(p.token, store).unwrap();
+//!             }
+//!             Action::Apply { first, last } => {
+//!                 for i in first.0..=last.0 {
+//!                     if let raftlet::EntryData::Normal(x) = store.entry(Index(i)).unwrap().data {
+//!                         applied.push(x);
+//!                     }
+//!                 }
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! // A single-node cluster elects itself after an election timeout...
+//! while node.role() != raftlet::Role::Leader {
+//!     node.tick(&store);
+//!     drain(&mut node, &mut store, &mut applied);
+//! }
+//! // ...and commits and applies what it is asked to.
+//! node.propose(42, &store).unwrap();
+//! drain(&mut node, &mut store, &mut applied);
+//! assert_eq!(applied, [42]);
+//! ```
+//!
+//! ## Obligations of a runner
+//! * Drain `poll_action` after every input.
+//! * Persist in token order and acknowledge with [`Node::persisted`] only once durable. The
+//!   node withholds every vote grant and append acknowledgement until then, so sends may go out
+//!   the moment they are polled.
+//! * Hand the same storage view to every call; it must answer for every index the node was
+//!   told is durable.
+//!
+//! ## Implementation notes
+//! Pre-vote and check-quorum (on by default), probe / replicate flow control with an inflight
+//! window, fast log back-off with conflict hints, commit only of the leader's own term
+//! (Raft §5.4.2), a no-op entry at the start of every term.
+//!
+//! ## Features
+//! | feature | effect |
+//! |---|---|
+//! | `std` | implies `alloc`; nothing in the core needs it |
+//! | `alloc` | serde support for alloc-backed payloads |
+//! | `defmt` | `defmt::Format` on public types and defmt logging (exclusive with `log`) |
+//! | `log` | logging through the `log` facade |
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[macro_use]
+mod fmt;
+
+pub mod action;
+mod config;
+mod error;
+mod log;
+mod message;
+mod node;
+mod progress;
+mod rng;
+mod stats;
+mod storage;
+mod time;
+mod types;
+
+pub use action::{Action, Persist, PersistToken};
+pub use config::{Config, ConfigError};
+pub use error::{PersistError, ProposeError, StepError};
+pub use message::{AppendResult, Body, Message};
+pub use node::Node;
+pub use progress::FlowState;
+pub use stats::Stats;
+pub use storage::Storage;
+pub use time::{Duration, Instant};
+pub use types::{Entry, EntryData, HardState, Index, NodeId, Role, Term};
+
+/// Entries per message and per persist in the default profile.
+pub const DEFAULT_BATCH: usize = 16;
+
+/// The profile for hosted runners: up to 7 voters, 256 unstable entries, 16 entries per
+/// message, 8 appends in flight per follower, 64 queued sends.
+pub type DefaultNode<P> = Node<P, 7, 256, DEFAULT_BATCH, 8, 64>;
+/// Messages of [`DefaultNode`].
+pub type DefaultMessage<P> = Message<P, DEFAULT_BATCH>;
+/// Actions of [`DefaultNode`].
+pub type DefaultAction<P> = Action<P, DEFAULT_BATCH>;
+
+/// Entries per message and per persist in the tiny profile.
+pub const TINY_BATCH: usize = 4;
+
+/// The profile for microcontrollers: up to 5 voters, 16 unstable entries, 4 entries per
+/// message, 2 appends in flight per follower, 8 queued sends.
+pub type TinyNode<P> = Node<P, 5, 16, TINY_BATCH, 2, 8>;
+/// Messages of [`TinyNode`].
+pub type TinyMessage<P> = Message<P, TINY_BATCH>;

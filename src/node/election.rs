@@ -1,0 +1,198 @@
+//! Leader election (Raft §5.2, §5.4.1), pre-vote (thesis §9.6) and check-quorum (thesis §6.2).
+//!
+//! Invariants:
+//! * a node grants at most one (real) vote per term, and the grant leaves only once durable;
+//! * a candidate counts its own vote only once its `(term, vote)` is durable;
+//! * pre-votes change no term and no vote anywhere;
+//! * a leader that has not heard from a quorum for an election timeout steps down.
+
+use super::{Node, RoleState, Tally, VoteSet};
+use crate::message::Body;
+use crate::progress::Progress;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryData, Index, NodeId, Term};
+
+impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
+    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone,
+{
+    pub(super) fn start_election<S: Storage<P>>(&mut self, storage: &S) {
+        self.stats.campaigns += 1;
+        if self.cfg.pre_vote {
+            self.become_pre_candidate(storage);
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    fn become_pre_candidate<S: Storage<P>>(&mut self, storage: &S) {
+        let mut votes = VoteSet::default();
+        votes.record(self.cfg.id, true);
+        self.role = RoleState::PreCandidate(votes);
+        self.leader = None;
+        self.reset_election_timer();
+        info!("{} became PreCandidate at term {}", self.cfg.id, self.hs.term);
+        self.request_votes(true);
+        self.check_election_result(storage);
+    }
+
+    fn become_candidate(&mut self) {
+        self.hs.term = self.hs.term.next();
+        self.hs.vote = Some(self.cfg.id);
+        self.hs_dirty = true;
+        // The own vote is recorded by `after_durable` once the hard state is on disk.
+        self.role = RoleState::Candidate(VoteSet::default());
+        self.leader = None;
+        self.reset_election_timer();
+        info!("{} became Candidate at term {}", self.cfg.id, self.hs.term);
+        self.request_votes(false);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let term = if pre_vote { self.hs.term.next() } else { self.hs.term };
+        let body = Body::VoteRequest {
+            pre_vote,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+        };
+        for i in 0..self.cfg.voters.len() {
+            let v = self.cfg.voters[i];
+            if v != self.cfg.id {
+                self.send(v, term, body.clone());
+            }
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.hs.term {
+            self.hs.term = term;
+            self.hs.vote = None;
+            self.hs_dirty = true;
+        }
+        if !matches!(self.role, RoleState::Follower) {
+            info!("{} became Follower at term {}", self.cfg.id, self.hs.term);
+        }
+        self.role = RoleState::Follower;
+        self.leader = leader;
+        self.noop_pending = false;
+        self.reset_election_timer();
+        self.release_withheld();
+    }
+
+    fn become_leader<S: Storage<P>>(&mut self, storage: &S) {
+        let next = self.log.last_index().next();
+        let mut progress = heapless::Vec::new();
+        for &v in &self.cfg.voters {
+            if v != self.cfg.id {
+                let _ = progress.push(Progress::new(v, next, self.cfg.max_inflight));
+            }
+        }
+        self.role = RoleState::Leader(progress);
+        self.leader = Some(self.cfg.id);
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        info!("{} became Leader at term {}", self.cfg.id, self.hs.term);
+        self.append_noop();
+        self.bcast_append(storage);
+    }
+
+    /// Raft §8: a new leader commits an entry of its own term to learn (and commit) what is
+    /// committed. With no room it retries once a persist is acknowledged.
+    pub(super) fn append_noop(&mut self) {
+        let entry = Entry { term: self.hs.term, index: self.log.last_index().next(), data: EntryData::Noop };
+        self.noop_pending = self.log.push(entry).is_err();
+    }
+
+    pub(super) fn check_election_result<S: Storage<P>>(&mut self, storage: &S) {
+        let (pre, tally) = match &self.role {
+            RoleState::PreCandidate(v) => (true, v.tally(&self.cfg.voters)),
+            RoleState::Candidate(v) => (false, v.tally(&self.cfg.voters)),
+            _ => return,
+        };
+        match (tally, pre) {
+            (Tally::Won, true) => self.become_candidate(),
+            (Tally::Won, false) => self.become_leader(storage),
+            (Tally::Lost, _) => self.become_follower(self.hs.term, None),
+            (Tally::Pending, _) => {}
+        }
+    }
+
+    pub(super) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        let can_vote = self.hs.vote == Some(from)
+            || (self.hs.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.hs.term);
+        let grant = can_vote && self.log.is_up_to_date(last_index, last_term);
+        if !grant {
+            self.send(from, self.hs.term, Body::VoteResponse { pre_vote, granted: false });
+        } else if pre_vote {
+            // A pre-vote grant answers with the term it was asked for and changes nothing here.
+            self.send(from, term, Body::VoteResponse { pre_vote: true, granted: true });
+        } else {
+            self.election_elapsed = 0;
+            if self.hs.vote != Some(from) {
+                self.hs.vote = Some(from);
+                self.hs_dirty = true;
+            }
+            debug!("{} votes for {} at term {}", self.cfg.id, from, self.hs.term);
+            self.pending_vote = Some((from, self.hs.term));
+            self.release_withheld();
+        }
+    }
+
+    pub(super) fn handle_vote_response<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+        storage: &S,
+    ) {
+        let current = self.hs.term;
+        match &mut self.role {
+            RoleState::PreCandidate(votes) if pre_vote => {
+                // Grants carry the campaign term, rejections the voter's term.
+                if granted && term != current.next() {
+                    return;
+                }
+                votes.record(from, granted);
+            }
+            RoleState::Candidate(votes) if !pre_vote => votes.record(from, granted),
+            _ => return,
+        }
+        self.check_election_result(storage);
+    }
+
+    pub(super) fn tick_leader<S: Storage<P>>(&mut self, storage: &S) {
+        self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.cfg.election_ticks {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let RoleState::Leader(progress) = &mut self.role else { return };
+                let active = 1 + progress.iter().filter(|p| p.recent_active).count();
+                for p in progress.iter_mut() {
+                    p.recent_active = false;
+                }
+                if active < self.cfg.voters.len() / 2 + 1 {
+                    self.stats.quorum_lost += 1;
+                    warn!("{} lost its quorum at term {}: stepping down", self.cfg.id, self.hs.term);
+                    self.become_follower(self.hs.term, None);
+                    return;
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.bcast_heartbeat();
+        }
+        let _ = storage;
+    }
+}

@@ -1,0 +1,453 @@
+//! The Raft node: a pure state machine driven by inputs, producing [`Action`]s.
+//!
+//! Heads up: read Raft §5 (and thesis §9.6 for pre-vote, §6.2 for check-quorum) before changing
+//! this module. Elections live in `election.rs`, log replication in `replication.rs`; this file
+//! holds the state, the public API and the durability gate.
+//!
+//! Invariants maintained here:
+//! * a vote grant leaves the node only once the hard state that records it is durable;
+//! * an append acknowledgement for `match_index = m` leaves only once the hard state of its term
+//!   is durable and the log is durable up to `m` (`RaftLog::stable_last() >= m`);
+//! * a leader counts itself toward commit only up to its durable index;
+//! * `commit` never decreases; apply is emitted in order, once, only up to `min(commit, durable)`;
+//! * persists and applies are derived from state at poll time and are never dropped; only sends
+//!   can be dropped (queue full), and each drop is counted.
+
+mod election;
+mod replication;
+mod step;
+
+use crate::action::{Action, Persist, PersistToken};
+use crate::config::{Config, ConfigError};
+use crate::error::{PersistError, StepError};
+use crate::log::RaftLog;
+use crate::message::{Body, Message};
+use crate::progress::Progress;
+use crate::rng::SplitMix64;
+use crate::stats::Stats;
+use crate::storage::Storage;
+use crate::time::{Duration, Instant};
+use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+use heapless::Deque;
+
+/// Votes received in one (pre-)election: the first answer of each voter counts, duplicates do not.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VoteSet<const N: usize> {
+    votes: heapless::Vec<(NodeId, bool), N>,
+}
+
+enum Tally {
+    Won,
+    Lost,
+    Pending,
+}
+
+impl<const N: usize> VoteSet<N> {
+    fn record(&mut self, from: NodeId, granted: bool) {
+        if !self.votes.iter().any(|(id, _)| *id == from) {
+            let _ = self.votes.push((from, granted));
+        }
+    }
+    fn has(&self, id: NodeId) -> bool {
+        self.votes.iter().any(|(v, _)| *v == id)
+    }
+    fn tally(&self, voters: &[NodeId]) -> Tally {
+        let quorum = voters.len() / 2 + 1;
+        let counted = |want: bool| {
+            self.votes.iter().filter(|(id, g)| *g == want && voters.contains(id)).count()
+        };
+        if counted(true) >= quorum {
+            Tally::Won
+        } else if counted(false) > voters.len() - quorum {
+            Tally::Lost
+        } else {
+            Tally::Pending
+        }
+    }
+}
+
+/// Role-specific state: only a leader has progress, only candidates have votes.
+pub(crate) enum RoleState<const PEERS: usize, const INFLIGHT: usize> {
+    Follower,
+    PreCandidate(VoteSet<PEERS>),
+    Candidate(VoteSet<PEERS>),
+    Leader(heapless::Vec<Progress<INFLIGHT>, PEERS>),
+}
+
+/// A Raft node.
+///
+/// Capacities are const generics; use [`DefaultNode`](crate::DefaultNode) or
+/// [`TinyNode`](crate::TinyNode) unless you need other sizes:
+/// * `PEERS`: maximum number of voters, this node included;
+/// * `LOG`: entries held in memory until the runner acknowledges them as durable (back-pressure:
+///   [`ProposeError::Full`](crate::ProposeError::Full));
+/// * `BATCH`: entries per append message and per persist action;
+/// * `INFLIGHT`: append messages in flight per follower (the flow-control window);
+/// * `OUT`: queued outgoing messages (a full queue drops and counts sends).
+///
+/// # Methods by kind (after quinn-proto)
+/// * **inputs** (`&mut self`, take the runner's [`Storage`]): [`tick`](Self::tick) or
+///   [`handle_timeout`](Self::handle_timeout), [`step`](Self::step),
+///   [`propose`](Self::propose), [`persisted`](Self::persisted), [`campaign`](Self::campaign);
+/// * **output**: [`poll_action`](Self::poll_action), drained until `None` after every input,
+///   and [`poll_timeout`](Self::poll_timeout) to know when to call `handle_timeout` next;
+/// * **getters**: [`role`](Self::role), [`term`](Self::term), [`leader`](Self::leader),
+///   [`commit_index`](Self::commit_index), [`stats`](Self::stats), ...
+///
+/// The [action contract](crate::action) says what executing each action means.
+pub struct Node<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> {
+    pub(crate) cfg: Config<PEERS>,
+    pub(crate) hs: HardState,
+    pub(crate) role: RoleState<PEERS, INFLIGHT>,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog<P, LOG>,
+    pub(crate) commit: Index,
+    apply_emitted: Index,
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) election_timeout: u32,
+    rng: SplitMix64,
+    pub(crate) out: Deque<Message<P, BATCH>, OUT>,
+    /// The hard state changed since it was last handed out in a persist.
+    pub(crate) hs_dirty: bool,
+    /// Token of the newest persist that carried the hard state.
+    hs_token: u64,
+    next_token: u64,
+    acked_token: u64,
+    /// A vote grant `(candidate, term)` withheld until the hard state is durable.
+    pub(crate) pending_vote: Option<(NodeId, Term)>,
+    /// An append acknowledgement `(leader, term, match)` withheld until durable.
+    pub(crate) pending_ack: Option<(NodeId, Term, Index)>,
+    /// A new leader could not append its no-op (log full); it retries once room frees up.
+    pub(crate) noop_pending: bool,
+    clock: Option<Instant>,
+    tick_interval: Duration,
+    pub(crate) stats: Stats,
+}
+
+impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
+    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone,
+{
+    /// Creates a node from its configuration and whatever its storage holds: a fresh node
+    /// (empty storage) and a restarted one are built the same way. The node starts as a follower
+    /// with commit index `config.applied`.
+    ///
+    /// # Errors
+    /// An invalid configuration, a capacity of 0, or storage that contradicts itself.
+    pub fn new<S: Storage<P>>(mut config: Config<PEERS>, storage: &S) -> Result<Self, ConfigError> {
+        if PEERS == 0 || LOG == 0 || BATCH == 0 || INFLIGHT == 0 || OUT == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        config.validate()?;
+        config.max_inflight = config.max_inflight.min(INFLIGHT);
+        let hs = storage.hard_state();
+        if hs.vote.is_some_and(|v| !config.voters.contains(&v)) {
+            return Err(ConfigError::InconsistentStorage);
+        }
+        let last = storage.last_index();
+        let last_term = storage.term(last).ok_or(ConfigError::InconsistentStorage)?;
+        if last_term > hs.term {
+            return Err(ConfigError::InconsistentStorage);
+        }
+        if config.applied > last {
+            return Err(ConfigError::AppliedBeyondLog);
+        }
+        let applied = config.applied;
+        let mut node = Self {
+            rng: SplitMix64::new(config.seed),
+            cfg: config,
+            hs,
+            role: RoleState::Follower,
+            leader: None,
+            log: RaftLog::new(last, last_term),
+            commit: applied,
+            apply_emitted: applied,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: 0,
+            out: Deque::new(),
+            hs_dirty: false,
+            hs_token: 0,
+            next_token: 1,
+            acked_token: 0,
+            pending_vote: None,
+            pending_ack: None,
+            noop_pending: false,
+            clock: None,
+            tick_interval: Duration::from_millis(100),
+            stats: Stats::default(),
+        };
+        node.reset_election_timer();
+        info!("{} started at term {} with last index {}", node.cfg.id, node.hs.term, last);
+        Ok(node)
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
+    pub fn tick<S: Storage<P>>(&mut self, storage: &S) {
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.tick_leader(storage);
+        } else {
+            self.election_elapsed = self.election_elapsed.saturating_add(1);
+            if self.election_elapsed >= self.election_timeout {
+                self.start_election(storage);
+            }
+        }
+    }
+
+    /// Sets the wall-clock length of one tick for [`handle_timeout`](Self::handle_timeout)
+    /// (default 100 ms). Has no effect on [`tick`](Self::tick).
+    pub fn set_tick_interval(&mut self, interval: Duration) {
+        self.tick_interval = if interval.as_micros() == 0 { Duration::from_micros(1) } else { interval };
+    }
+
+    /// Time-driven alternative to [`tick`](Self::tick): runs every tick that is due at `now`
+    /// (the first call only anchors the clock). `now` must not go backwards; if it jumps far
+    /// ahead (a suspended process), at most `2 * election_ticks` ticks run.
+    pub fn handle_timeout<S: Storage<P>>(&mut self, now: Instant, storage: &S) {
+        let step = self.tick_interval;
+        let Some(mut next) = self.clock else {
+            self.clock = Some(now.saturating_add(step));
+            return;
+        };
+        let mut budget = self.cfg.election_ticks.saturating_mul(2);
+        while next <= now && budget > 0 {
+            self.tick(storage);
+            next = next.saturating_add(step);
+            budget -= 1;
+        }
+        if next <= now {
+            next = now.saturating_add(step);
+        }
+        self.clock = Some(next);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next (`None` until the
+    /// first call anchors the clock: call it once at start-up).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.clock
+    }
+
+    /// Handles one message from a peer. Untrusted input is validated first: an error means the
+    /// message was ignored (and counted in [`Stats`]), with no change to the node's state except
+    /// that a stale leader may be told the current term.
+    ///
+    /// # Errors
+    /// Why the message was ignored; see [`StepError`].
+    pub fn step<S: Storage<P>>(&mut self, msg: Message<P, BATCH>, storage: &S) -> Result<(), StepError> {
+        if msg.to != self.cfg.id || msg.from == self.cfg.id || !self.cfg.voters.contains(&msg.from) {
+            self.stats.unknown_peer += 1;
+            debug!("{} ignored a message from unknown peer {}", self.cfg.id, msg.from);
+            return Err(StepError::UnknownPeer);
+        }
+        if !Self::well_formed(&msg) {
+            self.stats.malformed += 1;
+            debug!("{} ignored a malformed {} from {}", self.cfg.id, msg.body.kind(), msg.from);
+            return Err(StepError::Malformed);
+        }
+        self.step_term(&msg)?;
+        self.dispatch(msg, storage)
+    }
+
+    /// Asks this node to start an election now (as if its election timeout fired). Does nothing
+    /// on a leader.
+    pub fn campaign<S: Storage<P>>(&mut self, storage: &S) {
+        if !matches!(self.role, RoleState::Leader(_)) {
+            self.start_election(storage);
+        }
+    }
+
+    /// The runner made every persist up to `token` durable.
+    ///
+    /// # Errors
+    /// [`PersistError`] for a token that was never issued or already acknowledged; the node's
+    /// state is unchanged.
+    pub fn persisted<S: Storage<P>>(&mut self, token: PersistToken, storage: &S) -> Result<(), PersistError> {
+        let t = token.0;
+        if t == 0 || t >= self.next_token {
+            return Err(PersistError::UnknownToken);
+        }
+        if t <= self.acked_token {
+            return Err(PersistError::AlreadyAcknowledged);
+        }
+        self.acked_token = t;
+        self.log.acknowledge(t);
+        self.release_withheld();
+        self.after_durable(storage);
+        Ok(())
+    }
+
+    // ----- output -------------------------------------------------------------------------
+
+    /// The next action to execute, or `None` when there is nothing to do. Drain it after every
+    /// input. Order: queued sends, then the next persist, then the next apply.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action<P, BATCH>> {
+        if let Some(m) = self.out.pop_front() {
+            return Some(Action::Send(m));
+        }
+        if (self.hs_dirty || self.log.has_unhanded()) && self.log.record_room() {
+            let token = self.next_token;
+            self.next_token += 1;
+            let hard_state = if self.hs_dirty {
+                self.hs_dirty = false;
+                self.hs_token = token;
+                Some(self.hs)
+            } else {
+                None
+            };
+            let mut entries = heapless::Vec::new();
+            self.log.hand_out(token, &mut entries);
+            return Some(Action::Persist(Persist { token: PersistToken(token), hard_state, entries }));
+        }
+        let applicable = core::cmp::min(self.commit, self.log.stable_last());
+        if applicable > self.apply_emitted {
+            let first = self.apply_emitted.next();
+            self.apply_emitted = applicable;
+            return Some(Action::Apply { first, last: applicable });
+        }
+        None
+    }
+
+    // ----- getters ------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+    /// The voting members.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.cfg.voters
+    }
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate(_) => Role::PreCandidate,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.hs.term
+    }
+    /// The current hard state (which may not be durable yet).
+    pub fn hard_state(&self) -> HardState {
+        self.hs
+    }
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// The highest index known to be committed.
+    pub fn commit_index(&self) -> Index {
+        self.commit
+    }
+    /// The highest index handed out for apply.
+    pub fn applied_index(&self) -> Index {
+        self.apply_emitted
+    }
+    /// Index of the last entry in the log (durable or not).
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+    /// Term of the last entry in the log.
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+    /// The highest index acknowledged as durable and still part of the log.
+    pub fn durable_index(&self) -> Index {
+        self.log.stable_last()
+    }
+    /// How many more entries the unstable log can take.
+    pub fn log_room(&self) -> usize {
+        self.log.room()
+    }
+    /// The term of the entry at `index` as this node sees its log.
+    pub fn term_at<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Term> {
+        self.log.term(index, storage)
+    }
+    /// A copy of the entry at `index` as this node sees its log.
+    pub fn entry_at<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Entry<P>> {
+        self.log.entry(index, storage)
+    }
+    /// Counters of dropped, refused and ignored work.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    // ----- internals shared by election and replication -----------------------------------
+
+    pub(crate) fn hs_durable(&self) -> bool {
+        !self.hs_dirty && self.acked_token >= self.hs_token
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<P, BATCH>) {
+        trace!("{} -> {} {} term {}", self.cfg.id, to, body.kind(), term);
+        if self.out.push_back(Message { from: self.cfg.id, to, term, body }).is_err() {
+            self.stats.dropped_sends += 1;
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = self.cfg.election_ticks + self.rng.below(self.cfg.election_ticks);
+    }
+
+    /// Releases withheld vote grants and append acknowledgements whose state is now durable,
+    /// and forgets those that a term change made moot.
+    pub(crate) fn release_withheld(&mut self) {
+        let durable = self.hs_durable();
+        if let Some((to, term)) = self.pending_vote {
+            if term != self.hs.term || self.hs.vote != Some(to) {
+                self.pending_vote = None;
+            } else if durable {
+                self.pending_vote = None;
+                self.send(to, term, Body::VoteResponse { pre_vote: false, granted: true });
+            }
+        }
+        if let Some((to, term, m)) = self.pending_ack {
+            if term != self.hs.term {
+                self.pending_ack = None;
+            } else if durable && self.log.stable_last() >= m {
+                self.pending_ack = None;
+                self.send(
+                    to,
+                    term,
+                    Body::AppendResponse(crate::message::AppendResult::Accepted { match_index: m }),
+                );
+            }
+        }
+    }
+
+    /// Work that waits for durability: a candidate's own vote, a leader's own match.
+    fn after_durable<S: Storage<P>>(&mut self, storage: &S) {
+        let id = self.cfg.id;
+        let durable = self.hs_durable();
+        if let RoleState::Candidate(votes) = &mut self.role {
+            if durable && !votes.has(id) {
+                votes.record(id, true);
+                self.check_election_result(storage);
+            }
+        } else if matches!(self.role, RoleState::Leader(_)) {
+            if self.noop_pending {
+                self.append_noop();
+            }
+            if self.maybe_commit(storage) {
+                self.bcast_append(storage);
+            }
+        }
+    }
+}

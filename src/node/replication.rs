@@ -1,0 +1,308 @@
+//! Log replication (Raft §5.3), commitment (§5.4.2), flow control and proposals.
+//!
+//! Invariants:
+//! * a follower never truncates at or below its commit index (a message asking for that is
+//!   ignored as malformed);
+//! * a leader never overwrites or truncates its own log;
+//! * a leader commits only an entry of its own term, once a quorum (itself counted only up to
+//!   its durable index) has it;
+//! * a follower adopts a commit index only up to the last entry it knows matches the leader.
+
+use super::{Node, RoleState};
+use crate::error::{ProposeError, StepError};
+use crate::message::{AppendResult, Body, Message};
+use crate::progress::FlowState;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryData, Index, NodeId, Term};
+
+impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
+    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone,
+{
+    /// Proposes a command. On the leader it is appended to the log and replicated; the returned
+    /// index is where it will commit, unless leadership is lost first (then the entry may be
+    /// overwritten: watch the applied entries, not this index alone).
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] (naming the leader when known) or [`ProposeError::Full`];
+    /// either way the payload is handed back.
+    pub fn propose<S: Storage<P>>(&mut self, data: P, storage: &S) -> Result<Index, ProposeError<P>> {
+        if !matches!(self.role, RoleState::Leader(_)) {
+            self.stats.proposals_refused += 1;
+            return Err(ProposeError::NotLeader { leader: self.leader, data });
+        }
+        if self.noop_pending || self.log.room() == 0 {
+            self.stats.proposals_refused += 1;
+            return Err(ProposeError::Full(data));
+        }
+        let index = self.log.last_index().next();
+        let entry = Entry { term: self.hs.term, index, data: EntryData::Normal(data) };
+        // Cannot fail: room was checked above.
+        let _ = self.log.push(entry);
+        self.send_new_entries(storage);
+        Ok(index)
+    }
+
+    /// Sends everything the window allows to every follower.
+    fn send_new_entries<S: Storage<P>>(&mut self, storage: &S) {
+        for i in 0..self.peer_count() {
+            while self.send_append(i, false, storage) {}
+        }
+    }
+
+    fn peer_count(&self) -> usize {
+        match &self.role {
+            RoleState::Leader(p) => p.len(),
+            _ => 0,
+        }
+    }
+
+    fn peer_index(&self, id: NodeId) -> Option<usize> {
+        match &self.role {
+            RoleState::Leader(p) => p.iter().position(|pr| pr.id == id),
+            _ => None,
+        }
+    }
+
+    /// Sends one append to follower `i` if flow control allows (etcd's `maybeSendAppend`).
+    /// Returns whether a message was queued.
+    pub(super) fn send_append<S: Storage<P>>(&mut self, i: usize, allow_empty: bool, storage: &S) -> bool {
+        let RoleState::Leader(progress) = &mut self.role else { return false };
+        let Some(pr) = progress.get_mut(i) else { return false };
+        if pr.is_paused() {
+            return false;
+        }
+        if self.out.is_full() {
+            self.stats.dropped_sends += 1;
+            return false;
+        }
+        let prev_index = pr.next.prev();
+        let Some(prev_term) = self.log.term(prev_index, storage) else {
+            self.stats.storage_misses += 1;
+            return false;
+        };
+        let mut entries = heapless::Vec::new();
+        let last = self.log.last_index();
+        let mut at = pr.next;
+        while at <= last && !entries.is_full() {
+            match self.log.entry(at, storage) {
+                Some(e) => {
+                    let _ = entries.push(e);
+                    at = at.next();
+                }
+                None => {
+                    self.stats.storage_misses += 1;
+                    break;
+                }
+            }
+        }
+        if entries.is_empty() && !allow_empty {
+            return false;
+        }
+        pr.sent(entries.last().map(|e| e.index));
+        let to = pr.id;
+        let body = Body::Append { prev_index, prev_term, commit: self.commit, entries };
+        let msg = Message { from: self.cfg.id, to, term: self.hs.term, body };
+        if self.out.push_back(msg).is_err() {
+            self.stats.dropped_sends += 1;
+        }
+        true
+    }
+
+    /// One append (possibly empty, to carry the commit index) to every follower, then whatever
+    /// else the windows allow.
+    pub(super) fn bcast_append<S: Storage<P>>(&mut self, storage: &S) {
+        for i in 0..self.peer_count() {
+            if self.send_append(i, true, storage) {
+                while self.send_append(i, false, storage) {}
+            }
+        }
+    }
+
+    pub(super) fn bcast_heartbeat(&mut self) {
+        let RoleState::Leader(progress) = &self.role else { return };
+        for i in 0..progress.len() {
+            let RoleState::Leader(progress) = &self.role else { return };
+            let pr = &progress[i];
+            // Never tell a follower to commit beyond what it is known to hold.
+            let commit = core::cmp::min(pr.matched, self.commit);
+            let to = pr.id;
+            self.send(to, self.hs.term, Body::Heartbeat { commit });
+        }
+    }
+
+    /// Raft §5.4.2: advance the commit index to the highest index a quorum holds, if that entry
+    /// is from the current term. Returns whether it advanced.
+    pub(super) fn maybe_commit<S: Storage<P>>(&mut self, storage: &S) -> bool {
+        let RoleState::Leader(progress) = &self.role else { return false };
+        let mut matched: heapless::Vec<Index, PEERS> = heapless::Vec::new();
+        let _ = matched.push(self.log.stable_last());
+        for pr in progress {
+            let _ = matched.push(pr.matched);
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum = self.cfg.voters.len() / 2 + 1;
+        let Some(&candidate) = matched.get(quorum - 1) else { return false };
+        if candidate > self.commit && self.log.term(candidate, storage) == Some(self.hs.term) {
+            debug!("{} committed up to {} at term {}", self.cfg.id, candidate, self.hs.term);
+            self.commit = candidate;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(super) fn handle_append<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        commit: Index,
+        entries: heapless::Vec<Entry<P>, BATCH>,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        if prev_index < self.commit {
+            // Everything up to our commit index already matches the leader (Log Matching).
+            self.queue_ack(from, self.commit);
+            return Ok(());
+        }
+        if self.log.term(prev_index, storage) != Some(prev_term) {
+            let hint = core::cmp::min(prev_index, self.log.last_index());
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(hint, prev_term, storage);
+            let result = AppendResult::Rejected { rejected: prev_index, hint_index, hint_term };
+            self.send(from, self.hs.term, Body::AppendResponse(result));
+            return Ok(());
+        }
+        // Skip the entries we already have; find the first that is new or conflicts.
+        let first_new = entries
+            .iter()
+            .position(|e| self.log.term(e.index, storage) != Some(e.term))
+            .unwrap_or(entries.len());
+        let mut last_new = Index(prev_index.0 + first_new as u64);
+        if let Some(conflict) = entries.get(first_new).map(|e| e.index) {
+            if conflict <= self.commit {
+                // A leader asking to overwrite a committed entry: impossible in Raft.
+                self.stats.malformed += 1;
+                return Err(StepError::Malformed);
+            }
+            let kept = conflict.0.saturating_sub(self.log.stable_last().0 + 1) as usize;
+            let room = LOG - core::cmp::min(kept, LOG);
+            if room == 0 {
+                self.stats.log_full += 1;
+                if first_new > 0 {
+                    self.queue_ack(from, last_new);
+                }
+                return Err(StepError::LogFull);
+            }
+            if conflict <= self.log.last_index() {
+                debug!("{} truncates its log from {}", self.cfg.id, conflict);
+                self.log.truncate_from(conflict, storage);
+                if let Some((_, _, m)) = &mut self.pending_ack {
+                    *m = core::cmp::min(*m, conflict.prev());
+                }
+            }
+            for e in entries.into_iter().skip(first_new).take(room) {
+                last_new = e.index;
+                if self.log.push(e).is_err() {
+                    break;
+                }
+            }
+        }
+        let new_commit = core::cmp::min(commit, last_new);
+        if new_commit > self.commit {
+            self.commit = new_commit;
+        }
+        self.queue_ack(from, last_new);
+        Ok(())
+    }
+
+    /// Queues an acknowledgement of `match_index` to the leader; it leaves once durable.
+    fn queue_ack(&mut self, to: NodeId, match_index: Index) {
+        let term = self.hs.term;
+        let keep_old = matches!(self.pending_ack, Some((t, tt, m)) if t == to && tt == term && m >= match_index);
+        if !keep_old {
+            self.pending_ack = Some((to, term, match_index));
+        }
+        self.release_withheld();
+    }
+
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: Index) {
+        let commit = core::cmp::min(commit, self.log.last_index());
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        self.send(from, self.hs.term, Body::HeartbeatResponse);
+    }
+
+    pub(super) fn handle_append_response<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        result: AppendResult,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        let Some(i) = self.peer_index(from) else { return Err(StepError::UnknownPeer) };
+        let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+        let pr = &mut progress[i];
+        match result {
+            AppendResult::Accepted { match_index } => {
+                if match_index > last {
+                    self.stats.malformed += 1;
+                    return Err(StepError::Malformed);
+                }
+                pr.recent_active = true;
+                if !pr.maybe_update(match_index) {
+                    return Ok(());
+                }
+                match pr.state {
+                    FlowState::Probe => pr.become_replicate(),
+                    FlowState::Replicate => pr.inflights.free_le(match_index),
+                }
+                if self.maybe_commit(storage) {
+                    self.bcast_append(storage);
+                } else {
+                    while self.send_append(i, false, storage) {}
+                }
+            }
+            AppendResult::Rejected { rejected, hint_index, hint_term } => {
+                if rejected > last {
+                    self.stats.malformed += 1;
+                    return Err(StepError::Malformed);
+                }
+                pr.recent_active = true;
+                let next_probe = if hint_term.0 > 0 {
+                    self.log.find_conflict_by_term(hint_index, hint_term, storage).0
+                } else {
+                    hint_index
+                };
+                let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+                let pr = &mut progress[i];
+                if pr.maybe_decrease_to(rejected, next_probe) {
+                    if pr.state == FlowState::Replicate {
+                        pr.become_probe();
+                    }
+                    self.send_append(i, true, storage);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn handle_heartbeat_response<S: Storage<P>>(&mut self, from: NodeId, storage: &S) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        let Some(i) = self.peer_index(from) else { return Err(StepError::UnknownPeer) };
+        let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+        let pr = &mut progress[i];
+        pr.recent_active = true;
+        pr.paused = false;
+        if pr.state == FlowState::Replicate && pr.inflights.full() {
+            pr.inflights.free_first();
+        }
+        if pr.matched < last {
+            self.send_append(i, true, storage);
+        }
+        Ok(())
+    }
+}
+

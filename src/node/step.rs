@@ -1,0 +1,142 @@
+//! Incoming messages: validation of untrusted content, the term rules of Raft §5.1 (with the
+//! pre-vote and check-quorum exceptions of thesis §9.6 / §6.2), and dispatch by role.
+//!
+//! Nothing here mutates state before a message is known to be well formed and current.
+
+use super::{Node, RoleState};
+use crate::error::StepError;
+use crate::message::{AppendResult, Body, Message};
+use crate::storage::Storage;
+
+impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
+    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone,
+{
+    /// Structural checks that need no state: contiguous entries, terms that cannot exceed the
+    /// message's term, hints that point backwards.
+    pub(super) fn well_formed(msg: &Message<P, BATCH>) -> bool {
+        match &msg.body {
+            Body::VoteRequest { last_term, .. } => *last_term <= msg.term,
+            Body::Append { prev_index, prev_term, entries, .. } => {
+                if *prev_term > msg.term {
+                    return false;
+                }
+                let mut expect = *prev_index;
+                let mut term = *prev_term;
+                for e in entries {
+                    let Some(next) = expect.0.checked_add(1) else { return false };
+                    if e.index.0 != next || e.term < term || e.term > msg.term {
+                        return false;
+                    }
+                    expect = e.index;
+                    term = e.term;
+                }
+                true
+            }
+            Body::AppendResponse(AppendResult::Rejected { rejected, hint_index, .. }) => {
+                hint_index <= rejected
+            }
+            _ => true,
+        }
+    }
+
+    /// Raft's term rules. `Ok` means: go on handling the message at the (possibly new) term.
+    pub(super) fn step_term(&mut self, msg: &Message<P, BATCH>) -> Result<(), StepError> {
+        let term = self.hs.term;
+        if msg.term > term {
+            match msg.body {
+                Body::VoteRequest { .. } => {
+                    // Check-quorum lease: while we hear from a leader, a higher-term candidate is
+                    // a disruptive rejoining node, not a sign the leader is gone.
+                    let in_lease = self.cfg.check_quorum
+                        && self.leader.is_some()
+                        && self.election_elapsed < self.cfg.election_ticks;
+                    if in_lease {
+                        self.stats.ignored_in_lease += 1;
+                        debug!("{} ignored a vote request from {} during lease", self.cfg.id, msg.from);
+                        return Err(StepError::InLease);
+                    }
+                    if let Body::VoteRequest { pre_vote: false, .. } = msg.body {
+                        self.become_follower(msg.term, None);
+                    }
+                }
+                // A granted pre-vote carries the term the candidate would campaign in.
+                Body::VoteResponse { pre_vote: true, granted: true } => {}
+                Body::Append { .. } | Body::Heartbeat { .. } => self.become_follower(msg.term, Some(msg.from)),
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < term {
+            self.stats.stale_term += 1;
+            match msg.body {
+                // Tell a stale leader the current term, so it steps down. Without pre-vote or
+                // check-quorum the stale leader's own timers would do that.
+                Body::Append { .. } | Body::Heartbeat { .. }
+                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                {
+                    self.send(msg.from, term, Body::HeartbeatResponse);
+                }
+                Body::VoteRequest { pre_vote: true, .. } => {
+                    self.send(msg.from, term, Body::VoteResponse { pre_vote: true, granted: false });
+                }
+                _ => {}
+            }
+            return Err(StepError::StaleTerm);
+        }
+        Ok(())
+    }
+
+    pub(super) fn dispatch<S: Storage<P>>(&mut self, msg: Message<P, BATCH>, storage: &S) -> Result<(), StepError> {
+        let Message { from, term, body, .. } = msg;
+        match body {
+            Body::VoteRequest { pre_vote, last_index, last_term } => {
+                self.handle_vote_request(from, term, pre_vote, last_index, last_term);
+                Ok(())
+            }
+            Body::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, term, pre_vote, granted, storage);
+                Ok(())
+            }
+            Body::Append { prev_index, prev_term, commit, entries } => {
+                self.accept_leader(from)?;
+                self.handle_append(from, prev_index, prev_term, commit, entries, storage)
+            }
+            Body::Heartbeat { commit } => {
+                self.accept_leader(from)?;
+                self.handle_heartbeat(from, commit);
+                Ok(())
+            }
+            Body::AppendResponse(result) => match self.role {
+                RoleState::Leader(_) => self.handle_append_response(from, result, storage),
+                _ => Ok(()),
+            },
+            Body::HeartbeatResponse => match self.role {
+                RoleState::Leader(_) => self.handle_heartbeat_response(from, storage),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// An append or heartbeat at our term: its sender is the term's leader.
+    fn accept_leader(&mut self, from: crate::types::NodeId) -> Result<(), StepError> {
+        match self.role {
+            RoleState::Leader(_) => {
+                // Two leaders in one term cannot happen in Raft: the message is forged or broken.
+                self.stats.malformed += 1;
+                return Err(StepError::Malformed);
+            }
+            RoleState::PreCandidate(_) | RoleState::Candidate(_) => {
+                self.become_follower(self.hs.term, Some(from));
+            }
+            RoleState::Follower => {
+                if self.leader.is_some_and(|l| l != from) {
+                    self.stats.malformed += 1;
+                    return Err(StepError::Malformed);
+                }
+                self.leader = Some(from);
+            }
+        }
+        self.election_elapsed = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! The leader's view of one follower: flow control (probe / replicate) and the inflight window.
+//!
+//! Invariants:
+//! * `matched < next` always;
+//! * in `Probe`, at most one append is outstanding (`paused` after sending it) until the follower
+//!   answers or a heartbeat response arrives;
+//! * in `Replicate`, appends are sent optimistically (`next` advances as they leave) and at most
+//!   `inflights.limit` are unacknowledged; each slot records the last index of one message.
+
+use crate::types::{Index, NodeId};
+
+/// Flow-control state of one follower (etcd's `StateProbe` / `StateReplicate`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FlowState {
+    /// The leader does not know where the follower's log matches: one append at a time.
+    Probe,
+    /// The follower's log matches up to `matched`: stream appends, bounded by the window.
+    Replicate,
+}
+
+/// A fixed-capacity ring of the last indices of in-flight appends.
+#[derive(Clone, Debug)]
+pub(crate) struct Inflights<const N: usize> {
+    buf: [Index; N],
+    start: usize,
+    count: usize,
+    limit: usize,
+}
+
+impl<const N: usize> Inflights<N> {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self { buf: [Index(0); N], start: 0, count: 0, limit: limit.clamp(1, N.max(1)) }
+    }
+    pub(crate) fn full(&self) -> bool {
+        self.count >= self.limit
+    }
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+    /// Records a message whose last entry is `last`. The caller checks `full()` first.
+    pub(crate) fn add(&mut self, last: Index) {
+        if self.full() || N == 0 {
+            return;
+        }
+        let slot = (self.start + self.count) % N;
+        self.buf[slot] = last;
+        self.count += 1;
+    }
+    /// Frees every message whose last index is `<= to`.
+    pub(crate) fn free_le(&mut self, to: Index) {
+        while self.count > 0 && self.buf[self.start] <= to {
+            self.start = (self.start + 1) % N;
+            self.count -= 1;
+        }
+    }
+    /// Frees the oldest message (used when a heartbeat response shows the follower is alive but
+    /// the window is full: the messages that filled it may all have been lost).
+    pub(crate) fn free_first(&mut self) {
+        if self.count > 0 {
+            self.start = (self.start + 1) % N;
+            self.count -= 1;
+        }
+    }
+    pub(crate) fn reset(&mut self) {
+        self.start = 0;
+        self.count = 0;
+    }
+}
+
+/// What the leader tracks for one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress<const INFLIGHT: usize> {
+    pub(crate) id: NodeId,
+    pub(crate) matched: Index,
+    pub(crate) next: Index,
+    pub(crate) state: FlowState,
+    /// Probe only: an append is outstanding.
+    pub(crate) paused: bool,
+    pub(crate) inflights: Inflights<INFLIGHT>,
+    /// Heard from since the last check-quorum round.
+    pub(crate) recent_active: bool,
+}
+
+impl<const I: usize> Progress<I> {
+    pub(crate) fn new(id: NodeId, next: Index, max_inflight: usize) -> Self {
+        Self {
+            id,
+            matched: Index(0),
+            next,
+            state: FlowState::Probe,
+            paused: false,
+            inflights: Inflights::new(max_inflight),
+            // A new leader assumes everyone is alive until the first check-quorum round.
+            recent_active: true,
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        match self.state {
+            FlowState::Probe => self.paused,
+            FlowState::Replicate => self.inflights.full(),
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        self.state = FlowState::Probe;
+        self.paused = false;
+        self.next = self.matched.next();
+        self.inflights.reset();
+    }
+
+    pub(crate) fn become_replicate(&mut self) {
+        self.state = FlowState::Replicate;
+        self.paused = false;
+        self.next = self.matched.next();
+        self.inflights.reset();
+    }
+
+    /// The follower acknowledged `n`. Returns whether that was news.
+    pub(crate) fn maybe_update(&mut self, n: Index) -> bool {
+        let updated = n > self.matched;
+        if updated {
+            self.matched = n;
+            self.paused = false;
+        }
+        if self.next <= n {
+            self.next = n.next();
+        }
+        updated
+    }
+
+    /// The follower rejected an append whose `prev_index` was `rejected`; `hint` is the leader's
+    /// best guess of the last matching index. Returns whether the rejection was news (stale or
+    /// duplicated rejections are ignored, so reordering cannot push `next` below `matched + 1`).
+    pub(crate) fn maybe_decrease_to(&mut self, rejected: Index, hint: Index) -> bool {
+        match self.state {
+            FlowState::Replicate => {
+                if rejected <= self.matched {
+                    return false;
+                }
+                self.next = self.matched.next();
+                true
+            }
+            FlowState::Probe => {
+                if self.next.prev() != rejected {
+                    return false;
+                }
+                self.next = core::cmp::max(core::cmp::min(rejected, hint.next()), self.matched.next());
+                self.paused = false;
+                true
+            }
+        }
+    }
+
+    /// Records that an append carrying entries up to `last` (or none) left.
+    pub(crate) fn sent(&mut self, last: Option<Index>) {
+        match self.state {
+            FlowState::Replicate => {
+                if let Some(last) = last {
+                    self.next = last.next();
+                    self.inflights.add(last);
+                }
+            }
+            FlowState::Probe => self.paused = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflights_window() {
+        let mut w = Inflights::<4>::new(3);
+        for i in 1..=3 {
+            assert!(!w.full());
+            w.add(Index(i * 10));
+        }
+        assert!(w.full());
+        w.free_le(Index(15));
+        assert_eq!(w.len(), 2);
+        w.add(Index(40));
+        assert!(w.full());
+        w.free_first();
+        assert_eq!(w.len(), 2);
+        w.free_le(Index(100));
+        assert_eq!(w.len(), 0);
+        // A limit above the capacity is clamped to the capacity.
+        assert_eq!(Inflights::<2>::new(usize::MAX).limit, 2);
+    }
+
+    #[test]
+    fn probe_ignores_stale_rejections() {
+        let mut p = Progress::<4>::new(NodeId(2), Index(10), 4);
+        assert!(!p.maybe_decrease_to(Index(5), Index(3)), "stale: next-1 is 9");
+        assert!(p.maybe_decrease_to(Index(9), Index(3)));
+        assert_eq!(p.next, Index(4));
+        p.maybe_update(Index(6));
+        assert_eq!(p.next, Index(7));
+        assert!(!p.maybe_decrease_to(Index(3), Index(0)));
+        p.become_replicate();
+        assert!(!p.maybe_decrease_to(Index(6), Index(0)), "at or below match: stale");
+        assert!(p.maybe_decrease_to(Index(8), Index(0)));
+        assert_eq!(p.next, Index(7));
+    }
+}

@@ -1,0 +1,29 @@
+//! Counters of everything the node dropped, refused or ignored. Raft tolerates lost messages;
+//! these counters make the losses visible.
+
+/// Monotonic counters. Read them with [`Node::stats`](crate::Node::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Messages dropped because the outgoing queue was full.
+    pub dropped_sends: u64,
+    /// Messages ignored because they were addressed to another node or came from a non-member.
+    pub unknown_peer: u64,
+    /// Messages ignored because their term was stale.
+    pub stale_term: u64,
+    /// Messages ignored because their content was impossible (non-contiguous entries, an index
+    /// beyond the log, a second leader in one term, ...).
+    pub malformed: u64,
+    /// Vote requests ignored because a leader was recently heard from (check-quorum lease).
+    pub ignored_in_lease: u64,
+    /// Appends dropped because the unstable log had no room.
+    pub log_full: u64,
+    /// Proposals refused (not leader, or no room).
+    pub proposals_refused: u64,
+    /// Reads from [`Storage`](crate::Storage) that returned nothing where an answer was expected.
+    pub storage_misses: u64,
+    /// Elections (and pre-elections) started by this node.
+    pub campaigns: u64,
+    /// Times this node stepped down because check-quorum failed.
+    pub quorum_lost: u64,
+}

@@ -1,0 +1,24 @@
+//! The read-only view of durable storage that the node needs.
+//!
+//! The node never writes storage: it emits [`Action::Persist`](crate::Action::Persist) and the
+//! runner writes. It reads storage only at indices it knows are durable (acknowledged through
+//! [`Node::persisted`](crate::Node::persisted)), so a runner may execute persists asynchronously
+//! and still hand the node a view that contains writes not yet acknowledged.
+
+use crate::types::{Entry, HardState, Index, Term};
+
+/// Durable state as the runner's storage holds it.
+///
+/// Implementations must answer for every index the node has been told is durable; a missing
+/// answer is treated as "not available" (the node skips the work that needed it and counts it in
+/// [`Stats::storage_misses`](crate::Stats::storage_misses)), never as a reason to panic.
+pub trait Storage<P> {
+    /// The persisted hard state (`HardState::default()` for a fresh node).
+    fn hard_state(&self) -> HardState;
+    /// Index of the last persisted entry (0 for an empty log).
+    fn last_index(&self) -> Index;
+    /// Term of the entry at `index`. `Index(0)` must answer `Some(Term(0))`.
+    fn term(&self, index: Index) -> Option<Term>;
+    /// A copy of the entry at `index`.
+    fn entry(&self, index: Index) -> Option<Entry<P>>;
+}

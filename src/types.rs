@@ -1,0 +1,114 @@
+//! Identifier newtypes, log entries and the durable hard state.
+//!
+//! `Term`, `Index` and `NodeId` are distinct types so that a term can never be passed where an
+//! index is expected (a classic Raft bug in code that uses bare `u64` everywhere).
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+macro_rules! newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub struct $name(pub u64);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+newtype!(
+    /// A cluster member's identity. `NodeId(0)` is reserved and never a valid member.
+    NodeId
+);
+newtype!(
+    /// A Raft term. Terms only grow; `Term(0)` precedes every election.
+    Term
+);
+newtype!(
+    /// A log position. The first entry has index 1; `Index(0)` is the empty log.
+    Index
+);
+
+impl Index {
+    /// The next index (saturating: an untrusted `u64::MAX` never wraps to 0).
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+    /// The previous index, `Index(0)` stays `Index(0)`.
+    #[must_use]
+    pub const fn prev(self) -> Self {
+        Self(self.0.saturating_sub(1))
+    }
+}
+
+impl Term {
+    /// The next term (saturating).
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+/// What an entry carries.
+///
+/// New variants are only ever appended (the wire format depends on the variant order).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EntryData<P> {
+    /// Appended by every new leader at the start of its term (Raft §5.4.2, §8): committing it
+    /// commits everything before it.
+    Noop,
+    /// An application command, applied to the state machine once committed.
+    Normal(P),
+}
+
+/// One log entry.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Entry<P> {
+    /// The term of the leader that created the entry.
+    pub term: Term,
+    /// The entry's position in the log.
+    pub index: Index,
+    /// The payload.
+    pub data: EntryData<P>,
+}
+
+/// The state a node must persist before it acts on it (Raft figure 2, "persistent state").
+///
+/// The commit index is deliberately not part of it: it is volatile in Raft and is relearned from
+/// the leader after a restart.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate this node voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+}
+
+/// The role a node currently plays.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// Follows a leader (possibly unknown).
+    Follower,
+    /// Asks for pre-votes without raising its term (thesis §9.6).
+    PreCandidate,
+    /// Asks for votes in a new term.
+    Candidate,
+    /// Accepts proposals and replicates the log.
+    Leader,
+}
