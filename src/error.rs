@@ -30,7 +30,9 @@ impl<P> ProposeError<P> {
 impl<P> fmt::Display for ProposeError<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotLeader { leader: Some(l), .. } => write!(f, "not the leader (leader is {l})"),
+            Self::NotLeader {
+                leader: Some(l), ..
+            } => write!(f, "not the leader (leader is {l})"),
             Self::NotLeader { leader: None, .. } => f.write_str("not the leader (leader unknown)"),
             Self::Full(_) => f.write_str("unstable log full"),
         }

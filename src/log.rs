@@ -57,7 +57,11 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         }
         let off = (index.0 - self.stable_last.0 - 1) as usize;
         let (a, b) = self.unstable.as_slices();
-        if off < a.len() { a.get(off) } else { b.get(off - a.len()) }
+        if off < a.len() {
+            a.get(off)
+        } else {
+            b.get(off - a.len())
+        }
     }
 
     /// Term of the entry at `index`; `None` beyond the log or where storage has no answer.
@@ -87,7 +91,8 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// Raft §5.4.1: is a log ending at (`last_index`, `last_term`) at least as up to date?
     pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        last_term > self.last_term || (last_term == self.last_term && last_index >= self.last_index())
+        last_term > self.last_term
+            || (last_term == self.last_term && last_index >= self.last_index())
     }
 
     /// The largest index `<= index` whose term is `<= term`, with its term (etcd's
@@ -159,7 +164,9 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         out: &mut heapless::Vec<Entry<P>, BATCH>,
     ) {
         while self.handed <= self.last_index() && !out.is_full() {
-            let Some(e) = self.unstable_at(self.handed).cloned() else { break };
+            let Some(e) = self.unstable_at(self.handed).cloned() else {
+                break;
+            };
             let _ = out.push(e);
             self.handed = self.handed.next();
         }

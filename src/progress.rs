@@ -30,7 +30,12 @@ pub(crate) struct Inflights<const N: usize> {
 
 impl<const N: usize> Inflights<N> {
     pub(crate) fn new(limit: usize) -> Self {
-        Self { buf: [Index(0); N], start: 0, count: 0, limit: limit.clamp(1, N.max(1)) }
+        Self {
+            buf: [Index(0); N],
+            start: 0,
+            count: 0,
+            limit: limit.clamp(1, N.max(1)),
+        }
     }
     pub(crate) fn full(&self) -> bool {
         self.count >= self.limit
@@ -147,7 +152,8 @@ impl<const I: usize> Progress<I> {
                 if self.next.prev() != rejected {
                     return false;
                 }
-                self.next = core::cmp::max(core::cmp::min(rejected, hint.next()), self.matched.next());
+                self.next =
+                    core::cmp::max(core::cmp::min(rejected, hint.next()), self.matched.next());
                 self.paused = false;
                 true
             }
@@ -195,14 +201,20 @@ mod tests {
     #[test]
     fn probe_ignores_stale_rejections() {
         let mut p = Progress::<4>::new(NodeId(2), Index(10), 4);
-        assert!(!p.maybe_decrease_to(Index(5), Index(3)), "stale: next-1 is 9");
+        assert!(
+            !p.maybe_decrease_to(Index(5), Index(3)),
+            "stale: next-1 is 9"
+        );
         assert!(p.maybe_decrease_to(Index(9), Index(3)));
         assert_eq!(p.next, Index(4));
         p.maybe_update(Index(6));
         assert_eq!(p.next, Index(7));
         assert!(!p.maybe_decrease_to(Index(3), Index(0)));
         p.become_replicate();
-        assert!(!p.maybe_decrease_to(Index(6), Index(0)), "at or below match: stale");
+        assert!(
+            !p.maybe_decrease_to(Index(6), Index(0)),
+            "at or below match: stale"
+        );
         assert!(p.maybe_decrease_to(Index(8), Index(0)));
         assert_eq!(p.next, Index(7));
     }

@@ -12,8 +12,14 @@ use crate::progress::Progress;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
 
-impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
-    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+impl<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
 where
     P: Clone,
 {
@@ -32,7 +38,10 @@ where
         self.role = RoleState::PreCandidate(votes);
         self.leader = None;
         self.reset_election_timer();
-        info!("{} became PreCandidate at term {}", self.cfg.id, self.hs.term);
+        info!(
+            "{} became PreCandidate at term {}",
+            self.cfg.id, self.hs.term
+        );
         self.request_votes(true);
         self.check_election_result(storage);
     }
@@ -50,7 +59,11 @@ where
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
-        let term = if pre_vote { self.hs.term.next() } else { self.hs.term };
+        let term = if pre_vote {
+            self.hs.term.next()
+        } else {
+            self.hs.term
+        };
         let body = Body::VoteRequest {
             pre_vote,
             last_index: self.log.last_index(),
@@ -100,7 +113,11 @@ where
     /// Raft §8: a new leader commits an entry of its own term to learn (and commit) what is
     /// committed. With no room it retries once a persist is acknowledged.
     pub(super) fn append_noop(&mut self) {
-        let entry = Entry { term: self.hs.term, index: self.log.last_index().next(), data: EntryData::Noop };
+        let entry = Entry {
+            term: self.hs.term,
+            index: self.log.last_index().next(),
+            data: EntryData::Noop,
+        };
         self.noop_pending = self.log.push(entry).is_err();
     }
 
@@ -131,17 +148,34 @@ where
             || (pre_vote && term > self.hs.term);
         let grant = can_vote && self.log.is_up_to_date(last_index, last_term);
         if !grant {
-            self.send(from, self.hs.term, Body::VoteResponse { pre_vote, granted: false });
+            self.send(
+                from,
+                self.hs.term,
+                Body::VoteResponse {
+                    pre_vote,
+                    granted: false,
+                },
+            );
         } else if pre_vote {
             // A pre-vote grant answers with the term it was asked for and changes nothing here.
-            self.send(from, term, Body::VoteResponse { pre_vote: true, granted: true });
+            self.send(
+                from,
+                term,
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                },
+            );
         } else {
             self.election_elapsed = 0;
             if self.hs.vote != Some(from) {
                 self.hs.vote = Some(from);
                 self.hs_dirty = true;
             }
-            debug!("{} votes for {} at term {}", self.cfg.id, from, self.hs.term);
+            debug!(
+                "{} votes for {} at term {}",
+                self.cfg.id, from, self.hs.term
+            );
             self.pending_vote = Some((from, self.hs.term));
             self.release_withheld();
         }
@@ -176,14 +210,19 @@ where
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
-                let RoleState::Leader(progress) = &mut self.role else { return };
+                let RoleState::Leader(progress) = &mut self.role else {
+                    return;
+                };
                 let active = 1 + progress.iter().filter(|p| p.recent_active).count();
                 for p in progress.iter_mut() {
                     p.recent_active = false;
                 }
                 if active < self.cfg.voters.len() / 2 + 1 {
                     self.stats.quorum_lost += 1;
-                    warn!("{} lost its quorum at term {}: stepping down", self.cfg.id, self.hs.term);
+                    warn!(
+                        "{} lost its quorum at term {}: stepping down",
+                        self.cfg.id, self.hs.term
+                    );
                     self.become_follower(self.hs.term, None);
                     return;
                 }

@@ -54,7 +54,10 @@ impl<const N: usize> VoteSet<N> {
     fn tally(&self, voters: &[NodeId]) -> Tally {
         let quorum = voters.len() / 2 + 1;
         let counted = |want: bool| {
-            self.votes.iter().filter(|(id, g)| *g == want && voters.contains(id)).count()
+            self.votes
+                .iter()
+                .filter(|(id, g)| *g == want && voters.contains(id))
+                .count()
         };
         if counted(true) >= quorum {
             Tally::Won
@@ -132,8 +135,14 @@ pub struct Node<
     pub(crate) stats: Stats,
 }
 
-impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
-    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+impl<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
 where
     P: Clone,
 {
@@ -187,7 +196,10 @@ where
             stats: Stats::default(),
         };
         node.reset_election_timer();
-        info!("{} started at term {} with last index {}", node.cfg.id, node.hs.term, last);
+        info!(
+            "{} started at term {} with last index {}",
+            node.cfg.id, node.hs.term, last
+        );
         Ok(node)
     }
 
@@ -208,7 +220,11 @@ where
     /// Sets the wall-clock length of one tick for [`handle_timeout`](Self::handle_timeout)
     /// (default 100 ms). Has no effect on [`tick`](Self::tick).
     pub fn set_tick_interval(&mut self, interval: Duration) {
-        self.tick_interval = if interval.as_micros() == 0 { Duration::from_micros(1) } else { interval };
+        self.tick_interval = if interval.as_micros() == 0 {
+            Duration::from_micros(1)
+        } else {
+            interval
+        };
     }
 
     /// Time-driven alternative to [`tick`](Self::tick): runs every tick that is due at `now`
@@ -245,15 +261,28 @@ where
     ///
     /// # Errors
     /// Why the message was ignored; see [`StepError`].
-    pub fn step<S: Storage<P>>(&mut self, msg: Message<P, BATCH>, storage: &S) -> Result<(), StepError> {
-        if msg.to != self.cfg.id || msg.from == self.cfg.id || !self.cfg.voters.contains(&msg.from) {
+    pub fn step<S: Storage<P>>(
+        &mut self,
+        msg: Message<P, BATCH>,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        if msg.to != self.cfg.id || msg.from == self.cfg.id || !self.cfg.voters.contains(&msg.from)
+        {
             self.stats.unknown_peer += 1;
-            debug!("{} ignored a message from unknown peer {}", self.cfg.id, msg.from);
+            debug!(
+                "{} ignored a message from unknown peer {}",
+                self.cfg.id, msg.from
+            );
             return Err(StepError::UnknownPeer);
         }
         if !Self::well_formed(&msg) {
             self.stats.malformed += 1;
-            debug!("{} ignored a malformed {} from {}", self.cfg.id, msg.body.kind(), msg.from);
+            debug!(
+                "{} ignored a malformed {} from {}",
+                self.cfg.id,
+                msg.body.kind(),
+                msg.from
+            );
             return Err(StepError::Malformed);
         }
         self.step_term(&msg)?;
@@ -273,7 +302,11 @@ where
     /// # Errors
     /// [`PersistError`] for a token that was never issued or already acknowledged; the node's
     /// state is unchanged.
-    pub fn persisted<S: Storage<P>>(&mut self, token: PersistToken, storage: &S) -> Result<(), PersistError> {
+    pub fn persisted<S: Storage<P>>(
+        &mut self,
+        token: PersistToken,
+        storage: &S,
+    ) -> Result<(), PersistError> {
         let t = token.0;
         if t == 0 || t >= self.next_token {
             return Err(PersistError::UnknownToken);
@@ -309,13 +342,20 @@ where
             };
             let mut entries = heapless::Vec::new();
             self.log.hand_out(token, &mut entries);
-            return Some(Action::Persist(Persist { token: PersistToken(token), hard_state, entries }));
+            return Some(Action::Persist(Persist {
+                token: PersistToken(token),
+                hard_state,
+                entries,
+            }));
         }
         let applicable = core::cmp::min(self.commit, self.log.stable_last());
         if applicable > self.apply_emitted {
             let first = self.apply_emitted.next();
             self.apply_emitted = applicable;
-            return Some(Action::Apply { first, last: applicable });
+            return Some(Action::Apply {
+                first,
+                last: applicable,
+            });
         }
         None
     }
@@ -396,7 +436,16 @@ where
 
     pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<P, BATCH>) {
         trace!("{} -> {} {} term {}", self.cfg.id, to, body.kind(), term);
-        if self.out.push_back(Message { from: self.cfg.id, to, term, body }).is_err() {
+        if self
+            .out
+            .push_back(Message {
+                from: self.cfg.id,
+                to,
+                term,
+                body,
+            })
+            .is_err()
+        {
             self.stats.dropped_sends += 1;
         }
     }
@@ -415,7 +464,14 @@ where
                 self.pending_vote = None;
             } else if durable {
                 self.pending_vote = None;
-                self.send(to, term, Body::VoteResponse { pre_vote: false, granted: true });
+                self.send(
+                    to,
+                    term,
+                    Body::VoteResponse {
+                        pre_vote: false,
+                        granted: true,
+                    },
+                );
             }
         }
         if let Some((to, term, m)) = self.pending_ack {

@@ -15,8 +15,14 @@ use crate::progress::FlowState;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
 
-impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
-    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+impl<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
 where
     P: Clone,
 {
@@ -27,17 +33,28 @@ where
     /// # Errors
     /// [`ProposeError::NotLeader`] (naming the leader when known) or [`ProposeError::Full`];
     /// either way the payload is handed back.
-    pub fn propose<S: Storage<P>>(&mut self, data: P, storage: &S) -> Result<Index, ProposeError<P>> {
+    pub fn propose<S: Storage<P>>(
+        &mut self,
+        data: P,
+        storage: &S,
+    ) -> Result<Index, ProposeError<P>> {
         if !matches!(self.role, RoleState::Leader(_)) {
             self.stats.proposals_refused += 1;
-            return Err(ProposeError::NotLeader { leader: self.leader, data });
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+                data,
+            });
         }
         if self.noop_pending || self.log.room() == 0 {
             self.stats.proposals_refused += 1;
             return Err(ProposeError::Full(data));
         }
         let index = self.log.last_index().next();
-        let entry = Entry { term: self.hs.term, index, data: EntryData::Normal(data) };
+        let entry = Entry {
+            term: self.hs.term,
+            index,
+            data: EntryData::Normal(data),
+        };
         // Cannot fail: room was checked above.
         let _ = self.log.push(entry);
         self.send_new_entries(storage);
@@ -67,9 +84,18 @@ where
 
     /// Sends one append to follower `i` if flow control allows (etcd's `maybeSendAppend`).
     /// Returns whether a message was queued.
-    pub(super) fn send_append<S: Storage<P>>(&mut self, i: usize, allow_empty: bool, storage: &S) -> bool {
-        let RoleState::Leader(progress) = &mut self.role else { return false };
-        let Some(pr) = progress.get_mut(i) else { return false };
+    pub(super) fn send_append<S: Storage<P>>(
+        &mut self,
+        i: usize,
+        allow_empty: bool,
+        storage: &S,
+    ) -> bool {
+        let RoleState::Leader(progress) = &mut self.role else {
+            return false;
+        };
+        let Some(pr) = progress.get_mut(i) else {
+            return false;
+        };
         if pr.is_paused() {
             return false;
         }
@@ -102,8 +128,18 @@ where
         }
         pr.sent(entries.last().map(|e| e.index));
         let to = pr.id;
-        let body = Body::Append { prev_index, prev_term, commit: self.commit, entries };
-        let msg = Message { from: self.cfg.id, to, term: self.hs.term, body };
+        let body = Body::Append {
+            prev_index,
+            prev_term,
+            commit: self.commit,
+            entries,
+        };
+        let msg = Message {
+            from: self.cfg.id,
+            to,
+            term: self.hs.term,
+            body,
+        };
         if self.out.push_back(msg).is_err() {
             self.stats.dropped_sends += 1;
         }
@@ -121,9 +157,13 @@ where
     }
 
     pub(super) fn bcast_heartbeat(&mut self) {
-        let RoleState::Leader(progress) = &self.role else { return };
+        let RoleState::Leader(progress) = &self.role else {
+            return;
+        };
         for i in 0..progress.len() {
-            let RoleState::Leader(progress) = &self.role else { return };
+            let RoleState::Leader(progress) = &self.role else {
+                return;
+            };
             let pr = &progress[i];
             // Never tell a follower to commit beyond what it is known to hold.
             let commit = core::cmp::min(pr.matched, self.commit);
@@ -135,7 +175,9 @@ where
     /// Raft §5.4.2: advance the commit index to the highest index a quorum holds, if that entry
     /// is from the current term. Returns whether it advanced.
     pub(super) fn maybe_commit<S: Storage<P>>(&mut self, storage: &S) -> bool {
-        let RoleState::Leader(progress) = &self.role else { return false };
+        let RoleState::Leader(progress) = &self.role else {
+            return false;
+        };
         let mut matched: heapless::Vec<Index, PEERS> = heapless::Vec::new();
         let _ = matched.push(self.log.stable_last());
         for pr in progress {
@@ -143,9 +185,14 @@ where
         }
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let quorum = self.cfg.voters.len() / 2 + 1;
-        let Some(&candidate) = matched.get(quorum - 1) else { return false };
+        let Some(&candidate) = matched.get(quorum - 1) else {
+            return false;
+        };
         if candidate > self.commit && self.log.term(candidate, storage) == Some(self.hs.term) {
-            debug!("{} committed up to {} at term {}", self.cfg.id, candidate, self.hs.term);
+            debug!(
+                "{} committed up to {} at term {}",
+                self.cfg.id, candidate, self.hs.term
+            );
             self.commit = candidate;
             true
         } else {
@@ -170,7 +217,11 @@ where
         if self.log.term(prev_index, storage) != Some(prev_term) {
             let hint = core::cmp::min(prev_index, self.log.last_index());
             let (hint_index, hint_term) = self.log.find_conflict_by_term(hint, prev_term, storage);
-            let result = AppendResult::Rejected { rejected: prev_index, hint_index, hint_term };
+            let result = AppendResult::Rejected {
+                rejected: prev_index,
+                hint_index,
+                hint_term,
+            };
             self.send(from, self.hs.term, Body::AppendResponse(result));
             return Ok(());
         }
@@ -242,8 +293,12 @@ where
         storage: &S,
     ) -> Result<(), StepError> {
         let last = self.log.last_index();
-        let Some(i) = self.peer_index(from) else { return Err(StepError::UnknownPeer) };
-        let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+        let Some(i) = self.peer_index(from) else {
+            return Err(StepError::UnknownPeer);
+        };
+        let RoleState::Leader(progress) = &mut self.role else {
+            return Ok(());
+        };
         let pr = &mut progress[i];
         match result {
             AppendResult::Accepted { match_index } => {
@@ -265,18 +320,26 @@ where
                     while self.send_append(i, false, storage) {}
                 }
             }
-            AppendResult::Rejected { rejected, hint_index, hint_term } => {
+            AppendResult::Rejected {
+                rejected,
+                hint_index,
+                hint_term,
+            } => {
                 if rejected > last {
                     self.stats.malformed += 1;
                     return Err(StepError::Malformed);
                 }
                 pr.recent_active = true;
                 let next_probe = if hint_term.0 > 0 {
-                    self.log.find_conflict_by_term(hint_index, hint_term, storage).0
+                    self.log
+                        .find_conflict_by_term(hint_index, hint_term, storage)
+                        .0
                 } else {
                     hint_index
                 };
-                let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+                let RoleState::Leader(progress) = &mut self.role else {
+                    return Ok(());
+                };
                 let pr = &mut progress[i];
                 if pr.maybe_decrease_to(rejected, next_probe) {
                     if pr.state == FlowState::Replicate {
@@ -289,10 +352,18 @@ where
         Ok(())
     }
 
-    pub(super) fn handle_heartbeat_response<S: Storage<P>>(&mut self, from: NodeId, storage: &S) -> Result<(), StepError> {
+    pub(super) fn handle_heartbeat_response<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        storage: &S,
+    ) -> Result<(), StepError> {
         let last = self.log.last_index();
-        let Some(i) = self.peer_index(from) else { return Err(StepError::UnknownPeer) };
-        let RoleState::Leader(progress) = &mut self.role else { return Ok(()) };
+        let Some(i) = self.peer_index(from) else {
+            return Err(StepError::UnknownPeer);
+        };
+        let RoleState::Leader(progress) = &mut self.role else {
+            return Ok(());
+        };
         let pr = &mut progress[i];
         pr.recent_active = true;
         pr.paused = false;
@@ -305,4 +376,3 @@ where
         Ok(())
     }
 }
-

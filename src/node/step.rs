@@ -8,8 +8,14 @@ use crate::error::StepError;
 use crate::message::{AppendResult, Body, Message};
 use crate::storage::Storage;
 
-impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>
-    Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+impl<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
 where
     P: Clone,
 {
@@ -18,14 +24,21 @@ where
     pub(super) fn well_formed(msg: &Message<P, BATCH>) -> bool {
         match &msg.body {
             Body::VoteRequest { last_term, .. } => *last_term <= msg.term,
-            Body::Append { prev_index, prev_term, entries, .. } => {
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                ..
+            } => {
                 if *prev_term > msg.term {
                     return false;
                 }
                 let mut expect = *prev_index;
                 let mut term = *prev_term;
                 for e in entries {
-                    let Some(next) = expect.0.checked_add(1) else { return false };
+                    let Some(next) = expect.0.checked_add(1) else {
+                        return false;
+                    };
                     if e.index.0 != next || e.term < term || e.term > msg.term {
                         return false;
                     }
@@ -34,9 +47,11 @@ where
                 }
                 true
             }
-            Body::AppendResponse(AppendResult::Rejected { rejected, hint_index, .. }) => {
-                hint_index <= rejected
-            }
+            Body::AppendResponse(AppendResult::Rejected {
+                rejected,
+                hint_index,
+                ..
+            }) => hint_index <= rejected,
             _ => true,
         }
     }
@@ -54,16 +69,27 @@ where
                         && self.election_elapsed < self.cfg.election_ticks;
                     if in_lease {
                         self.stats.ignored_in_lease += 1;
-                        debug!("{} ignored a vote request from {} during lease", self.cfg.id, msg.from);
+                        debug!(
+                            "{} ignored a vote request from {} during lease",
+                            self.cfg.id, msg.from
+                        );
                         return Err(StepError::InLease);
                     }
-                    if let Body::VoteRequest { pre_vote: false, .. } = msg.body {
+                    if let Body::VoteRequest {
+                        pre_vote: false, ..
+                    } = msg.body
+                    {
                         self.become_follower(msg.term, None);
                     }
                 }
                 // A granted pre-vote carries the term the candidate would campaign in.
-                Body::VoteResponse { pre_vote: true, granted: true } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } => self.become_follower(msg.term, Some(msg.from)),
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                Body::Append { .. } | Body::Heartbeat { .. } => {
+                    self.become_follower(msg.term, Some(msg.from))
+                }
                 _ => self.become_follower(msg.term, None),
             }
         } else if msg.term < term {
@@ -77,7 +103,14 @@ where
                     self.send(msg.from, term, Body::HeartbeatResponse);
                 }
                 Body::VoteRequest { pre_vote: true, .. } => {
-                    self.send(msg.from, term, Body::VoteResponse { pre_vote: true, granted: false });
+                    self.send(
+                        msg.from,
+                        term,
+                        Body::VoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                        },
+                    );
                 }
                 _ => {}
             }
@@ -86,10 +119,20 @@ where
         Ok(())
     }
 
-    pub(super) fn dispatch<S: Storage<P>>(&mut self, msg: Message<P, BATCH>, storage: &S) -> Result<(), StepError> {
-        let Message { from, term, body, .. } = msg;
+    pub(super) fn dispatch<S: Storage<P>>(
+        &mut self,
+        msg: Message<P, BATCH>,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        let Message {
+            from, term, body, ..
+        } = msg;
         match body {
-            Body::VoteRequest { pre_vote, last_index, last_term } => {
+            Body::VoteRequest {
+                pre_vote,
+                last_index,
+                last_term,
+            } => {
                 self.handle_vote_request(from, term, pre_vote, last_index, last_term);
                 Ok(())
             }
@@ -97,7 +140,12 @@ where
                 self.handle_vote_response(from, term, pre_vote, granted, storage);
                 Ok(())
             }
-            Body::Append { prev_index, prev_term, commit, entries } => {
+            Body::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+            } => {
                 self.accept_leader(from)?;
                 self.handle_append(from, prev_index, prev_term, commit, entries, storage)
             }

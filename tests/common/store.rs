@@ -1,0 +1,93 @@
+//! The simulated disk: a durable image plus writes that were issued but are not yet durable.
+//! A crash loses the pending writes, or (torn) makes only a prefix of them durable.
+
+use raftlet::{Entry, HardState, Index, Storage, Term};
+use std::collections::VecDeque;
+
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    pub hs: HardState,
+    pub log: Vec<Entry<u64>>,
+}
+
+impl MemStore {
+    pub fn write(&mut self, hs: Option<HardState>, entries: &[Entry<u64>]) {
+        if let Some(hs) = hs {
+            self.hs = hs;
+        }
+        if let Some(first) = entries.first() {
+            self.log.truncate(first.index.0 as usize - 1);
+            self.log.extend_from_slice(entries);
+        }
+    }
+}
+
+impl Storage<u64> for MemStore {
+    fn hard_state(&self) -> HardState {
+        self.hs
+    }
+    fn last_index(&self) -> Index {
+        Index(self.log.len() as u64)
+    }
+    fn term(&self, index: Index) -> Option<Term> {
+        if index.0 == 0 {
+            return Some(Term(0));
+        }
+        self.log.get(index.0 as usize - 1).map(|e| e.term)
+    }
+    fn entry(&self, index: Index) -> Option<Entry<u64>> {
+        index
+            .0
+            .checked_sub(1)
+            .and_then(|i| self.log.get(i as usize))
+            .cloned()
+    }
+}
+
+/// One issued write.
+#[derive(Clone, Debug)]
+pub struct PendingWrite {
+    pub token: raftlet::PersistToken,
+    pub hs: Option<HardState>,
+    pub entries: Vec<Entry<u64>>,
+    /// Simulated time at which the disk reports it durable.
+    pub due: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    pub durable: MemStore,
+    pub pending: VecDeque<PendingWrite>,
+}
+
+impl Disk {
+    /// Completes the oldest pending write if it is due; returns its token.
+    pub fn complete_due(&mut self, now: u64) -> Option<raftlet::PersistToken> {
+        if self.pending.front().is_some_and(|w| w.due <= now) {
+            let w = self.pending.pop_front()?;
+            self.durable.write(w.hs, &w.entries);
+            Some(w.token)
+        } else {
+            None
+        }
+    }
+
+    /// Power loss: pending writes vanish, except that with `torn = Some(k)` the first `k` whole
+    /// writes and part of the next one reached the disk (in order, as a log-structured store
+    /// would leave them).
+    pub fn crash(&mut self, torn: Option<(usize, usize)>) {
+        if let Some((whole, partial_entries)) = torn {
+            for (i, w) in self.pending.iter().enumerate() {
+                if i < whole {
+                    self.durable.write(w.hs, &w.entries);
+                } else if i == whole {
+                    // The hard state is written first, then entries one by one.
+                    let n = partial_entries.min(w.entries.len());
+                    self.durable.write(w.hs, &w.entries[..n]);
+                    break;
+                }
+            }
+        }
+        self.pending.clear();
+    }
+}
