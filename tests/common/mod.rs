@@ -117,6 +117,8 @@ pub struct Sim {
     pub faults: Faults,
     /// Directed links that are cut: (from, to).
     pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// Nodes whose disk completes no write until removed from this set.
+    pub stalled_disks: BTreeSet<NodeId>,
     pub oracle: Oracle,
     pub stats: RunStats,
     next_payload: u64,
@@ -170,6 +172,7 @@ impl Sim {
             seq: 0,
             faults,
             cut: BTreeSet::new(),
+            stalled_disks: BTreeSet::new(),
             oracle: Oracle::new(n),
             stats: RunStats::default(),
             next_payload: 1,
@@ -231,6 +234,9 @@ impl Sim {
         for (i, s) in self.slots.iter().enumerate() {
             if s.node.is_some() {
                 consider(s.next_tick, 2, i);
+                if self.stalled_disks.contains(&s.id) {
+                    continue;
+                }
                 if let Some(w) = s.disk.pending.front() {
                     consider(w.due, 0, i);
                 }
@@ -361,6 +367,31 @@ impl Sim {
             }
         }
         self.log(format_args!("partition {side:?} from the rest"));
+    }
+
+    /// Cuts every link between nodes of different groups (nodes in no group are isolated).
+    pub fn topology(&mut self, groups: &[&[u64]]) {
+        self.cut.clear();
+        let group_of = |id: NodeId| groups.iter().position(|g| g.contains(&id.0));
+        for a in self.ids() {
+            for b in self.ids() {
+                if a != b && (group_of(a).is_none() || group_of(a) != group_of(b)) {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+        self.log(format_args!("topology {groups:?}"));
+    }
+
+    /// The payload of the last accepted proposal.
+    pub fn last_payload(&self) -> u64 {
+        self.next_payload - 1
+    }
+
+    /// Whether every node in `ids` has applied `payload` (in its current incarnation).
+    pub fn applied_on(&self, ids: &[u64], payload: u64) -> bool {
+        ids.iter()
+            .all(|&id| self.oracle.applied_payload(NodeId(id), payload))
     }
 
     pub fn heal(&mut self) {

@@ -1,0 +1,324 @@
+//! Classic Raft situations, scripted on the simulated cluster. Every event still runs through
+//! the safety oracles, so each scenario also asserts that nothing unsafe happened on the way.
+
+mod common;
+
+use common::{Faults, Sim};
+use raftlet::{NodeId, ProposeError, Role};
+
+const ANY: u64 = 20_000;
+
+fn elect_any(sim: &mut Sim) -> NodeId {
+    assert!(
+        sim.run_until(ANY, |s| s.leader().is_some()),
+        "no leader elected"
+    );
+    sim.leader().unwrap()
+}
+
+/// Proposes at the leader and waits until `on` all applied it; returns the payload.
+fn commit_one(sim: &mut Sim, leader: NodeId, on: &[u64]) -> u64 {
+    sim.propose(leader).expect("leader accepts the proposal");
+    let p = sim.last_payload();
+    assert!(
+        sim.run_until(ANY, |s| s.applied_on(on, p)),
+        "payload {p} not applied on {on:?}"
+    );
+    p
+}
+
+/// A cluster where elections happen only when a test calls `campaign` (timeouts are huge).
+fn manual(n: usize) -> Sim {
+    Sim::with_config(7, n, Faults::none(), |c| {
+        c.election_ticks = 1000;
+        c.heartbeat_ticks = 1;
+        c.pre_vote = false;
+        c.check_quorum = false;
+    })
+}
+
+fn campaign_until_leader(sim: &mut Sim, id: u64) {
+    for _ in 0..20 {
+        sim.campaign(NodeId(id));
+        if sim.run_until(300, |s| {
+            s.is_up(NodeId(id)) && s.node(NodeId(id)).role() == Role::Leader
+        }) {
+            return;
+        }
+    }
+    panic!("{id} could not win an election");
+}
+
+/// Raft §5.2: when the leader crashes, the others elect a new one at a higher term, which
+/// commits new entries; the old leader restarts from its durable state and catches up.
+#[test]
+fn leader_crash_and_reelection() {
+    let mut sim = Sim::new(1, 3, Faults::none());
+    let l1 = elect_any(&mut sim);
+    let t1 = sim.node(l1).term();
+    let before = commit_one(&mut sim, l1, &[1, 2, 3]);
+    sim.crash(l1);
+    assert!(
+        sim.run_until(ANY, |s| s.leader().is_some_and(|l| l != l1)),
+        "no new leader"
+    );
+    let l2 = sim.leader().unwrap();
+    assert!(sim.node(l2).term() > t1);
+    let others: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|i| i.0)
+        .filter(|&i| i != l1.0)
+        .collect();
+    let after = commit_one(&mut sim, l2, &others);
+    sim.restart(l1);
+    assert!(
+        sim.run_until(ANY, |s| s.applied_on(&[l1.0], before)
+            && s.applied_on(&[l1.0], after)),
+        "restarted node did not catch up"
+    );
+    assert_eq!(sim.node(l1).role(), Role::Follower);
+    assert_eq!(sim.node(l1).leader(), Some(l2));
+}
+
+/// A leader cut off from the majority cannot commit, steps down (check-quorum), and when the
+/// partition heals its uncommitted tail is replaced by the new leader's log without disrupting
+/// the new leader (pre-vote).
+#[test]
+fn stale_leader_rejoins_and_its_divergent_tail_is_truncated() {
+    let mut sim = Sim::new(2, 5, Faults::none());
+    let old = elect_any(&mut sim);
+    commit_one(&mut sim, old, &[1, 2, 3, 4, 5]);
+    let old_commit = sim.node(old).commit_index();
+    sim.partition(&[old]);
+    // The old leader still accepts proposals: they can never commit.
+    let mut lost = Vec::new();
+    for _ in 0..3 {
+        sim.propose(old)
+            .expect("still leader right after the partition");
+        lost.push(sim.last_payload());
+    }
+    let divergent_at = sim.node(old).last_index();
+    assert!(sim.run_until(ANY, |s| s.leader().is_some_and(|l| l != old)));
+    let new = sim.leader().unwrap();
+    let new_term = sim.node(new).term();
+    let rest: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|i| i.0)
+        .filter(|&i| i != old.0)
+        .collect();
+    for _ in 0..4 {
+        commit_one(&mut sim, new, &rest);
+    }
+    assert_eq!(
+        sim.node(old).commit_index(),
+        old_commit,
+        "a minority leader committed"
+    );
+    assert!(
+        sim.run_until(ANY, |s| s.node(old).role() != Role::Leader),
+        "check-quorum did not depose the isolated leader"
+    );
+    assert_eq!(sim.node(old).commit_index(), old_commit);
+    sim.heal();
+    let marker = commit_one(&mut sim, new, &[1, 2, 3, 4, 5]);
+    assert!(sim.applied_on(&[old.0], marker));
+    assert_eq!(
+        sim.leader(),
+        Some(new),
+        "the rejoining node disrupted the leader"
+    );
+    assert_eq!(
+        sim.node(new).term(),
+        new_term,
+        "the rejoining node inflated the term"
+    );
+    let store = &sim.slots[old.0 as usize - 1].disk.durable;
+    let new_store = &sim.slots[new.0 as usize - 1].disk.durable;
+    assert_eq!(
+        sim.node(old).entry_at(divergent_at, store),
+        sim.node(new).entry_at(divergent_at, new_store),
+        "the divergent tail was not replaced"
+    );
+    for p in lost {
+        for id in sim.ids() {
+            assert!(
+                !sim.oracle.applied_payload(id, p),
+                "uncommitted payload {p} was applied on {id}"
+            );
+        }
+    }
+}
+
+/// A leader with only a minority (2 of 5) keeps accepting proposals but never commits them.
+#[test]
+fn minority_partition_cannot_commit() {
+    let mut sim = Sim::with_config(3, 5, Faults::none(), |c| c.check_quorum = false);
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3, 4, 5]);
+    let follower = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.partition(&[leader, follower]);
+    let commit = sim.node(leader).commit_index();
+    sim.propose(leader).unwrap();
+    let p = sim.last_payload();
+    sim.run(5_000);
+    // Without check-quorum the old leader may still think it leads; either way nothing commits.
+    assert_eq!(sim.node(leader).commit_index(), commit);
+    assert_eq!(sim.node(follower).commit_index(), commit);
+    assert!(!sim.oracle.applied_payload(leader, p));
+}
+
+/// Thesis §9.6: with pre-vote, a node cut off for many election timeouts does not raise its
+/// term, and rejoining does not depose the leader. Without pre-vote (and without check-quorum)
+/// the same node inflates its term and forces an election when it rejoins.
+#[test]
+fn pre_vote_prevents_term_inflation() {
+    fn run(pre_vote: bool) -> (u64, u64, bool) {
+        let mut sim = Sim::with_config(4, 3, Faults::none(), |c| {
+            c.pre_vote = pre_vote;
+            c.check_quorum = false;
+        });
+        let leader = elect_any(&mut sim);
+        let term = sim.node(leader).term();
+        let loner = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+        sim.partition(&[loner]);
+        sim.run(20_000); // ~ 60 election timeouts
+        let loner_term = sim.node(loner).term();
+        assert!(
+            sim.node(loner).stats().campaigns > 5,
+            "the loner should keep trying"
+        );
+        sim.heal();
+        sim.run(3_000);
+        let disrupted = sim.leader() != Some(leader) || sim.node(leader).term() != term;
+        (term.0, loner_term.0, disrupted)
+    }
+    let (term, loner_term, disrupted) = run(true);
+    assert_eq!(
+        loner_term, term,
+        "pre-vote: the isolated node raised its term"
+    );
+    assert!(!disrupted, "pre-vote: rejoining disrupted the leader");
+    let (term, loner_term, disrupted) = run(false);
+    assert!(
+        loner_term > term + 5,
+        "without pre-vote the term should inflate ({term} -> {loner_term})"
+    );
+    assert!(
+        disrupted,
+        "without pre-vote a rejoining node with a higher term forces an election"
+    );
+}
+
+/// A follower refuses proposals with a typed error that names the leader and hands the
+/// payload back.
+#[test]
+fn follower_refuses_proposals_naming_the_leader() {
+    let mut sim = Sim::new(5, 3, Faults::none());
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    let follower = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    let next = sim.last_payload() + 1;
+    match sim.propose(follower) {
+        Err(ProposeError::NotLeader {
+            leader: named,
+            data,
+        }) => {
+            assert_eq!(named, Some(leader));
+            assert_eq!(data, next, "the payload is handed back");
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+}
+
+/// Back-pressure: a leader whose disk stalls fills its unstable log, then refuses proposals
+/// with `Full` (handing them back) instead of dropping or panicking; once the disk catches up
+/// everything accepted commits.
+#[test]
+fn stalled_disk_is_back_pressure_not_loss() {
+    let mut sim = Sim::new(6, 3, Faults::none());
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    sim.stalled_disks.insert(leader);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        match sim.propose(leader) {
+            Ok(_) => accepted.push(sim.last_payload()),
+            Err(ProposeError::Full(_)) => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        sim.run(5);
+    }
+    assert!(refused > 0, "a stalled disk must push back");
+    assert!(
+        accepted.len() >= 31,
+        "the unstable log (32 entries) should fill first: {}",
+        accepted.len()
+    );
+    // A quorum of followers is durable, but the leader counts itself only once durable and
+    // followers never apply beyond their own durable index: nothing from the stalled window
+    // is applied on the leader.
+    assert!(
+        !sim.oracle
+            .applied_payload(leader, *accepted.last().unwrap())
+    );
+    sim.stalled_disks.clear();
+    let last = *accepted.last().unwrap();
+    assert!(sim.run_until(ANY, |s| s.applied_on(&[1, 2, 3], last)));
+    for p in accepted {
+        assert!(sim.applied_on(&[1, 2, 3], p), "accepted payload {p} lost");
+    }
+}
+
+/// Raft §5.4.2, Figure 8: a leader must not commit an entry from an earlier term by counting
+/// replicas. Here leader S1 of a later term gets its old term-1 entries onto a majority (S1,
+/// S2, S3) but not its own no-op, then crashes; S5, whose log ends in term 2, wins with S3
+/// and S4 and overwrites those entries. Counting replicas would have committed (and applied)
+/// them: the oracle then sees a committed entry replaced.
+#[test]
+fn figure_8_no_commit_of_old_term_entries_by_counting() {
+    let mut sim = manual(5);
+    // (a) S1 leads term 1; then only S2 gets its next entries.
+    campaign_until_leader(&mut sim, 1);
+    let first = commit_one(&mut sim, NodeId(1), &[1, 2, 3, 4, 5]);
+    sim.topology(&[&[1, 2], &[3], &[4], &[5]]);
+    for _ in 0..5 {
+        sim.propose(NodeId(1)).unwrap();
+    }
+    assert!(sim.run_until(ANY, |s| s.node(NodeId(2)).durable_index()
+        == s.node(NodeId(1)).last_index()));
+    let old_last = sim.node(NodeId(1)).last_index();
+    // (b) S1 crashes; S5 wins with S3 and S4 and appends its no-op, which reaches nobody.
+    sim.crash(NodeId(1));
+    sim.topology(&[&[3, 4, 5], &[2]]);
+    campaign_until_leader(&mut sim, 5);
+    sim.topology(&[&[3, 4], &[2], &[5]]);
+    sim.run(50);
+    // (c) S5 crashes; S1 restarts and wins with S2 and S3. It sends S3 its term-1 entries in a
+    //     batch that stops short of its new no-op; then S1 crashes.
+    sim.crash(NodeId(5));
+    sim.restart(NodeId(1));
+    sim.topology(&[&[1, 2, 3], &[4], &[5]]);
+    campaign_until_leader(&mut sim, 1);
+    assert!(
+        sim.run_until(ANY, |s| s.node(NodeId(3)).last_index().0
+            >= 1 + common::BATCH as u64),
+        "S3 did not receive the old entries"
+    );
+    assert!(sim.node(NodeId(3)).last_index() < old_last.next().next());
+    // Stop S1's further appends to S3; let S3's acknowledgement reach S1.
+    sim.cut.insert((NodeId(1), NodeId(3)));
+    sim.cut.insert((NodeId(1), NodeId(2)));
+    sim.run(200);
+    sim.crash(NodeId(1));
+    // (d) S5 restarts and wins with S3 and S4 (its last term 2 beats their term-1 tails), then
+    //     commits its own log: index 2 becomes S5's term-2 no-op everywhere it reaches.
+    sim.restart(NodeId(5));
+    sim.topology(&[&[3, 4, 5], &[1], &[2]]);
+    campaign_until_leader(&mut sim, 5);
+    let p = commit_one(&mut sim, NodeId(5), &[3, 4, 5]);
+    assert!(sim.applied_on(&[3, 4, 5], first));
+    assert!(p > first);
+}
