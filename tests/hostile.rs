@@ -39,7 +39,10 @@ fn term() -> impl Strategy<Value = Term> {
     prop_oneof![4 => (0u64..8).prop_map(Term), 1 => any::<u64>().prop_map(Term)]
 }
 
-fn entries() -> impl Strategy<Value = (bool, Vec<(u64, u64)>)> {
+/// Whether entries are contiguous, and their (term, payload) pairs.
+type RawEntries = (bool, Vec<(u64, u64)>);
+
+fn entries() -> impl Strategy<Value = RawEntries> {
     // (contiguous?, [(term, payload)]) — contiguous ones are given indices after prev_index.
     (
         any::<bool>(),
@@ -47,7 +50,7 @@ fn entries() -> impl Strategy<Value = (bool, Vec<(u64, u64)>)> {
     )
 }
 
-fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<(bool, Vec<(u64, u64)>)>)> {
+fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<RawEntries>)> {
     prop_oneof![
         (any::<bool>(), index(), term()).prop_map(|(pre_vote, last_index, last_term)| (
             Body::VoteRequest {

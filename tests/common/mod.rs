@@ -603,10 +603,10 @@ impl Sim {
     fn check(&mut self, id: NodeId) {
         let i = Self::ix(id);
         let slot = &self.slots[i];
-        if let Some(node) = slot.node.as_ref() {
-            if let Some(v) = self.oracle.check_node(node, &slot.disk.durable) {
-                panic!("{v}");
-            }
+        if let Some(node) = slot.node.as_ref()
+            && let Some(v) = self.oracle.check_node(node, &slot.disk.durable)
+        {
+            panic!("{v}");
         }
         if let Some(v) = self.oracle.take_violation() {
             panic!("{v}");

@@ -95,26 +95,26 @@ impl Oracle {
                         msg.from, msg.term, msg.to, hs
                     ));
                 }
-                if let Some(prev) = self.votes.insert((msg.from, msg.term), msg.to) {
-                    if prev != msg.to {
-                        self.fail(format!(
-                            "double vote: {} voted for {} and {} in term {}",
-                            msg.from, prev, msg.to, msg.term
-                        ));
-                    }
-                }
-            }
-            Body::AppendResponse(AppendResult::Accepted { match_index }) => {
-                if durable.last_index() < *match_index || durable.hard_state().term < msg.term {
+                if let Some(prev) = self.votes.insert((msg.from, msg.term), msg.to)
+                    && prev != msg.to
+                {
                     self.fail(format!(
-                        "persist-before-send: {} acknowledged index {} in term {} with durable last index {} and term {}",
-                        msg.from,
-                        match_index,
-                        msg.term,
-                        durable.last_index(),
-                        durable.hard_state().term
+                        "double vote: {} voted for {} and {} in term {}",
+                        msg.from, prev, msg.to, msg.term
                     ));
                 }
+            }
+            Body::AppendResponse(AppendResult::Accepted { match_index })
+                if durable.last_index() < *match_index || durable.hard_state().term < msg.term =>
+            {
+                self.fail(format!(
+                    "persist-before-send: {} acknowledged index {} in term {} with durable last index {} and term {}",
+                    msg.from,
+                    match_index,
+                    msg.term,
+                    durable.last_index(),
+                    durable.hard_state().term
+                ));
             }
             _ => {}
         }
@@ -132,10 +132,10 @@ impl Oracle {
             return;
         }
         v.applied_last = e.index;
-        if let Some(p) = payload(e) {
-            if !v.applied_payloads.insert(p) {
-                self.fail(format!("{id} applied payload {p} twice"));
-            }
+        if let Some(p) = payload(e)
+            && !v.applied_payloads.insert(p)
+        {
+            self.fail(format!("{id} applied payload {p} twice"));
         }
         let i = e.index.0 as usize;
         if i <= self.committed.len() {
@@ -165,14 +165,13 @@ impl Oracle {
         let is_leader = node.role() == Role::Leader;
 
         // Election safety.
-        if is_leader {
-            if let Some(other) = self.leaders.insert(term, id) {
-                if other != id {
-                    return Some(format!(
-                        "election safety: {other} and {id} both led term {term}"
-                    ));
-                }
-            }
+        if is_leader
+            && let Some(other) = self.leaders.insert(term, id)
+            && other != id
+        {
+            return Some(format!(
+                "election safety: {other} and {id} both led term {term}"
+            ));
         }
 
         // Log: verify what changed since the last check.
