@@ -95,6 +95,7 @@
 //! | `defmt` | `defmt::Format` on public types and defmt logging (exclusive with `log`) |
 //! | `log` | logging through the `log` facade |
 #![no_std]
+#![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]

@@ -272,6 +272,36 @@ fn stalled_disk_is_back_pressure_not_loss() {
     }
 }
 
+/// A leader counts itself toward commit only up to its durable index: with one follower down
+/// and its own disk stalled, the one durable follower is no quorum, so nothing commits; once
+/// the disk catches up, everything does.
+#[test]
+fn leader_counts_itself_only_once_durable() {
+    let mut sim = Sim::new(8, 3, Faults::none());
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    let down = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.crash(down);
+    let commit = sim.node(leader).commit_index();
+    sim.stalled_disks.insert(leader);
+    sim.propose(leader).unwrap();
+    let p = sim.last_payload();
+    sim.run(2_000);
+    assert_eq!(
+        sim.node(leader).commit_index(),
+        commit,
+        "committed on one durable copy plus a volatile one"
+    );
+    sim.stalled_disks.clear();
+    let up: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|i| i.0)
+        .filter(|&i| i != down.0)
+        .collect();
+    assert!(sim.run_until(ANY, |s| s.applied_on(&up, p)));
+}
+
 /// Raft §5.4.2, Figure 8: a leader must not commit an entry from an earlier term by counting
 /// replicas. Here leader S1 of a later term gets its old term-1 entries onto a majority (S1,
 /// S2, S3) but not its own no-op, then crashes; S5, whose log ends in term 2, wins with S3

@@ -3,7 +3,7 @@
 //! faults stop.
 //!
 //! * `RAFTLET_SEEDS=N` sets the number of seeds (default 500), `RAFTLET_SEED_START` the first.
-//! * `RAFTLET_EVENTS=N` sets the events per seed (default 3000).
+//! * `RAFTLET_EVENTS=N` sets the events per seed (default 10000).
 //! * A failing seed is printed with the command that replays it with a readable trace:
 //!   `SEED=<n> RAFTLET_TRACE=1 cargo test --test simulation replay -- --nocapture`.
 
@@ -21,9 +21,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn randomized_seeds_keep_every_invariant() {
-    let seeds = env_u64("RAFTLET_SEEDS", 500);
+    let seeds = env_u64("RAFTLET_SEEDS", 2000);
     let start = env_u64("RAFTLET_SEED_START", 0);
-    let events = env_u64("RAFTLET_EVENTS", 3000);
+    let events = env_u64("RAFTLET_EVENTS", 10_000);
     let next = AtomicU64::new(start);
     let total_events = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
@@ -83,7 +83,7 @@ fn replay() {
         return;
     };
     let seed: u64 = seed.parse().expect("SEED must be a number");
-    let events = env_u64("RAFTLET_EVENTS", 3000);
+    let events = env_u64("RAFTLET_EVENTS", 10_000);
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5EED);
     let _ = &mut rng;
     let r = std::panic::catch_unwind(|| common::run_seed(seed, events));

@@ -611,6 +611,12 @@ impl Sim {
         if let Some(v) = self.oracle.take_violation() {
             panic!("{v}");
         }
+        if let Some(v) = self
+            .oracle
+            .check_committed_durable(self.slots.iter().map(|s| &s.disk.durable))
+        {
+            panic!("{v}");
+        }
     }
 
     // ----- liveness ----------------------------------------------------------------------

@@ -9,6 +9,7 @@
 //!   applies are in order, none skipped, none repeated (per incarnation of a node).
 //! * Commit index never decreases (per incarnation; it is volatile state).
 //! * One vote per term per node, across restarts (observed on the wire).
+//! * Committed means durable on a quorum: the last committed entry is on a majority of disks.
 //! * Persist-before-send: a vote grant or append acknowledgement leaves a node only when the
 //!   state it acknowledges is in that node's durable storage.
 
@@ -67,6 +68,23 @@ impl Oracle {
 
     pub fn take_violation(&mut self) -> Option<String> {
         self.violation.take()
+    }
+
+    /// Checks that the newest committed entry is in a majority of the durable images.
+    pub fn check_committed_durable<'a>(
+        &mut self,
+        disks: impl Iterator<Item = &'a MemStore>,
+    ) -> Option<String> {
+        let (e, _) = self.committed.last()?;
+        let (mut have, mut n) = (0, 0);
+        for d in disks {
+            n += 1;
+            if d.term(e.index) == Some(e.term) {
+                have += 1;
+            }
+        }
+        (have < n / 2 + 1)
+            .then(|| format!("committed entry {e:?} is durable on only {have} of {n} nodes"))
     }
 
     pub fn committed_len(&self) -> usize {

@@ -1,0 +1,176 @@
+//! The node's API contract outside the simulator: configuration and restart errors, counted
+//! send drops, time given as `Instant`s, and persist acknowledgement errors.
+
+mod common;
+
+use common::store::MemStore;
+use raftlet::{
+    Action, Body, Config, ConfigError, Duration, Entry, EntryData, HardState, Index, Instant, Node,
+    NodeId, PersistError, PersistToken, Role, Term,
+};
+
+fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+type Small = Node<u64, 5, 8, 4, 2, 2>;
+
+#[test]
+fn bad_configurations_are_typed_errors() {
+    let store = MemStore::default();
+    let new = |c: Config<5>| Small::new(c, &store).err();
+    assert_eq!(
+        Config::<2>::new(NodeId(1), &ids(3)).err(),
+        Some(ConfigError::TooManyVoters)
+    );
+    assert_eq!(
+        new(Config::new(NodeId(0), &ids(3)).unwrap()),
+        Some(ConfigError::ZeroId)
+    );
+    assert_eq!(
+        new(Config::new(NodeId(9), &ids(3)).unwrap()),
+        Some(ConfigError::NotAVoter)
+    );
+    assert_eq!(
+        new(Config::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(2)]).unwrap()),
+        Some(ConfigError::DuplicateVoter(NodeId(2)))
+    );
+    let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
+    c.heartbeat_ticks = 10;
+    assert_eq!(new(c), Some(ConfigError::BadTimeouts));
+    let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
+    c.max_inflight = 0;
+    assert_eq!(new(c), Some(ConfigError::ZeroInflight));
+    let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
+    c.applied = Index(3);
+    assert_eq!(new(c), Some(ConfigError::AppliedBeyondLog));
+    assert_eq!(
+        Node::<u64, 5, 8, 0, 2, 2>::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).err(),
+        Some(ConfigError::ZeroCapacity)
+    );
+}
+
+#[test]
+fn contradictory_storage_is_refused_on_restart() {
+    let config = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    // A vote for a non-member.
+    let mut store = MemStore {
+        hs: HardState {
+            term: Term(2),
+            vote: Some(NodeId(7)),
+        },
+        log: vec![],
+    };
+    assert_eq!(
+        Small::new(config.clone(), &store).err(),
+        Some(ConfigError::InconsistentStorage)
+    );
+    // An entry from a term later than the stored term.
+    store.hs = HardState {
+        term: Term(1),
+        vote: None,
+    };
+    store.log.push(Entry {
+        term: Term(3),
+        index: Index(1),
+        data: EntryData::Noop,
+    });
+    assert_eq!(
+        Small::new(config.clone(), &store).err(),
+        Some(ConfigError::InconsistentStorage)
+    );
+    // A consistent one restarts with the stored term and log.
+    store.hs.term = Term(3);
+    let node = Small::new(config, &store).unwrap();
+    assert_eq!(
+        (node.term(), node.last_index(), node.last_term()),
+        (Term(3), Index(1), Term(3))
+    );
+    assert_eq!(node.role(), Role::Follower);
+}
+
+#[test]
+fn a_full_send_queue_drops_and_counts() {
+    // Five voters, room for two queued sends: a campaign's four vote requests do not all fit.
+    let store = MemStore::default();
+    let mut node = Small::new(Config::new(NodeId(1), &ids(5)).unwrap(), &store).unwrap();
+    node.campaign(&store);
+    let mut sends = 0;
+    let mut persists = 0;
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Send(m) => {
+                assert!(matches!(m.body, Body::VoteRequest { pre_vote: true, .. }));
+                sends += 1;
+            }
+            Action::Persist(_) => persists += 1,
+            Action::Apply { .. } => panic!("nothing to apply"),
+        }
+    }
+    assert_eq!(sends, 2);
+    assert_eq!(node.stats().dropped_sends, 2);
+    assert_eq!(persists, 0, "a pre-vote changes no durable state");
+}
+
+#[test]
+fn persist_acknowledgements_are_checked() {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(1)).unwrap();
+    c.pre_vote = false;
+    let mut node = Small::new(c, &store).unwrap();
+    assert_eq!(
+        node.persisted(PersistToken(1), &store),
+        Err(PersistError::UnknownToken)
+    );
+    node.campaign(&store);
+    let Some(Action::Persist(p)) = node.poll_action() else {
+        panic!("expected the candidate's hard state")
+    };
+    assert_eq!(
+        p.hard_state,
+        Some(HardState {
+            term: Term(1),
+            vote: Some(NodeId(1))
+        })
+    );
+    // Not durable yet: a single-node candidate cannot count its own vote.
+    assert_eq!(node.role(), Role::Candidate);
+    assert_eq!(
+        node.persisted(PersistToken(0), &store),
+        Err(PersistError::UnknownToken)
+    );
+    assert_eq!(
+        node.persisted(PersistToken(2), &store),
+        Err(PersistError::UnknownToken)
+    );
+    store.write(p.hard_state, &p.entries);
+    assert_eq!(node.persisted(p.token, &store), Ok(()));
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!(
+        node.persisted(p.token, &store),
+        Err(PersistError::AlreadyAcknowledged)
+    );
+}
+
+#[test]
+fn time_as_instants() {
+    let store = MemStore::default();
+    let mut node = Small::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    node.set_tick_interval(Duration::from_millis(10));
+    assert_eq!(node.poll_timeout(), None);
+    node.handle_timeout(Instant::from_millis(1000), &store);
+    assert_eq!(
+        node.poll_timeout(),
+        Some(Instant::from_millis(1010)),
+        "the first call anchors the clock"
+    );
+    // 10 ticks per 100 ms; the election timeout is 10..20 ticks: within 200 ms it campaigns.
+    node.handle_timeout(Instant::from_millis(1095), &store);
+    assert_eq!(node.poll_timeout(), Some(Instant::from_millis(1100)));
+    node.handle_timeout(Instant::from_millis(1200), &store);
+    assert_eq!(node.stats().campaigns, 1);
+    // A suspended process jumping far ahead runs at most two election timeouts' worth of ticks.
+    node.handle_timeout(Instant::from_millis(1_000_000), &store);
+    assert!(node.stats().campaigns <= 3);
+    assert_eq!(node.poll_timeout(), Some(Instant::from_millis(1_000_010)));
+}
