@@ -104,6 +104,7 @@ fn same_seed_same_trace() {
 
 #[test]
 fn print_one_seed_stats() {
+    // `STATS_SEED=n cargo test --test simulation print_one -- --nocapture`: what one seed did.
     let Ok(seed) = std::env::var("STATS_SEED") else {
         return;
     };
@@ -132,5 +133,18 @@ fn print_one_seed_stats() {
                 n.stats()
             );
         }
+    }
+}
+
+/// Seeds that once found a bug, kept so the bug stays fixed.
+///
+/// * 10815, 13760, 19264 (liveness): without pre-vote, a node with a short log and a fast clock
+///   kept campaigning at ever higher terms; every vote request it sent restarted the other
+///   nodes' election timers, so no electable node ever timed out (term 678, no leader). Fixed by
+///   Raft's own rule: a follower restarts its timer only on hearing the leader or granting a vote.
+#[test]
+fn regression_seeds() {
+    for seed in [10815, 13760, 19264] {
+        common::run_seed(seed, 10_000);
     }
 }

@@ -77,12 +77,20 @@ where
         }
     }
 
-    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+    /// Moves to a higher term (forgetting the vote and the leader) without touching the role or
+    /// the election timer.
+    pub(crate) fn adopt_term(&mut self, term: Term) {
         if term > self.hs.term {
             self.hs.term = term;
             self.hs.vote = None;
             self.hs_dirty = true;
+            self.leader = None;
+            self.release_withheld();
         }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        self.adopt_term(term);
         if !matches!(self.role, RoleState::Follower) {
             info!("{} became Follower at term {}", self.cfg.id, self.hs.term);
         }

@@ -79,7 +79,16 @@ where
                         pre_vote: false, ..
                     } = msg.body
                     {
-                        self.become_follower(msg.term, None);
+                        if matches!(self.role, RoleState::Follower) {
+                            // Raft figure 2: a follower restarts its election timer only when it
+                            // hears the leader or grants a vote, not when it merely learns a
+                            // higher term. Otherwise a candidate that cannot win (short log) and
+                            // times out first (fast clock) keeps everyone else from ever
+                            // campaigning: found by the simulator, seed 10815.
+                            self.adopt_term(msg.term);
+                        } else {
+                            self.become_follower(msg.term, None);
+                        }
                     }
                 }
                 // A granted pre-vote carries the term the candidate would campaign in.
