@@ -96,6 +96,7 @@
 //! | `log` | logging through the `log` facade |
 #![no_std]
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -113,6 +114,7 @@ mod stats;
 mod storage;
 mod time;
 mod types;
+pub mod wire;
 
 pub use action::{Action, Persist, PersistToken};
 pub use config::{Config, ConfigError};

@@ -122,6 +122,8 @@ pub struct Sim {
     pub oracle: Oracle,
     pub stats: RunStats,
     next_payload: u64,
+    /// Messages sent through the codec (alternates the framing).
+    pub wire_frames: u64,
     trace_hash: std::collections::hash_map::DefaultHasher,
     pub trace: Option<String>,
 }
@@ -176,6 +178,7 @@ impl Sim {
             oracle: Oracle::new(n),
             stats: RunStats::default(),
             next_payload: 1,
+            wire_frames: 0,
             trace_hash: Default::default(),
             trace,
         }
@@ -578,7 +581,43 @@ impl Sim {
         self.check(id);
     }
 
+    /// Every message crosses the simulated link as bytes: encoded, framed (length-prefixed or
+    /// COBS, alternately), reassembled and decoded. A codec bug shows up as a failed run.
+    fn over_the_wire(&mut self, msg: &Msg) -> Msg {
+        use raftlet::wire::frame::{
+            CobsReader, LengthPrefixedReader, cobs_max_len, encode_cobs, encode_length_prefixed,
+        };
+        const MAX: usize = raftlet::wire::max_frame_len::<u64, BATCH>();
+        let codec = raftlet::wire::Codec::new(0x51A, MAX);
+        let mut buf = [0u8; cobs_max_len(MAX) + 4];
+        let mut scratch = [0u8; MAX];
+        self.wire_frames += 1;
+        let decoded = if self.wire_frames.is_multiple_of(2) {
+            let n = encode_length_prefixed(&codec, msg, &mut buf).expect("encode");
+            let mut r = LengthPrefixedReader::<MAX>::new();
+            let mut input = &buf[..n];
+            let frame = r
+                .feed(&mut input)
+                .expect("a whole frame")
+                .expect("well framed");
+            codec.decode::<u64, BATCH>(frame)
+        } else {
+            let n = encode_cobs(&codec, msg, &mut scratch, &mut buf).expect("encode");
+            let mut r = CobsReader::<MAX>::new();
+            let mut input = &buf[..n];
+            let frame = r
+                .feed(&mut input)
+                .expect("a whole frame")
+                .expect("well framed");
+            codec.decode::<u64, BATCH>(frame)
+        };
+        let decoded = decoded.expect("decode");
+        assert_eq!(&decoded, msg, "wire round trip changed the message");
+        decoded
+    }
+
     fn transmit(&mut self, msg: Msg) {
+        let msg = self.over_the_wire(&msg);
         if self.rng.f64() < self.faults.loss {
             self.stats.lost += 1;
             return;

@@ -1,0 +1,262 @@
+//! The wire format: every [`Message`] as bytes, with a version and a cluster id.
+//!
+//! # Layout
+//! A frame is the postcard encoding of `(version: u8, cluster: u64, message: Message<P, B>)`:
+//! one version byte ([`WIRE_VERSION`]), the cluster id as a varint, then the message (`from`,
+//! `to`, `term` as varints, then the body's variant index and fields). Enums only ever gain
+//! variants at the end, so existing encodings never change; `tests/testdata/golden.txt` pins the
+//! exact bytes of one message of each kind.
+//!
+//! # Untrusted input
+//! [`Codec::decode`] checks, in order: the frame length against the codec's maximum, the
+//! version, the cluster id, the message kind, then the full decode (which rejects impossible
+//! values such as an entry count beyond the batch capacity), and finally trailing bytes. Each
+//! failure is a typed [`DecodeError`]. Decoding never panics and, for payload types that do not
+//! allocate (integers, `heapless::Vec`, arrays), never allocates. It is a pure function: a bad
+//! frame never reaches the node.
+//!
+//! Framing for links comes from [`frame`]: length-prefixed for byte streams (TCP), COBS for
+//! serial and radio links.
+
+pub mod frame;
+
+use crate::message::Message;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The wire format version this build speaks. Frames of any other version are refused.
+pub const WIRE_VERSION: u8 = 1;
+
+/// How many message kinds (`Body` variants) this version knows.
+pub const MESSAGE_KINDS: u64 = 8;
+
+/// Encodes and decodes frames of one cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Codec {
+    cluster: u64,
+    max_frame: usize,
+}
+
+/// Why a message could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EncodeError {
+    /// The output buffer is too small.
+    BufferTooSmall,
+    /// The encoded frame would exceed the codec's maximum frame length.
+    TooLong,
+    /// The payload's `Serialize` implementation failed.
+    Payload,
+}
+
+/// Why a frame was refused. The node never sees a refused frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DecodeError {
+    /// The frame ends before the message does.
+    Truncated,
+    /// The frame is longer than the codec's maximum.
+    TooLong {
+        /// The frame's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The frame was written by another wire version.
+    VersionMismatch {
+        /// The version in the frame.
+        got: u8,
+    },
+    /// The frame belongs to another cluster.
+    ClusterMismatch {
+        /// The cluster id in the frame.
+        got: u64,
+    },
+    /// The message kind is not one this version knows.
+    UnknownKind {
+        /// The kind in the frame.
+        kind: u64,
+    },
+    /// A value that cannot be valid: a malformed varint or bool, an unknown variant inside the
+    /// message, more entries than the batch capacity, a payload the payload type refuses.
+    Invalid,
+    /// The message was complete before the frame ended.
+    TrailingBytes {
+        /// How many bytes were left over.
+        extra: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BufferTooSmall => "output buffer too small",
+            Self::TooLong => "frame exceeds the maximum length",
+            Self::Payload => "payload failed to serialize",
+        })
+    }
+}
+impl core::error::Error for EncodeError {}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("frame truncated"),
+            Self::TooLong { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max}")
+            }
+            Self::VersionMismatch { got } => {
+                write!(f, "wire version {got}, expected {WIRE_VERSION}")
+            }
+            Self::ClusterMismatch { got } => write!(f, "frame for cluster {got}"),
+            Self::UnknownKind { kind } => write!(f, "unknown message kind {kind}"),
+            Self::Invalid => f.write_str("invalid value in frame"),
+            Self::TrailingBytes { extra } => write!(f, "{extra} trailing bytes after the message"),
+        }
+    }
+}
+impl core::error::Error for DecodeError {}
+
+fn map_de(e: postcard::Error) -> DecodeError {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+        _ => DecodeError::Invalid,
+    }
+}
+
+impl Codec {
+    /// A codec for `cluster` whose frames may be at most `max_frame` bytes. Use
+    /// [`max_frame_len`] (or [`max_frame_len_for`]) to size it for a node profile.
+    #[must_use]
+    pub const fn new(cluster: u64, max_frame: usize) -> Self {
+        Self { cluster, max_frame }
+    }
+
+    /// The cluster id written into and expected in every frame.
+    #[must_use]
+    pub const fn cluster(&self) -> u64 {
+        self.cluster
+    }
+
+    /// The largest frame this codec writes or accepts.
+    #[must_use]
+    pub const fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Encodes `msg` into `buf`; returns the frame's length.
+    ///
+    /// # Errors
+    /// [`EncodeError`] when `buf` or the maximum frame length is too small.
+    pub fn encode<P: Serialize, const B: usize>(
+        &self,
+        msg: &Message<P, B>,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let len = buf.len().min(self.max_frame);
+        let room_is_max = buf.len() >= self.max_frame;
+        match postcard::to_slice(&(WIRE_VERSION, self.cluster, msg), &mut buf[..len]) {
+            Ok(out) => Ok(out.len()),
+            Err(postcard::Error::SerializeBufferFull) if room_is_max => Err(EncodeError::TooLong),
+            Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::BufferTooSmall),
+            Err(_) => Err(EncodeError::Payload),
+        }
+    }
+
+    /// Decodes one frame.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] saying why the frame was refused.
+    pub fn decode<'de, P: Deserialize<'de>, const B: usize>(
+        &self,
+        frame: &'de [u8],
+    ) -> Result<Message<P, B>, DecodeError> {
+        if frame.len() > self.max_frame {
+            return Err(DecodeError::TooLong {
+                len: frame.len(),
+                max: self.max_frame,
+            });
+        }
+        let (&version, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
+        if version != WIRE_VERSION {
+            return Err(DecodeError::VersionMismatch { got: version });
+        }
+        let (cluster, body) = postcard::take_from_bytes::<u64>(rest).map_err(map_de)?;
+        if cluster != self.cluster {
+            return Err(DecodeError::ClusterMismatch { got: cluster });
+        }
+        // from, to, term, then the body's variant index.
+        let (_, peek) = postcard::take_from_bytes::<(u64, u64, u64)>(body).map_err(map_de)?;
+        let (kind, _) = postcard::take_from_bytes::<u32>(peek).map_err(map_de)?;
+        if u64::from(kind) >= MESSAGE_KINDS {
+            return Err(DecodeError::UnknownKind {
+                kind: u64::from(kind),
+            });
+        }
+        let (msg, extra) = postcard::take_from_bytes::<Message<P, B>>(body).map_err(map_de)?;
+        if !extra.is_empty() {
+            return Err(DecodeError::TrailingBytes { extra: extra.len() });
+        }
+        Ok(msg)
+    }
+}
+
+/// The largest encoding of a payload type, for sizing frames at compile time.
+pub trait MaxEncodedLen {
+    /// An upper bound of the postcard encoding's length, in bytes.
+    const MAX_ENCODED_LEN: usize;
+}
+
+macro_rules! max_len {
+    ($($t:ty => $n:expr),*) => { $(impl MaxEncodedLen for $t { const MAX_ENCODED_LEN: usize = $n; })* };
+}
+max_len!(() => 0, bool => 1, u8 => 1, u16 => 3, u32 => 5, u64 => 10, u128 => 19, i8 => 1, i16 => 3, i32 => 5, i64 => 10);
+
+impl<const N: usize> MaxEncodedLen for heapless::Vec<u8, N> {
+    const MAX_ENCODED_LEN: usize = varint_len(N) + N;
+}
+impl<const N: usize> MaxEncodedLen for [u8; N] {
+    const MAX_ENCODED_LEN: usize = N;
+}
+
+/// Bytes of a varint encoding `n`.
+#[must_use]
+pub const fn varint_len(n: usize) -> usize {
+    let mut len = 1;
+    let mut v = n >> 7;
+    while v > 0 {
+        len += 1;
+        v >>= 7;
+    }
+    len
+}
+
+const U64: usize = 10;
+const VARIANT: usize = 5;
+
+/// An upper bound of any frame's length for messages of up to `batch` entries whose payloads
+/// encode to at most `max_payload` bytes (for payload types without [`MaxEncodedLen`], such as
+/// `Vec<u8>` with an application limit).
+#[must_use]
+pub const fn max_frame_len_for(batch: usize, max_payload: usize) -> usize {
+    let header = 1 + U64 + 3 * U64 + VARIANT;
+    let entry = 2 * U64 + VARIANT + max_payload;
+    let append = 3 * U64 + varint_len(batch) + batch * entry;
+    let response = VARIANT + 3 * U64;
+    let vote = 1 + 2 * U64;
+    let mut body = append;
+    if response > body {
+        body = response;
+    }
+    if vote > body {
+        body = vote;
+    }
+    header + body
+}
+
+/// An upper bound of any frame's length for `Message<P, BATCH>`, at compile time.
+#[must_use]
+pub const fn max_frame_len<P: MaxEncodedLen, const BATCH: usize>() -> usize {
+    max_frame_len_for(BATCH, P::MAX_ENCODED_LEN)
+}

@@ -1,0 +1,573 @@
+//! The wire format: round trips, golden bytes, typed errors, framing, a bounded fuzz of the
+//! decoder, and decoding without allocation.
+#![allow(unsafe_code)] // the counting global allocator
+
+use proptest::prelude::*;
+use raftlet::wire::frame::{
+    CobsReader, FrameError, LengthPrefixedReader, cobs_max_len, encode_cobs, encode_length_prefixed,
+};
+use raftlet::wire::{Codec, DecodeError, EncodeError, WIRE_VERSION, max_frame_len};
+use raftlet::{AppendResult, Body, Entry, EntryData, Index, Message, NodeId, Term};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+// ----- an allocation counter, for the no-allocation check ------------------------------------
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local!(static COUNT_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNT_HERE.with(|c| c.get()) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ----- the message types under test ------------------------------------------------------------
+
+const B: usize = 16;
+type Payload = heapless::Vec<u8, 64>;
+type Msg = Message<Payload, B>;
+const MAX: usize = max_frame_len::<Payload, B>();
+const CODEC: Codec = Codec::new(0xC1u64, MAX);
+
+fn payload(bytes: &[u8]) -> Payload {
+    Payload::from_slice(bytes).unwrap()
+}
+
+fn entry(term: u64, index: u64, data: Option<&[u8]>) -> Entry<Payload> {
+    Entry {
+        term: Term(term),
+        index: Index(index),
+        data: data.map_or(EntryData::Noop, |d| EntryData::Normal(payload(d))),
+    }
+}
+
+fn msg(body: Body<Payload, B>) -> Msg {
+    Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(7),
+        body,
+    }
+}
+
+/// One message of each kind, in `Body` variant order.
+fn one_of_each() -> Vec<(&'static str, Msg)> {
+    let mut entries = heapless::Vec::new();
+    entries.push(entry(7, 11, None)).unwrap();
+    entries.push(entry(7, 12, Some(b"set x=1"))).unwrap();
+    vec![
+        (
+            "vote-request",
+            msg(Body::VoteRequest {
+                pre_vote: false,
+                last_index: Index(10),
+                last_term: Term(6),
+            }),
+        ),
+        (
+            "pre-vote-request",
+            msg(Body::VoteRequest {
+                pre_vote: true,
+                last_index: Index(10),
+                last_term: Term(6),
+            }),
+        ),
+        (
+            "vote-response",
+            msg(Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            }),
+        ),
+        (
+            "append",
+            msg(Body::Append {
+                prev_index: Index(10),
+                prev_term: Term(6),
+                commit: Index(9),
+                entries,
+            }),
+        ),
+        (
+            "append-accepted",
+            msg(Body::AppendResponse(AppendResult::Accepted {
+                match_index: Index(12),
+            })),
+        ),
+        (
+            "append-rejected",
+            msg(Body::AppendResponse(AppendResult::Rejected {
+                rejected: Index(10),
+                hint_index: Index(8),
+                hint_term: Term(5),
+            })),
+        ),
+        ("heartbeat", msg(Body::Heartbeat { commit: Index(9) })),
+        ("heartbeat-response", msg(Body::HeartbeatResponse)),
+    ]
+}
+
+fn encode(m: &Msg) -> Vec<u8> {
+    let mut buf = vec![0u8; MAX];
+    let n = CODEC.encode(m, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ----- golden vectors --------------------------------------------------------------------------
+
+/// `tests/testdata/golden.txt` pins the bytes of one message of each kind. A change here is a
+/// wire-format change: append new variants, never reorder. `REWRITE=1` regenerates the file
+/// (review the diff).
+#[test]
+fn golden_vectors() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/golden.txt");
+    let rendered: String = one_of_each()
+        .iter()
+        .map(|(name, m)| format!("{name} {}\n", hex(&encode(m))))
+        .collect();
+    if std::env::var("REWRITE").is_ok() {
+        std::fs::write(
+            path,
+            format!("# wire version {WIRE_VERSION}, cluster 0xc1: <kind> <frame hex>\n{rendered}"),
+        )
+        .unwrap();
+    }
+    let golden = std::fs::read_to_string(path).expect("golden file (REWRITE=1 creates it)");
+    let golden: String = golden
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(rendered, golden, "the wire format changed");
+    for ((_, m), line) in one_of_each().iter().zip(golden.lines()) {
+        let bytes: Vec<u8> = (0..line.split(' ').nth(1).unwrap().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&line.split(' ').nth(1).unwrap()[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(&CODEC.decode::<Payload, B>(&bytes).unwrap(), m);
+    }
+}
+
+// ----- typed errors ----------------------------------------------------------------------------
+
+#[test]
+fn every_refusal_is_typed() {
+    for (name, m) in one_of_each() {
+        let f = encode(&m);
+        for cut in 0..f.len() {
+            assert_eq!(
+                CODEC.decode::<Payload, B>(&f[..cut]),
+                Err(DecodeError::Truncated),
+                "{name} cut at {cut}"
+            );
+        }
+        let mut extra = f.clone();
+        extra.extend_from_slice(&[1, 2]);
+        assert_eq!(
+            CODEC.decode::<Payload, B>(&extra),
+            Err(DecodeError::TrailingBytes { extra: 2 })
+        );
+        let mut v = f.clone();
+        v[0] = WIRE_VERSION + 1;
+        assert_eq!(
+            CODEC.decode::<Payload, B>(&v),
+            Err(DecodeError::VersionMismatch {
+                got: WIRE_VERSION + 1
+            })
+        );
+        let other = Codec::new(0xC2, MAX);
+        assert_eq!(
+            other.decode::<Payload, B>(&f),
+            Err(DecodeError::ClusterMismatch { got: 0xC1 })
+        );
+    }
+    let f = encode(&one_of_each()[7].1);
+    // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
+    let mut unknown = f.clone();
+    *unknown.last_mut().unwrap() = 8;
+    assert_eq!(
+        CODEC.decode::<Payload, B>(&unknown),
+        Err(DecodeError::UnknownKind { kind: 8 })
+    );
+    let long = vec![0u8; MAX + 1];
+    assert_eq!(
+        CODEC.decode::<Payload, B>(&long),
+        Err(DecodeError::TooLong {
+            len: MAX + 1,
+            max: MAX
+        })
+    );
+    // A bool that is neither 0 nor 1.
+    let mut bad_bool = encode(&one_of_each()[2].1);
+    let n = bad_bool.len();
+    bad_bool[n - 2] = 2;
+    assert_eq!(
+        CODEC.decode::<Payload, B>(&bad_bool),
+        Err(DecodeError::Invalid)
+    );
+    // More entries than the receiver's batch capacity.
+    let f = encode(&one_of_each()[3].1);
+    assert_eq!(CODEC.decode::<Payload, 1>(&f), Err(DecodeError::Invalid));
+    // Encoding refuses rather than truncating.
+    let mut small = [0u8; 8];
+    assert_eq!(
+        CODEC.encode(&one_of_each()[3].1, &mut small),
+        Err(EncodeError::BufferTooSmall)
+    );
+    let tight = Codec::new(0xC1, 20);
+    let mut big = vec![0u8; 100];
+    assert_eq!(
+        tight.encode(&one_of_each()[3].1, &mut big),
+        Err(EncodeError::TooLong)
+    );
+}
+
+// ----- sizes -----------------------------------------------------------------------------------
+
+fn full_append(n: usize, size: usize) -> Msg {
+    let mut entries = heapless::Vec::new();
+    for i in 0..n {
+        entries
+            .push(entry(
+                u64::MAX,
+                u64::MAX - 20 + i as u64,
+                Some(&vec![0xAB; size]),
+            ))
+            .unwrap();
+    }
+    Message {
+        from: NodeId(u64::MAX),
+        to: NodeId(u64::MAX),
+        term: Term(u64::MAX),
+        body: Body::Append {
+            prev_index: Index(u64::MAX),
+            prev_term: Term(u64::MAX),
+            commit: Index(u64::MAX),
+            entries,
+        },
+    }
+}
+
+#[test]
+fn max_frame_len_bounds_the_largest_message() {
+    let worst = encode(&full_append(B, 64));
+    assert!(worst.len() <= MAX, "{} > {MAX}", worst.len());
+    assert!(
+        MAX - worst.len() < 128,
+        "the bound is loose: {MAX} vs {}",
+        worst.len()
+    );
+    println!(
+        "max frame for Message<heapless::Vec<u8, 64>, 16>: {MAX} bytes (worst case seen {})",
+        worst.len()
+    );
+}
+
+/// Encoded sizes of typical messages (realistic ids, terms and indices).
+#[test]
+fn typical_sizes() {
+    let base = |body| Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(42),
+        body,
+    };
+    let heartbeat: Msg = base(Body::Heartbeat {
+        commit: Index(100_000),
+    });
+    let empty: Msg = base(Body::Append {
+        prev_index: Index(100_000),
+        prev_term: Term(42),
+        commit: Index(99_990),
+        entries: heapless::Vec::new(),
+    });
+    let mut entries = heapless::Vec::new();
+    for i in 0..16 {
+        entries
+            .push(entry(42, 100_001 + i, Some(&[0x5A; 64])))
+            .unwrap();
+    }
+    let full: Msg = base(Body::Append {
+        prev_index: Index(100_000),
+        prev_term: Term(42),
+        commit: Index(99_990),
+        entries,
+    });
+    let (h, e, f) = (
+        encode(&heartbeat).len(),
+        encode(&empty).len(),
+        encode(&full).len(),
+    );
+    println!("heartbeat {h} B, empty append {e} B, append of 16 x 64 B entries {f} B");
+    assert!(
+        h <= 12 && e <= 20 && f <= 16 * (64 + 1 + 1 + 3 + 1) + 20,
+        "{h} {e} {f}"
+    );
+}
+
+// ----- round trips -----------------------------------------------------------------------------
+
+fn arb_index() -> impl Strategy<Value = Index> {
+    any::<u64>().prop_map(Index)
+}
+fn arb_term() -> impl Strategy<Value = Term> {
+    any::<u64>().prop_map(Term)
+}
+fn arb_entry() -> impl Strategy<Value = Entry<Payload>> {
+    (
+        arb_term(),
+        arb_index(),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..=64)),
+    )
+        .prop_map(|(term, index, d)| Entry {
+            term,
+            index,
+            data: d.map_or(EntryData::Noop, |d| EntryData::Normal(payload(&d))),
+        })
+}
+fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
+    prop_oneof![
+        (any::<bool>(), arb_index(), arb_term()).prop_map(|(pre_vote, last_index, last_term)| {
+            Body::VoteRequest {
+                pre_vote,
+                last_index,
+                last_term,
+            }
+        }),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(pre_vote, granted)| Body::VoteResponse { pre_vote, granted }),
+        (
+            arb_index(),
+            arb_term(),
+            arb_index(),
+            prop::collection::vec(arb_entry(), 0..=B)
+        )
+            .prop_map(|(prev_index, prev_term, commit, es)| Body::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries: heapless::Vec::from_slice(&es).unwrap()
+            }),
+        arb_index().prop_map(|m| Body::AppendResponse(AppendResult::Accepted { match_index: m })),
+        (arb_index(), arb_index(), arb_term()).prop_map(|(rejected, hint_index, hint_term)| {
+            Body::AppendResponse(AppendResult::Rejected {
+                rejected,
+                hint_index,
+                hint_term,
+            })
+        }),
+        arb_index().prop_map(|commit| Body::Heartbeat { commit }),
+        Just(Body::HeartbeatResponse),
+    ]
+}
+fn arb_msg() -> impl Strategy<Value = Msg> {
+    (any::<u64>(), any::<u64>(), arb_term(), arb_body()).prop_map(|(f, t, term, body)| Message {
+        from: NodeId(f),
+        to: NodeId(t),
+        term,
+        body,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_message_round_trips(m in arb_msg()) {
+        let f = encode(&m);
+        prop_assert!(f.len() <= MAX);
+        prop_assert_eq!(CODEC.decode::<Payload, B>(&f).unwrap(), m.clone());
+        // Through both framings too.
+        let mut buf = vec![0u8; MAX + 4];
+        let n = encode_length_prefixed(&CODEC, &m, &mut buf).unwrap();
+        let mut r = LengthPrefixedReader::<MAX>::new();
+        let mut input = &buf[..n];
+        let frame = r.feed(&mut input).unwrap().unwrap();
+        prop_assert_eq!(CODEC.decode::<Payload, B>(frame).unwrap(), m.clone());
+        let mut scratch = vec![0u8; MAX];
+        let mut cbuf = vec![0u8; cobs_max_len(MAX)];
+        let n = encode_cobs(&CODEC, &m, &mut scratch, &mut cbuf).unwrap();
+        prop_assert!(!cbuf[..n - 1].contains(&0));
+        let mut c = CobsReader::<MAX>::new();
+        let mut input = &cbuf[..n];
+        let frame = c.feed(&mut input).unwrap().unwrap();
+        prop_assert_eq!(CODEC.decode::<Payload, B>(frame).unwrap(), m);
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+    /// The bounded in-test fuzz: random bytes and mutated valid frames never panic the decoder,
+    /// and whatever decodes re-encodes to something that decodes to the same message.
+    #[test]
+    fn decoder_survives_garbage(m in arb_msg(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                                garbage in prop::collection::vec(any::<u8>(), 0..300), cut in any::<usize>()) {
+        let mut f = encode(&m);
+        for (at, x) in flips {
+            let n = f.len();
+            f[at % n] ^= x;
+        }
+        let f = &f[..cut % (f.len() + 1)];
+        for input in [f, &garbage[..]] {
+            if let Ok(d) = CODEC.decode::<Payload, B>(input) {
+                let again = encode(&d);
+                prop_assert_eq!(CODEC.decode::<Payload, B>(&again).unwrap(), d);
+            }
+            let mut r = LengthPrefixedReader::<MAX>::new();
+            let mut c = CobsReader::<MAX>::new();
+            let (mut a, mut b) = (input, input);
+            while let Some(x) = r.feed(&mut a) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, B>(fr); } }
+            while let Some(x) = c.feed(&mut b) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, B>(fr); } }
+        }
+    }
+}
+
+// ----- framing ---------------------------------------------------------------------------------
+
+fn stream(frames: &[Msg], cobs: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in frames {
+        let mut buf = vec![0u8; cobs_max_len(MAX) + 4];
+        let n = if cobs {
+            let mut scratch = vec![0u8; MAX];
+            encode_cobs(&CODEC, m, &mut scratch, &mut buf).unwrap()
+        } else {
+            encode_length_prefixed(&CODEC, m, &mut buf).unwrap()
+        };
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn framed_streams_reassemble_across_arbitrary_splits() {
+    let msgs: Vec<Msg> = one_of_each().into_iter().map(|(_, m)| m).collect();
+    for cobs in [false, true] {
+        let bytes = stream(&msgs, cobs);
+        for chunk in [1, 2, 3, 7, 64, bytes.len()] {
+            let mut got = Vec::new();
+            let mut lp = LengthPrefixedReader::<MAX>::new();
+            let mut cr = CobsReader::<MAX>::new();
+            for piece in bytes.chunks(chunk) {
+                let mut input = piece;
+                loop {
+                    let r = if cobs {
+                        cr.feed(&mut input)
+                    } else {
+                        lp.feed(&mut input)
+                    };
+                    match r {
+                        Some(Ok(f)) => got.push(CODEC.decode::<Payload, B>(f).unwrap()),
+                        Some(Err(e)) => panic!("{e}"),
+                        None => break,
+                    }
+                }
+            }
+            assert_eq!(got, msgs, "cobs={cobs} chunk={chunk}");
+        }
+    }
+}
+
+#[test]
+fn readers_skip_oversized_and_corrupt_frames_and_resynchronise() {
+    let msgs: Vec<Msg> = one_of_each().into_iter().map(|(_, m)| m).collect();
+    // Length-prefixed: an oversized frame in the middle is skipped whole.
+    let mut bytes = stream(&msgs[..2], false);
+    bytes.extend_from_slice(&(10_000u32).to_le_bytes());
+    bytes.extend(std::iter::repeat_n(7u8, 10_000));
+    bytes.extend(stream(&msgs[2..], false));
+    let mut r = LengthPrefixedReader::<MAX>::new();
+    let mut input = &bytes[..];
+    let mut got = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(x) = r.feed(&mut input) {
+        match x {
+            Ok(f) => got.push(CODEC.decode::<Payload, B>(f).unwrap()),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(errors, [FrameError::TooLong]);
+    assert_eq!(got, msgs);
+    // COBS: corrupt one frame's bytes; it is refused (by the reader or the codec) and every
+    // other frame still decodes.
+    let mut bytes = stream(&msgs[..3], true);
+    let second_start = stream(&msgs[..1], true).len();
+    bytes[second_start + 3] = 0; // a premature delimiter
+    bytes.extend(stream(&msgs[3..], true));
+    let mut c = CobsReader::<MAX>::new();
+    let mut input = &bytes[..];
+    let mut ok = Vec::new();
+    let mut refused = 0;
+    while let Some(x) = c.feed(&mut input) {
+        match x
+            .map_err(|_| ())
+            .and_then(|f| CODEC.decode::<Payload, B>(f).map_err(|_| ()))
+        {
+            Ok(m) => ok.push(m),
+            Err(()) => refused += 1,
+        }
+    }
+    assert!(refused >= 1);
+    assert!(ok.contains(&msgs[0]) && ok.contains(&msgs[2]));
+    assert!(msgs[3..].iter().all(|m| ok.contains(m)));
+    // A COBS frame longer than the buffer is skipped up to its delimiter.
+    let mut c = CobsReader::<8>::new();
+    let mut bytes = stream(&msgs[3..4], true);
+    bytes.extend(stream(&msgs[7..8], true));
+    let mut input = &bytes[..];
+    assert_eq!(c.feed(&mut input), Some(Err(FrameError::TooLong)));
+    let f = c.feed(&mut input).unwrap().unwrap().to_vec();
+    assert_eq!(CODEC.decode::<Payload, B>(&f).unwrap(), msgs[7]);
+}
+
+#[test]
+fn decoding_and_framing_do_not_allocate() {
+    let msgs: Vec<Msg> = one_of_each().into_iter().map(|(_, m)| m).collect();
+    let frames: Vec<Vec<u8>> = msgs.iter().map(encode).collect();
+    let streamed = stream(&msgs, true);
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut sink = 0usize;
+    COUNT_HERE.with(|c| c.set(true));
+    for f in &frames {
+        sink += CODEC
+            .decode::<Payload, B>(f)
+            .map(|m| m.term.0 as usize)
+            .unwrap_or(0);
+    }
+    for w in garbage.windows(40).step_by(7) {
+        sink += CODEC
+            .decode::<Payload, B>(w)
+            .map(|m| m.term.0 as usize)
+            .unwrap_or(1);
+    }
+    let mut c = CobsReader::<MAX>::new();
+    let mut input = &streamed[..];
+    while let Some(Ok(f)) = c.feed(&mut input) {
+        sink += f.len();
+    }
+    let mut buf = [0u8; MAX];
+    for m in &msgs {
+        sink += CODEC.encode(m, &mut buf).unwrap();
+    }
+    COUNT_HERE.with(|c| c.set(false));
+    assert!(sink > 0);
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the codec allocated");
+}
