@@ -24,7 +24,7 @@
 //! send queue can never lose them; only sends are dropped (and counted) when the queue is full.
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index};
+use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 /// Identifies one [`Persist`]; acknowledge it with [`Node::persisted`](crate::Node::persisted).
@@ -41,6 +41,10 @@ pub struct Persist<P, const BATCH: usize> {
     pub token: PersistToken,
     /// A new hard state to store (replacing the old one atomically), if it changed.
     pub hard_state: Option<HardState>,
+    /// `Some(id)`: the node adopted a snapshot installed from the leader. Discard the whole
+    /// stored log (before storing `entries`, if any); the log now starts after `id`, and
+    /// [`Storage::snapshot`](crate::Storage::snapshot) must answer `id` from now on.
+    pub snapshot: Option<SnapshotId>,
     /// Entries to store. Stored entries at or after `entries[0].index` are removed first.
     pub entries: heapless::Vec<Entry<P>, BATCH>,
 }
@@ -59,5 +63,60 @@ pub enum Action<P, const BATCH: usize> {
         first: Index,
         /// Last entry to apply.
         last: Index,
+    },
+    /// Entries up to `through.index` are no longer needed: record `through` durably as the
+    /// log's snapshot ([`Storage::snapshot`](crate::Storage::snapshot)), then delete them
+    /// whenever convenient. The node reads none of them from now on.
+    Compact {
+        /// The snapshot the log now starts after.
+        through: SnapshotId,
+    },
+    /// Notify mode, follower: fetch a snapshot that reaches at least
+    /// `first_available.index - 1` by your own means, install it into the state machine, and
+    /// report with [`Node::snapshot_installed`](crate::Node::snapshot_installed). Emitted once
+    /// per install round.
+    InstallSnapshotFromLeader {
+        /// The leader that asked.
+        leader: NodeId,
+        /// The leader's first log entry.
+        first_available: SnapshotId,
+    },
+    /// Stream mode, leader: read chunk `seq` of `snapshot` and hand it to
+    /// [`Node::snapshot_chunk`](crate::Node::snapshot_chunk) for follower `to`.
+    ReadSnapshotChunk {
+        /// The follower being brought up to date.
+        to: NodeId,
+        /// The snapshot being sent.
+        snapshot: SnapshotId,
+        /// The chunk wanted.
+        seq: u32,
+    },
+    /// Stream mode, follower: store chunk `seq` of `snapshot` in a staging area (chunk 0 starts
+    /// a new staging area, discarding any earlier partial one).
+    WriteSnapshotChunk {
+        /// The snapshot being received.
+        snapshot: SnapshotId,
+        /// The chunk number.
+        seq: u32,
+        /// The chunk.
+        data: P,
+    },
+    /// Stream mode, follower: every chunk is staged. Verify `checksum` over the whole staged
+    /// snapshot; if it matches, restore the state machine from it and report
+    /// `snapshot_installed(Ok(snapshot))`; otherwise discard the staging area (keeping the
+    /// previous state intact) and report `Err(InstallError::Failed)`.
+    RestoreSnapshot {
+        /// The snapshot to restore.
+        snapshot: SnapshotId,
+        /// The checksum the leader's application computed over the snapshot.
+        checksum: u64,
+    },
+    /// Installation is truly over, on the leader (`peer` = the follower) or on the follower
+    /// (`peer` = itself). Incremental-snapshot state machines drop their checkpoints here.
+    InstallComplete {
+        /// Which follower's installation ended.
+        peer: NodeId,
+        /// How it ended.
+        outcome: InstallOutcome,
     },
 }

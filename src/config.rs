@@ -1,6 +1,6 @@
 //! Node configuration and its validation.
 
-use crate::types::{Index, NodeId};
+use crate::types::{Index, NodeId, SnapshotId, SnapshotMode};
 use core::fmt;
 
 /// Configuration of one node. Build it with [`Config::new`], adjust the public fields, and hand it
@@ -31,6 +31,18 @@ pub struct Config<const PEERS: usize> {
     pub applied: Index,
     /// Seed of the election-jitter generator. Give each node a different seed.
     pub seed: u64,
+    /// The application's latest durable snapshot, which its state machine was restored from at
+    /// start-up (`SnapshotId::ZERO` if none). If it is ahead of the stored log (a crash right
+    /// after installing a snapshot), the node resets its log to it.
+    pub snapshot: SnapshotId,
+    /// How lagging followers are brought up to date (must be the same on every node).
+    pub snapshot_mode: SnapshotMode,
+    /// A leader re-sends a snapshot notification, or re-requests a lost chunk, at most once per
+    /// this many ticks.
+    pub snapshot_resend_ticks: u32,
+    /// Compaction keeps at least this many of the newest entries, so that slightly slow
+    /// followers catch up by appends rather than by snapshot.
+    pub log_retention: u64,
 }
 
 impl<const PEERS: usize> Config<PEERS> {
@@ -52,6 +64,10 @@ impl<const PEERS: usize> Config<PEERS> {
             max_inflight: usize::MAX,
             applied: Index(0),
             seed: id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03,
+            snapshot: SnapshotId::ZERO,
+            snapshot_mode: SnapshotMode::Stream,
+            snapshot_resend_ticks: 3,
+            log_retention: 0,
         })
     }
 
@@ -82,6 +98,9 @@ impl<const PEERS: usize> Config<PEERS> {
         }
         if self.max_inflight == 0 {
             return Err(ConfigError::ZeroInflight);
+        }
+        if self.snapshot_resend_ticks == 0 {
+            return Err(ConfigError::BadTimeouts);
         }
         Ok(())
     }

@@ -92,3 +92,49 @@ impl fmt::Display for PersistError {
 }
 
 impl core::error::Error for PersistError {}
+
+/// What an application reports when a snapshot install did not succeed
+/// ([`Node::snapshot_installed`](crate::Node::snapshot_installed)).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InstallError {
+    /// Notify mode: no snapshot can be had (the install round ends with
+    /// [`InstallOutcome::Unavailable`](crate::InstallOutcome::Unavailable) on both sides).
+    Unavailable,
+    /// The attempt failed (fetch error, bad checksum); the round ends quietly and the leader's
+    /// next request starts another.
+    Failed,
+}
+
+/// A snapshot call was refused; the node's state is unchanged.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SnapshotError {
+    /// A local snapshot beyond what was handed out for apply.
+    NotApplied,
+    /// A local snapshot at or below the current one.
+    Stale,
+    /// The term given does not match the log's entry at that index.
+    TermMismatch,
+    /// A snapshot from a leader is being installed (local snapshots and reads are refused).
+    InstallInProgress,
+    /// No install is in progress to report on.
+    NoInstall,
+    /// A chunk that nobody asked for (no such transfer, or not the chunk wanted).
+    UnexpectedChunk,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotApplied => "snapshot beyond the applied index",
+            Self::Stale => "snapshot not newer than the current one",
+            Self::TermMismatch => "snapshot term does not match the log",
+            Self::InstallInProgress => "a snapshot install from the leader is in progress",
+            Self::NoInstall => "no snapshot install in progress",
+            Self::UnexpectedChunk => "snapshot chunk not requested",
+        })
+    }
+}
+
+impl core::error::Error for SnapshotError {}

@@ -59,6 +59,9 @@
 //!                     }
 //!                 }
 //!             }
+//!             // Snapshot actions (compaction, installs) only follow snapshot calls; see the
+//!             // README for both snapshot modes.
+//!             _ => {}
 //!         }
 //!     }
 //! }
@@ -118,14 +121,17 @@ pub mod wire;
 
 pub use action::{Action, Persist, PersistToken};
 pub use config::{Config, ConfigError};
-pub use error::{PersistError, ProposeError, StepError};
-pub use message::{AppendResult, Body, Message};
+pub use error::{InstallError, PersistError, ProposeError, SnapshotError, StepError};
+pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
 pub use node::Node;
 pub use progress::FlowState;
 pub use stats::Stats;
 pub use storage::Storage;
 pub use time::{Duration, Instant};
-pub use types::{Entry, EntryData, HardState, Index, NodeId, Role, Term};
+pub use types::{
+    Entry, EntryData, HardState, Index, InstallOutcome, NodeId, Role, SnapshotId, SnapshotMode,
+    Term,
+};
 
 /// Entries per message and per persist in the default profile.
 pub const DEFAULT_BATCH: usize = 16;

@@ -2,6 +2,8 @@
 //! tail of entries that are not yet acknowledged as durable ("unstable", as in etcd).
 //!
 //! Invariants:
+//! * the log starts after `snapshot` (its base): `term(snapshot.index)` is `snapshot.term`,
+//!   nothing at or below `snapshot.index` is ever read, and `snapshot.index <= stable_last`;
 //! * the unstable tail holds exactly the entries `stable_last + 1 ..= last_index()`, contiguous;
 //! * storage is read only at indices `<= stable_last`, which the runner has acknowledged as
 //!   durable *and* which no later truncation has invalidated;
@@ -11,7 +13,7 @@
 //!   overwrote in memory never marks the overwritten entries durable.
 
 use crate::storage::Storage;
-use crate::types::{Entry, Index, Term};
+use crate::types::{Entry, Index, SnapshotId, Term};
 use heapless::Deque;
 
 /// How many persists may be outstanding (emitted, not acknowledged) at once. When the window is
@@ -20,6 +22,7 @@ pub(crate) const PERSIST_WINDOW: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct RaftLog<P, const LOG: usize> {
+    snapshot: SnapshotId,
     unstable: Deque<Entry<P>, LOG>,
     stable_last: Index,
     last_term: Term,
@@ -28,8 +31,9 @@ pub(crate) struct RaftLog<P, const LOG: usize> {
 }
 
 impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
-    pub(crate) fn new(stable_last: Index, last_term: Term) -> Self {
+    pub(crate) fn new(snapshot: SnapshotId, stable_last: Index, last_term: Term) -> Self {
         Self {
+            snapshot,
             unstable: Deque::new(),
             stable_last,
             last_term,
@@ -47,6 +51,38 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     pub(crate) fn stable_last(&self) -> Index {
         self.stable_last
     }
+    /// The snapshot the log starts after.
+    pub(crate) fn snapshot(&self) -> SnapshotId {
+        self.snapshot
+    }
+    /// The first index whose entry the log still holds (or will hold next).
+    pub(crate) fn first_index(&self) -> Index {
+        self.snapshot.index.next()
+    }
+
+    /// Forgets entries up to `through` (which the caller checked is durable and in the log).
+    pub(crate) fn compact(&mut self, through: SnapshotId) {
+        if through.index > self.snapshot.index {
+            self.snapshot = through;
+        }
+    }
+
+    /// Replaces the whole log by a snapshot installed from the leader: the log becomes empty,
+    /// starting after `id`. Outstanding persist records can no longer make anything above
+    /// `id.index` durable.
+    pub(crate) fn reset_to(&mut self, id: SnapshotId) {
+        self.unstable.clear();
+        self.snapshot = id;
+        self.stable_last = id.index;
+        self.last_term = id.term;
+        self.handed = id.index.next();
+        for rec in self.records.iter_mut() {
+            if rec.1 > id.index {
+                rec.1 = id.index;
+            }
+        }
+    }
+
     pub(crate) fn room(&self) -> usize {
         LOG - self.unstable.len()
     }
@@ -66,10 +102,10 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// Term of the entry at `index`; `None` beyond the log or where storage has no answer.
     pub(crate) fn term<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Term> {
-        if index.0 == 0 {
-            return Some(Term(0));
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
         }
-        if index > self.last_index() {
+        if index < self.snapshot.index || index > self.last_index() {
             return None;
         }
         if index > self.stable_last {
@@ -80,7 +116,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// A copy of the entry at `index`.
     pub(crate) fn entry<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Entry<P>> {
-        if index.0 == 0 || index > self.last_index() {
+        if index <= self.snapshot.index || index > self.last_index() {
             return None;
         }
         if index > self.stable_last {
@@ -125,7 +161,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     /// Removes every entry at or after `from` (`from >= 1`). The caller guarantees that `from`
     /// is above the commit index.
     pub(crate) fn truncate_from<S: Storage<P>>(&mut self, from: Index, storage: &S) {
-        if from > self.last_index() || from.0 == 0 {
+        if from > self.last_index() || from <= self.snapshot.index {
             return;
         }
         if from > self.stable_last {

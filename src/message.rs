@@ -4,7 +4,7 @@
 //! before it changes any state (see `node::step`). Enum variants are only ever appended, so the
 //! postcard encoding of existing variants stays stable.
 
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, Index, NodeId, SnapshotId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one node to another.
@@ -62,6 +62,68 @@ pub enum Body<P, const BATCH: usize> {
     },
     /// Answer to a [`Body::Heartbeat`].
     HeartbeatResponse,
+    /// Snapshot installation, leader to follower.
+    InstallSnapshot {
+        /// Names one notify round or one chunked transfer of this leader; echoed in replies so
+        /// that duplicated or reordered replies are recognised.
+        tag: u64,
+        /// What the leader asks.
+        request: InstallRequest<P>,
+    },
+    /// Snapshot installation, follower to leader.
+    InstallSnapshotResponse {
+        /// The `tag` of the request this answers.
+        tag: u64,
+        /// The follower's state.
+        result: InstallResult,
+    },
+}
+
+/// A leader's snapshot request.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InstallRequest<P> {
+    /// Notify mode: the leader's log now starts at `first_available` (index and term of its
+    /// first entry); fetch a snapshot that reaches at least `first_available.index - 1`.
+    Notify {
+        /// The leader's first log entry (for a fully compacted log: the next index and the
+        /// current term).
+        first_available: SnapshotId,
+    },
+    /// Stream mode: chunk `seq` of `snapshot`. The last chunk carries the checksum of the whole
+    /// snapshot, which the follower's application verifies before restoring.
+    Chunk {
+        /// The snapshot being transferred.
+        snapshot: SnapshotId,
+        /// Chunk number, from 0.
+        seq: u32,
+        /// The chunk's bytes, in the payload type.
+        data: P,
+        /// `Some` on the last chunk only.
+        checksum: Option<u64>,
+    },
+}
+
+/// A follower's answer to an [`InstallRequest`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InstallResult {
+    /// Notify mode: an install round is running; no result yet.
+    InProgress,
+    /// The follower installed (and adopted) this snapshot.
+    Installed(SnapshotId),
+    /// The follower already holds this snapshot (or, in stream mode, has committed past it).
+    AlreadyInstalled(SnapshotId),
+    /// Notify mode: the follower's application has no snapshot to install.
+    Unavailable,
+    /// The install failed (a bad checksum, an application error); the leader may retry.
+    Failed,
+    /// Leader and follower are configured with different snapshot modes.
+    ModeMismatch,
+    /// Stream mode: the follower expects chunk `0` of this transfer next.
+    NextChunk(u32),
+    /// Stream mode: the chunk belongs to a transfer the follower has moved past.
+    Expired,
 }
 
 /// The outcome of an append on the follower.
@@ -82,6 +144,9 @@ pub enum AppendResult {
         /// The term of the follower's entry at `hint_index`.
         hint_term: Term,
     },
+    /// The follower is installing a snapshot (notify mode) and takes no entries until it is
+    /// done; the leader's next index for it does not move.
+    InstallInProgress,
 }
 
 impl<P, const B: usize> Body<P, B> {
@@ -97,6 +162,12 @@ impl<P, const B: usize> Body<P, B> {
             Self::AppendResponse(_) => "AppendResponse",
             Self::Heartbeat { .. } => "Heartbeat",
             Self::HeartbeatResponse => "HeartbeatResponse",
+            Self::InstallSnapshot {
+                request: InstallRequest::Notify { .. },
+                ..
+            } => "InstallSnapshotNotify",
+            Self::InstallSnapshot { .. } => "InstallSnapshotChunk",
+            Self::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
         }
     }
 }

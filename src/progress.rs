@@ -5,9 +5,11 @@
 //! * in `Probe`, at most one append is outstanding (`paused` after sending it) until the follower
 //!   answers or a heartbeat response arrives;
 //! * in `Replicate`, appends are sent optimistically (`next` advances as they leave) and at most
-//!   `inflights.limit` are unacknowledged; each slot records the last index of one message.
+//!   `inflights.limit` are unacknowledged; each slot records the last index of one message;
+//! * in `Snapshot`, no append is sent: the follower is brought up to date by a snapshot round
+//!   (notify) or transfer (stream) named by `tag`; replies with another tag are ignored.
 
-use crate::types::{Index, NodeId};
+use crate::types::{Index, InstallOutcome, NodeId, SnapshotId};
 
 /// Flow-control state of one follower (etcd's `StateProbe` / `StateReplicate`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -17,6 +19,8 @@ pub enum FlowState {
     Probe,
     /// The follower's log matches up to `matched`: stream appends, bounded by the window.
     Replicate,
+    /// The follower needs entries the leader has compacted: it is being sent a snapshot.
+    Snapshot,
 }
 
 /// A fixed-capacity ring of the last indices of in-flight appends.
@@ -86,6 +90,16 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
     pub(crate) inflights: Inflights<INFLIGHT>,
     /// Heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// Snapshot state: the current round's (or transfer's) tag.
+    pub(crate) tag: u64,
+    /// Snapshot state: ticks since the last (re)send.
+    pub(crate) resend_elapsed: u32,
+    /// Stream mode: the snapshot being sent and the next chunk the follower wants.
+    pub(crate) transfer: Option<(SnapshotId, u32)>,
+    /// Stream mode: a chunk must be requested from the application.
+    pub(crate) chunk_due: bool,
+    /// A leader-side `InstallComplete` waiting to be polled.
+    pub(crate) event_due: Option<InstallOutcome>,
 }
 
 impl<const I: usize> Progress<I> {
@@ -99,6 +113,11 @@ impl<const I: usize> Progress<I> {
             inflights: Inflights::new(max_inflight),
             // A new leader assumes everyone is alive until the first check-quorum round.
             recent_active: true,
+            tag: 0,
+            resend_elapsed: 0,
+            transfer: None,
+            chunk_due: false,
+            event_due: None,
         }
     }
 
@@ -106,10 +125,23 @@ impl<const I: usize> Progress<I> {
         match self.state {
             FlowState::Probe => self.paused,
             FlowState::Replicate => self.inflights.full(),
+            FlowState::Snapshot => true,
         }
     }
 
+    /// Starts a snapshot round or transfer named `tag`.
+    pub(crate) fn become_snapshot(&mut self, tag: u64) {
+        self.state = FlowState::Snapshot;
+        self.tag = tag;
+        self.resend_elapsed = 0;
+        self.transfer = None;
+        self.chunk_due = false;
+        self.inflights.reset();
+    }
+
     pub(crate) fn become_probe(&mut self) {
+        self.transfer = None;
+        self.chunk_due = false;
         self.state = FlowState::Probe;
         self.paused = false;
         self.next = self.matched.next();
@@ -141,6 +173,8 @@ impl<const I: usize> Progress<I> {
     /// duplicated rejections are ignored, so reordering cannot push `next` below `matched + 1`).
     pub(crate) fn maybe_decrease_to(&mut self, rejected: Index, hint: Index) -> bool {
         match self.state {
+            // Appends are not sent in snapshot state: a rejection is stale.
+            FlowState::Snapshot => false,
             FlowState::Replicate => {
                 if rejected <= self.matched {
                     return false;
@@ -170,6 +204,7 @@ impl<const I: usize> Progress<I> {
                 }
             }
             FlowState::Probe => self.paused = true,
+            FlowState::Snapshot => {}
         }
     }
 }

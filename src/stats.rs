@@ -26,4 +26,6 @@ pub struct Stats {
     pub campaigns: u64,
     /// Times this node stepped down because check-quorum failed.
     pub quorum_lost: u64,
+    /// Snapshot messages refused because the peer uses the other snapshot mode.
+    pub snapshot_mode_mismatch: u64,
 }

@@ -5,7 +5,7 @@
 //! [`Node::persisted`](crate::Node::persisted)), so a runner may execute persists asynchronously
 //! and still hand the node a view that contains writes not yet acknowledged.
 
-use crate::types::{Entry, HardState, Index, Term};
+use crate::types::{Entry, HardState, Index, SnapshotId, Term};
 
 /// Durable state as the runner's storage holds it.
 ///
@@ -21,4 +21,9 @@ pub trait Storage<P> {
     fn term(&self, index: Index) -> Option<Term>;
     /// A copy of the entry at `index`.
     fn entry(&self, index: Index) -> Option<Entry<P>>;
+    /// The snapshot the stored log starts after (the last [`Action::Compact`](crate::Action::Compact)
+    /// or installed snapshot recorded); `term(snapshot().index)` must answer its term.
+    fn snapshot(&self) -> SnapshotId {
+        SnapshotId::ZERO
+    }
 }

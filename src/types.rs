@@ -97,6 +97,53 @@ pub struct HardState {
     pub term: Term,
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
+    /// A snapshot installed from a leader whose follower-side
+    /// [`InstallComplete`](crate::Action::InstallComplete) has not been emitted yet. Persisted so
+    /// that the event survives a restart between the install and the first accepted append.
+    pub pending_install: Option<SnapshotId>,
+}
+
+/// Identifies a snapshot by the last log entry it covers.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SnapshotId {
+    /// Index of the last entry the snapshot includes.
+    pub index: Index,
+    /// Term of that entry.
+    pub term: Term,
+}
+
+impl SnapshotId {
+    /// "No snapshot": the log starts at index 1.
+    pub const ZERO: Self = Self {
+        index: Index(0),
+        term: Term(0),
+    };
+}
+
+/// How a leader brings a follower that is behind its compacted log up to date. Cluster-wide:
+/// a leader and a follower configured differently refuse each other's snapshot messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SnapshotMode {
+    /// The leader streams its snapshot in chunks read through its application.
+    #[default]
+    Stream,
+    /// The leader only tells the follower where its log starts; the follower's application
+    /// fetches a snapshot by its own means (Apache Ratis' notify mode).
+    Notify,
+}
+
+/// How an installation ended, as reported by [`Action::InstallComplete`](crate::Action::InstallComplete).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InstallOutcome {
+    /// The follower installed this snapshot and its log now joins the leader's.
+    Installed(SnapshotId),
+    /// The follower's application reported that no snapshot is available.
+    Unavailable,
 }
 
 /// The role a node currently plays.

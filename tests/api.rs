@@ -58,8 +58,9 @@ fn contradictory_storage_is_refused_on_restart() {
         hs: HardState {
             term: Term(2),
             vote: Some(NodeId(7)),
+            pending_install: None,
         },
-        log: vec![],
+        ..MemStore::default()
     };
     assert_eq!(
         Small::new(config.clone(), &store).err(),
@@ -69,6 +70,7 @@ fn contradictory_storage_is_refused_on_restart() {
     store.hs = HardState {
         term: Term(1),
         vote: None,
+        pending_install: None,
     };
     store.log.push(Entry {
         term: Term(3),
@@ -104,7 +106,7 @@ fn a_full_send_queue_drops_and_counts() {
                 sends += 1;
             }
             Action::Persist(_) => persists += 1,
-            Action::Apply { .. } => panic!("nothing to apply"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(sends, 2);
@@ -130,7 +132,8 @@ fn persist_acknowledgements_are_checked() {
         p.hard_state,
         Some(HardState {
             term: Term(1),
-            vote: Some(NodeId(1))
+            vote: Some(NodeId(1)),
+            pending_install: None
         })
     );
     // Not durable yet: a single-node candidate cannot count its own vote.
@@ -143,7 +146,7 @@ fn persist_acknowledgements_are_checked() {
         node.persisted(PersistToken(2), &store),
         Err(PersistError::UnknownToken)
     );
-    store.write(p.hard_state, &p.entries);
+    store.write(p.hard_state, p.snapshot, &p.entries);
     assert_eq!(node.persisted(p.token, &store), Ok(()));
     assert_eq!(node.role(), Role::Leader);
     assert_eq!(

@@ -174,7 +174,7 @@ fn start(state: u8) -> (SimNode, MemStore) {
     let mut disk = slot.disk;
     let mut node = slot.node.expect("node 1 up");
     while let Some(w) = disk.pending.pop_front() {
-        disk.durable.write(w.hs, &w.entries);
+        disk.durable.write(w.hs, w.snapshot, &w.entries);
         node.persisted(w.token, &disk.durable).unwrap();
     }
     (node, disk.durable)
@@ -237,6 +237,8 @@ impl Harness {
                     );
                     self.applied = last;
                 }
+                Action::Compact { through } => self.store.compact(through),
+                _ => {}
             }
         }
         Ok(())
@@ -329,7 +331,7 @@ proptest! {
                 Input::Tick => h.node.tick(&h.store),
                 Input::Ack => {
                     if let Some(p) = h.pending.pop_front() {
-                        h.store.write(p.hard_state, &p.entries);
+                        h.store.write(p.hard_state, p.snapshot, &p.entries);
                         h.node.persisted(p.token, &h.store).map_err(|e| TestCaseError::fail(format!("{e}")))?;
                         prop_assert!(h.node.persisted(p.token, &h.store).is_err(), "double ack accepted");
                     }

@@ -26,6 +26,8 @@ fn randomized_seeds_keep_every_invariant() {
     let events = env_u64("RAFTLET_EVENTS", 10_000);
     let next = AtomicU64::new(start);
     let total_events = AtomicU64::new(0);
+    let counters: Mutex<std::collections::BTreeMap<&'static str, u64>> =
+        Mutex::new(Default::default());
     let failures = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t0 = std::time::Instant::now();
@@ -41,6 +43,10 @@ fn randomized_seeds_keep_every_invariant() {
                     match r {
                         Ok((stats, _)) => {
                             total_events.fetch_add(stats.events, Ordering::Relaxed);
+                            let mut c = counters.lock().unwrap();
+                            for (k, v) in stats.counters() {
+                                *c.entry(k).or_default() += v;
+                            }
                         }
                         Err(e) => {
                             let msg = e
@@ -62,6 +68,7 @@ fn randomized_seeds_keep_every_invariant() {
         t0.elapsed().as_secs_f64(),
         failures.len()
     );
+    println!("faults and paths exercised: {:?}", counters.lock().unwrap());
     if !failures.is_empty() {
         for (seed, msg) in &failures {
             eprintln!(

@@ -7,7 +7,10 @@ use raftlet::wire::frame::{
     CobsReader, FrameError, LengthPrefixedReader, cobs_max_len, encode_cobs, encode_length_prefixed,
 };
 use raftlet::wire::{Codec, DecodeError, EncodeError, WIRE_VERSION, max_frame_len};
-use raftlet::{AppendResult, Body, Entry, EntryData, Index, Message, NodeId, Term};
+use raftlet::{
+    AppendResult, Body, Entry, EntryData, Index, InstallRequest, InstallResult, Message, NodeId,
+    SnapshotId, Term,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -113,6 +116,47 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
         ),
         ("heartbeat", msg(Body::Heartbeat { commit: Index(9) })),
         ("heartbeat-response", msg(Body::HeartbeatResponse)),
+        (
+            "install-notify",
+            msg(Body::InstallSnapshot {
+                tag: 3,
+                request: InstallRequest::Notify {
+                    first_available: SnapshotId {
+                        index: Index(100),
+                        term: Term(6),
+                    },
+                },
+            }),
+        ),
+        (
+            "install-chunk",
+            msg(Body::InstallSnapshot {
+                tag: 4,
+                request: InstallRequest::Chunk {
+                    snapshot: SnapshotId {
+                        index: Index(99),
+                        term: Term(6),
+                    },
+                    seq: 2,
+                    data: payload(b"state"),
+                    checksum: Some(0xDEAD_BEEF),
+                },
+            }),
+        ),
+        (
+            "install-response",
+            msg(Body::InstallSnapshotResponse {
+                tag: 3,
+                result: InstallResult::Installed(SnapshotId {
+                    index: Index(120),
+                    term: Term(7),
+                }),
+            }),
+        ),
+        (
+            "append-install-in-progress",
+            msg(Body::AppendResponse(AppendResult::InstallInProgress)),
+        ),
     ]
 }
 
@@ -198,10 +242,10 @@ fn every_refusal_is_typed() {
     let f = encode(&one_of_each()[7].1);
     // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
     let mut unknown = f.clone();
-    *unknown.last_mut().unwrap() = 8;
+    *unknown.last_mut().unwrap() = 10;
     assert_eq!(
         CODEC.decode::<Payload, B>(&unknown),
-        Err(DecodeError::UnknownKind { kind: 8 })
+        Err(DecodeError::UnknownKind { kind: 10 })
     );
     let long = vec![0u8; MAX + 1];
     assert_eq!(
@@ -372,6 +416,50 @@ fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
         }),
         arb_index().prop_map(|commit| Body::Heartbeat { commit }),
         Just(Body::HeartbeatResponse),
+        Just(Body::AppendResponse(AppendResult::InstallInProgress)),
+        (any::<u64>(), arb_index(), arb_term()).prop_map(|(tag, index, term)| {
+            Body::InstallSnapshot {
+                tag,
+                request: InstallRequest::Notify {
+                    first_available: SnapshotId { index, term },
+                },
+            }
+        }),
+        (
+            any::<u64>(),
+            arb_index(),
+            arb_term(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..=64),
+            any::<Option<u64>>()
+        )
+            .prop_map(
+                |(tag, index, term, seq, d, checksum)| Body::InstallSnapshot {
+                    tag,
+                    request: InstallRequest::Chunk {
+                        snapshot: SnapshotId { index, term },
+                        seq,
+                        data: payload(&d),
+                        checksum
+                    }
+                }
+            ),
+        (any::<u64>(), arb_index(), arb_term(), 0u8..8, any::<u32>()).prop_map(
+            |(tag, index, term, k, seq)| {
+                let id = SnapshotId { index, term };
+                let result = match k {
+                    0 => InstallResult::InProgress,
+                    1 => InstallResult::Installed(id),
+                    2 => InstallResult::AlreadyInstalled(id),
+                    3 => InstallResult::Unavailable,
+                    4 => InstallResult::Failed,
+                    5 => InstallResult::ModeMismatch,
+                    6 => InstallResult::NextChunk(seq),
+                    _ => InstallResult::Expired,
+                };
+                Body::InstallSnapshotResponse { tag, result }
+            }
+        ),
     ]
 }
 fn arb_msg() -> impl Strategy<Value = Msg> {

@@ -49,6 +49,7 @@ fn drain(node: &mut N, store: &mut Mem) {
             Action::Apply { last, .. } => {
                 assert!(last <= node.commit_index() && last.0 as usize <= store.log.len());
             }
+            _ => {}
         }
     }
 }
@@ -56,7 +57,7 @@ fn drain(node: &mut N, store: &mut Mem) {
 fuzz_target!(|data: &[u8]| {
     let Some((&role, frames)) = data.split_first() else { return };
     // Node 1 with a log of 6 entries over terms 1-2.
-    let mut store = Mem { hs: HardState { term: Term(2), vote: Some(NodeId(1)) }, log: Vec::new() };
+    let mut store = Mem { hs: HardState { term: Term(2), vote: Some(NodeId(1)), pending_install: None }, log: Vec::new() };
     for i in 1..=6u64 {
         let term = Term(if i < 4 { 1 } else { 2 });
         store.log.push(Entry { term, index: Index(i), data: EntryData::Normal(i) });

@@ -240,6 +240,6 @@ where
             self.heartbeat_elapsed = 0;
             self.bcast_heartbeat();
         }
-        let _ = storage;
+        self.tick_snapshots(storage);
     }
 }

@@ -15,7 +15,10 @@
 
 mod election;
 mod replication;
+mod snapshot;
 mod step;
+
+pub(crate) use snapshot::FollowerInstall;
 
 use crate::action::{Action, Persist, PersistToken};
 use crate::config::{Config, ConfigError};
@@ -27,7 +30,7 @@ use crate::rng::SplitMix64;
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::time::{Duration, Instant};
-use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, Role, SnapshotId, Term};
 use heapless::Deque;
 
 /// Votes received in one (pre-)election: the first answer of each voter counts, duplicates do not.
@@ -112,7 +115,7 @@ pub struct Node<
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog<P, LOG>,
     pub(crate) commit: Index,
-    apply_emitted: Index,
+    pub(crate) apply_emitted: Index,
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) election_timeout: u32,
@@ -133,6 +136,20 @@ pub struct Node<
     clock: Option<Instant>,
     tick_interval: Duration,
     pub(crate) stats: Stats,
+    /// The application's latest snapshot (local or installed).
+    pub(crate) latest_snapshot: SnapshotId,
+    /// A compaction to hand to the runner.
+    pub(crate) compact_due: Option<SnapshotId>,
+    /// A log reset to an installed snapshot, to go out with the next persist.
+    pub(crate) reset_due: Option<SnapshotId>,
+    /// Token of the newest persist that carried a log reset.
+    reset_token: u64,
+    /// Follower side of a snapshot install from the leader.
+    pub(crate) install: FollowerInstall<P>,
+    /// A follower-side `InstallComplete` waiting to be polled.
+    pub(crate) own_event_due: Option<InstallOutcome>,
+    /// Tags of this node's snapshot rounds and transfers as leader.
+    pub(crate) next_tag: u64,
 }
 
 impl<
@@ -158,26 +175,42 @@ where
         }
         config.validate()?;
         config.max_inflight = config.max_inflight.min(INFLIGHT);
-        let hs = storage.hard_state();
+        let mut hs = storage.hard_state();
         if hs.vote.is_some_and(|v| !config.voters.contains(&v)) {
             return Err(ConfigError::InconsistentStorage);
         }
+        let base = storage.snapshot();
         let last = storage.last_index();
-        let last_term = storage.term(last).ok_or(ConfigError::InconsistentStorage)?;
+        if last < base.index {
+            return Err(ConfigError::InconsistentStorage);
+        }
+        let last_term = if last == base.index {
+            base.term
+        } else {
+            storage.term(last).ok_or(ConfigError::InconsistentStorage)?
+        };
         if last_term > hs.term {
             return Err(ConfigError::InconsistentStorage);
         }
-        if config.applied > last {
+        // The application may be ahead of the stored log only by a snapshot it installed just
+        // before a crash that lost the log reset: adopt that snapshot again.
+        let app = config.snapshot;
+        let reset = app.index > base.index
+            && (app.index > last || storage.term(app.index).is_some_and(|t| t != app.term));
+        if config.applied > last.max(app.index) {
             return Err(ConfigError::AppliedBeyondLog);
         }
-        let applied = config.applied;
+        let applied = config.applied.max(app.index).max(base.index);
+        if reset && hs.pending_install.is_none() {
+            hs.pending_install = Some(app);
+        }
         let mut node = Self {
             rng: SplitMix64::new(config.seed),
             cfg: config,
             hs,
             role: RoleState::Follower,
             leader: None,
-            log: RaftLog::new(last, last_term),
+            log: RaftLog::new(base, last, last_term),
             commit: applied,
             apply_emitted: applied,
             election_elapsed: 0,
@@ -194,7 +227,19 @@ where
             clock: None,
             tick_interval: Duration::from_millis(100),
             stats: Stats::default(),
+            latest_snapshot: if app.index > base.index { app } else { base },
+            compact_due: None,
+            reset_due: None,
+            reset_token: 0,
+            install: FollowerInstall::None,
+            own_event_due: None,
+            next_tag: 0,
         };
+        if reset {
+            node.log.reset_to(app);
+            node.reset_due = Some(app);
+            node.hs_dirty = true;
+        }
         node.reset_election_timer();
         info!(
             "{} started at term {} with last index {}",
@@ -330,7 +375,9 @@ where
         if let Some(m) = self.out.pop_front() {
             return Some(Action::Send(m));
         }
-        if (self.hs_dirty || self.log.has_unhanded()) && self.log.record_room() {
+        if (self.hs_dirty || self.reset_due.is_some() || self.log.has_unhanded())
+            && self.log.record_room()
+        {
             let token = self.next_token;
             self.next_token += 1;
             let hard_state = if self.hs_dirty {
@@ -340,13 +387,21 @@ where
             } else {
                 None
             };
+            let snapshot = self.reset_due.take();
+            if snapshot.is_some() {
+                self.reset_token = token;
+            }
             let mut entries = heapless::Vec::new();
             self.log.hand_out(token, &mut entries);
             return Some(Action::Persist(Persist {
                 token: PersistToken(token),
                 hard_state,
+                snapshot,
                 entries,
             }));
+        }
+        if let Some(a) = self.poll_snapshot_action() {
+            return Some(a);
         }
         let applicable = core::cmp::min(self.commit, self.log.stable_last());
         if applicable > self.apply_emitted {
@@ -423,6 +478,18 @@ where
     pub fn entry_at<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Entry<P>> {
         self.log.entry(index, storage)
     }
+    /// The application's latest snapshot, as this node knows it.
+    pub fn latest_snapshot(&self) -> SnapshotId {
+        self.latest_snapshot
+    }
+    /// The snapshot the log starts after.
+    pub fn log_start(&self) -> SnapshotId {
+        self.log.snapshot()
+    }
+    /// Whether a snapshot install from the leader is in progress on this follower.
+    pub fn is_installing(&self) -> bool {
+        self.install.in_progress()
+    }
     /// Counters of dropped, refused and ignored work.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -430,8 +497,12 @@ where
 
     // ----- internals shared by election and replication -----------------------------------
 
+    /// The hard state, and any log reset to an installed snapshot, are durable.
     pub(crate) fn hs_durable(&self) -> bool {
-        !self.hs_dirty && self.acked_token >= self.hs_token
+        !self.hs_dirty
+            && self.reset_due.is_none()
+            && self.acked_token >= self.hs_token
+            && self.acked_token >= self.reset_token
     }
 
     pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<P, BATCH>) {

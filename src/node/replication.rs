@@ -105,7 +105,12 @@ where
         }
         let prev_index = pr.next.prev();
         let Some(prev_term) = self.log.term(prev_index, storage) else {
-            self.stats.storage_misses += 1;
+            if prev_index < self.log.snapshot().index {
+                // Compacted: the follower needs a snapshot.
+                self.start_snapshot(i, storage);
+            } else {
+                self.stats.storage_misses += 1;
+            }
             return false;
         };
         let mut entries = heapless::Vec::new();
@@ -209,6 +214,9 @@ where
         entries: heapless::Vec<Entry<P>, BATCH>,
         storage: &S,
     ) -> Result<(), StepError> {
+        if self.refuse_append_while_installing(from) {
+            return Ok(());
+        }
         if prev_index < self.commit {
             // Everything up to our commit index already matches the leader (Log Matching).
             self.queue_ack(from, self.commit);
@@ -264,6 +272,7 @@ where
         if new_commit > self.commit {
             self.commit = new_commit;
         }
+        self.install_joined_log();
         self.queue_ack(from, last_new);
         Ok(())
     }
@@ -313,12 +322,21 @@ where
                 match pr.state {
                     FlowState::Probe => pr.become_replicate(),
                     FlowState::Replicate => pr.inflights.free_le(match_index),
+                    // Caught up by other means (etcd does the same).
+                    FlowState::Snapshot if match_index >= self.log.snapshot().index => {
+                        pr.become_replicate()
+                    }
+                    FlowState::Snapshot => {}
                 }
                 if self.maybe_commit(storage) {
                     self.bcast_append(storage);
                 } else {
                     while self.send_append(i, false, storage) {}
                 }
+            }
+            AppendResult::InstallInProgress => {
+                pr.recent_active = true;
+                self.follower_is_installing(i, storage);
             }
             AppendResult::Rejected {
                 rejected,

@@ -5,7 +5,7 @@
 
 use super::{Node, RoleState};
 use crate::error::StepError;
-use crate::message::{AppendResult, Body, Message};
+use crate::message::{AppendResult, Body, InstallRequest, Message};
 use crate::storage::Storage;
 
 impl<
@@ -52,6 +52,14 @@ where
                 hint_index,
                 ..
             }) => hint_index <= rejected,
+            Body::InstallSnapshot {
+                request: InstallRequest::Notify { first_available },
+                ..
+            } => first_available.term <= msg.term && first_available.index.0 > 0,
+            Body::InstallSnapshot {
+                request: InstallRequest::Chunk { snapshot, .. },
+                ..
+            } => snapshot.term <= msg.term && snapshot.index.0 > 0,
             _ => true,
         }
     }
@@ -96,7 +104,7 @@ where
                     pre_vote: true,
                     granted: true,
                 } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } => {
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
                     self.become_follower(msg.term, Some(msg.from))
                 }
                 _ => self.become_follower(msg.term, None),
@@ -106,7 +114,7 @@ where
             match msg.body {
                 // Tell a stale leader the current term, so it steps down. Without pre-vote or
                 // check-quorum the stale leader's own timers would do that.
-                Body::Append { .. } | Body::Heartbeat { .. }
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     self.send(msg.from, term, Body::HeartbeatResponse);
@@ -169,6 +177,15 @@ where
             },
             Body::HeartbeatResponse => match self.role {
                 RoleState::Leader(_) => self.handle_heartbeat_response(from, storage),
+                _ => Ok(()),
+            },
+            Body::InstallSnapshot { tag, request } => {
+                self.accept_leader(from)?;
+                self.handle_install_request(from, term, tag, request, storage);
+                Ok(())
+            }
+            Body::InstallSnapshotResponse { tag, result } => match self.role {
+                RoleState::Leader(_) => self.handle_install_response(from, tag, result, storage),
                 _ => Ok(()),
             },
         }

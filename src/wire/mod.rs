@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub const WIRE_VERSION: u8 = 1;
 
 /// How many message kinds (`Body` variants) this version knows.
-pub const MESSAGE_KINDS: u64 = 8;
+pub const MESSAGE_KINDS: u64 = 10;
 
 /// Encodes and decodes frames of one cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +245,16 @@ pub const fn max_frame_len_for(batch: usize, max_payload: usize) -> usize {
     let append = 3 * U64 + varint_len(batch) + batch * entry;
     let response = VARIANT + 3 * U64;
     let vote = 1 + 2 * U64;
+    // tag, request variant, snapshot id, seq, payload, optional checksum
+    let chunk = U64 + VARIANT + 2 * U64 + VARIANT + max_payload + 1 + U64;
+    let install_response = U64 + VARIANT + 2 * U64;
     let mut body = append;
+    if chunk > body {
+        body = chunk;
+    }
+    if install_response > body {
+        body = install_response;
+    }
     if response > body {
         body = response;
     }

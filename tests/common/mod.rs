@@ -10,7 +10,10 @@ pub mod oracle;
 pub mod store;
 
 use oracle::Oracle;
-use raftlet::{Action, Config, Index, Message, Node, NodeId, ProposeError, Role};
+use raftlet::{
+    Action, Config, Index, InstallError, InstallOutcome, Message, Node, NodeId, ProposeError, Role,
+    SnapshotId, SnapshotMode, Storage, Term,
+};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
@@ -46,6 +49,14 @@ pub struct Faults {
     pub clock_skew: u64,
     /// Per event: probability that a client proposes to a random node.
     pub propose: f64,
+    /// Nodes take a snapshot (and compact) every this many applied entries (0: never).
+    pub snapshot_every: u64,
+    /// A snapshot install (notify fetch or stream restore) takes up to this long.
+    pub max_install_delay: u64,
+    /// Probability that a notify-mode fetch finds no snapshot (Unavailable).
+    pub install_unavailable: f64,
+    /// Probability that an install fails (fetch error, bad checksum).
+    pub install_fail: f64,
 }
 
 impl Faults {
@@ -72,8 +83,40 @@ impl Faults {
             torn_writes: rng.bool(),
             clock_skew: [0, 2, 4][rng.usize(0..3)],
             propose: 0.02 + rng.f64() * 0.08,
+            snapshot_every: [0, 5, 20, 60][rng.usize(0..4)],
+            max_install_delay: [0, 10, 100, 400][rng.usize(0..4)],
+            install_unavailable: pick(rng, 0.3, 0.3),
+            install_fail: pick(rng, 0.3, 0.3),
         }
     }
+}
+
+/// A snapshot of the simulated state machine: the hash chain of the applied prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimSnapshot {
+    pub id: SnapshotId,
+    pub hash: u64,
+}
+
+impl SimSnapshot {
+    /// The snapshot as chunks of the stream protocol, and their checksum.
+    pub fn words(&self) -> [u64; 3] {
+        [self.id.index.0, self.id.term.0, self.hash]
+    }
+    pub fn checksum(words: &[u64]) -> u64 {
+        words.iter().fold(0xCBF2_9CE4_8422_2325, |h, w| {
+            (h ^ w).wrapping_mul(0x100_0000_01B3)
+        })
+    }
+}
+
+/// Work the application does asynchronously.
+#[derive(Clone, Debug)]
+pub enum AppJob {
+    /// Notify mode: fetch a snapshot reaching `first_available.index - 1`.
+    Fetch { first_available: SnapshotId },
+    /// Stream mode: verify the staged chunks and restore.
+    Restore { snapshot: SnapshotId, checksum: u64 },
 }
 
 /// One node's slot in the cluster.
@@ -85,6 +128,18 @@ pub struct Slot {
     pub next_tick: u64,
     pub config: Config<5>,
     pub incarnation: u32,
+    /// The state machine: applied index and hash chain (volatile).
+    pub sm: SimSnapshot,
+    /// The application's latest durable snapshot.
+    pub app_snapshot: Option<SimSnapshot>,
+    /// Every snapshot it took or installed (kept while they may be streamed).
+    pub snapshot_history: Vec<SimSnapshot>,
+    /// Stream mode: staged chunks (volatile).
+    pub staging: Vec<u64>,
+    /// An install in progress and when it finishes.
+    pub job: Option<(u64, AppJob)>,
+    /// Incremental-install checkpoints, kept until `InstallComplete`.
+    pub checkpoints: Vec<SnapshotId>,
 }
 
 struct InFlight {
@@ -101,11 +156,37 @@ pub struct RunStats {
     pub lost: u64,
     pub duplicated: u64,
     pub cut_by_partition: u64,
+    pub snapshots_taken: u64,
+    pub installs: u64,
+    pub install_rounds: u64,
+    pub install_complete_events: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
     pub partitions: u64,
     pub proposals: u64,
     pub elections_won: u64,
+}
+
+impl RunStats {
+    /// Every counter by name (for the soak report).
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
+        [
+            ("events", self.events),
+            ("delivered", self.delivered),
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+            ("cut_by_partition", self.cut_by_partition),
+            ("partitions", self.partitions),
+            ("crashes", self.crashes),
+            ("torn_crashes", self.torn_crashes),
+            ("proposals", self.proposals),
+            ("snapshots_taken", self.snapshots_taken),
+            ("installs", self.installs),
+            ("install_rounds", self.install_rounds),
+            ("install_complete_events", self.install_complete_events),
+            ("elections_won", self.elections_won),
+        ]
+    }
 }
 
 pub struct Sim {
@@ -121,6 +202,10 @@ pub struct Sim {
     pub stalled_disks: BTreeSet<NodeId>,
     pub oracle: Oracle,
     pub stats: RunStats,
+    /// Every `InstallComplete`: (node that emitted it, peer, outcome).
+    pub install_events: Vec<(NodeId, NodeId, InstallOutcome)>,
+    /// Every `InstallSnapshotFromLeader`: (follower, first_available).
+    pub install_rounds: Vec<(NodeId, SnapshotId)>,
     next_payload: u64,
     /// Messages sent through the codec (alternates the framing).
     pub wire_frames: u64,
@@ -162,6 +247,15 @@ impl Sim {
                     next_tick: rng.u64(1..=tick_period),
                     config,
                     incarnation: 0,
+                    sm: SimSnapshot {
+                        id: SnapshotId::ZERO,
+                        hash: 0,
+                    },
+                    app_snapshot: None,
+                    snapshot_history: Vec::new(),
+                    staging: Vec::new(),
+                    job: None,
+                    checkpoints: Vec::new(),
                 }
             })
             .collect();
@@ -177,6 +271,8 @@ impl Sim {
             stalled_disks: BTreeSet::new(),
             oracle: Oracle::new(n),
             stats: RunStats::default(),
+            install_events: Vec::new(),
+            install_rounds: Vec::new(),
             next_payload: 1,
             wire_frames: 0,
             trace_hash: Default::default(),
@@ -237,6 +333,9 @@ impl Sim {
         for (i, s) in self.slots.iter().enumerate() {
             if s.node.is_some() {
                 consider(s.next_tick, 2, i);
+                if let Some((due, _)) = &s.job {
+                    consider(*due, 3, i);
+                }
                 if self.stalled_disks.contains(&s.id) {
                     continue;
                 }
@@ -259,11 +358,12 @@ impl Sim {
         self.now = self.now.max(t);
         match kind {
             0 => self.complete_write(i),
+            3 => self.finish_job(i),
             1 => {
                 let m = self.net.swap_remove(i);
                 self.deliver(m.msg);
             }
-            _ => {
+            2 => {
                 let s = &mut self.slots[i];
                 s.next_tick += s.tick_period;
                 let id = s.id;
@@ -274,6 +374,7 @@ impl Sim {
                 }
                 self.drain(id);
             }
+            _ => unreachable!(),
         }
         true
     }
@@ -418,6 +519,8 @@ impl Sim {
         let slot = &mut self.slots[i];
         slot.node = None;
         slot.disk.crash(torn);
+        slot.job = None;
+        slot.staging.clear();
         self.log(format_args!("crash {id} (torn: {torn:?})"));
         self.oracle.on_crash(id);
     }
@@ -429,9 +532,21 @@ impl Sim {
         }
         let slot = &mut self.slots[i];
         slot.incarnation += 1;
-        let node = SimNode::new(slot.config.clone(), &slot.disk.durable)
+        // The application restores its state machine from its latest durable snapshot.
+        let restored = slot.app_snapshot.unwrap_or(SimSnapshot {
+            id: SnapshotId::ZERO,
+            hash: 0,
+        });
+        slot.sm = restored;
+        let mut config = slot.config.clone();
+        config.snapshot = restored.id;
+        config.applied = restored.id.index;
+        let node = SimNode::new(config, &slot.disk.durable)
             .unwrap_or_else(|e| panic!("restart of {id} from its durable state failed: {e}"));
         slot.node = Some(node);
+        if let Some(v) = self.oracle.on_restore(id, &restored) {
+            self.fail(v);
+        }
         slot.next_tick = self.now + slot.tick_period;
         self.log(format_args!("restart {id}"));
         self.check(id);
@@ -542,9 +657,10 @@ impl Sim {
                         .max(self.now)
                         + delay;
                     self.log(format_args!(
-                        "persist {id} token {} hs {:?} entries {:?}",
+                        "persist {id} token {} hs {:?} snapshot {:?} entries {:?}",
                         p.token.0,
                         p.hard_state,
+                        p.snapshot,
                         p.entries
                             .iter()
                             .map(|e| (e.index.0, e.term.0))
@@ -553,32 +669,202 @@ impl Sim {
                     self.slots[i].disk.pending.push_back(PendingWrite {
                         token: p.token,
                         hs: p.hard_state,
+                        snapshot: p.snapshot,
                         entries: p.entries.to_vec(),
                         due,
                     });
                 }
                 Action::Apply { first, last } => {
                     self.log(format_args!("apply {id} {first}..={last}"));
-                    let term = self.slots[i]
-                        .node
-                        .as_ref()
-                        .map_or(raftlet::Term(0), |n| n.term());
+                    let term = self.slots[i].node.as_ref().map_or(Term(0), |n| n.term());
                     for k in first.0..=last.0 {
                         let e = self.slots[i]
                             .disk
                             .durable
-                            .log
-                            .get(k as usize - 1)
-                            .cloned()
+                            .entry(Index(k))
                             .unwrap_or_else(|| {
                                 panic!("node {id} asked to apply {k}, which is not durable")
                             });
+                        let sm = &mut self.slots[i].sm;
+                        if e.index != sm.id.index.next() {
+                            panic!(
+                                "{id}: state machine at {} asked to apply {}",
+                                sm.id.index, e.index
+                            );
+                        }
+                        sm.hash = oracle::chain(sm.hash, &e);
+                        sm.id = SnapshotId {
+                            index: e.index,
+                            term: e.term,
+                        };
                         self.oracle.on_apply(id, &e, term);
+                    }
+                    self.maybe_take_snapshot(i);
+                }
+                Action::Compact { through } => {
+                    self.log(format_args!("compact {id} through {}", through.index));
+                    self.slots[i].disk.durable.compact(through);
+                }
+                Action::InstallSnapshotFromLeader {
+                    leader,
+                    first_available,
+                } => {
+                    self.log(format_args!("install-from-leader {id} (leader {leader}) first available {first_available:?}"));
+                    self.install_rounds.push((id, first_available));
+                    self.stats.install_rounds += 1;
+                    let delay = self.rng.u64(0..=self.faults.max_install_delay);
+                    self.slots[i].job = Some((self.now + delay, AppJob::Fetch { first_available }));
+                }
+                Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                    let slot = &mut self.slots[i];
+                    let snap = *slot
+                        .snapshot_history
+                        .iter()
+                        .find(|s| s.id == snapshot)
+                        .unwrap_or_else(|| {
+                            panic!("{id} asked to stream snapshot {snapshot:?}, which it never had")
+                        });
+                    let words = snap.words();
+                    let data = words[seq as usize];
+                    let checksum =
+                        (seq as usize == words.len() - 1).then(|| SimSnapshot::checksum(&words));
+                    if let Some(node) = slot.node.as_mut() {
+                        node.snapshot_chunk(to, snapshot, seq, data, checksum)
+                            .expect("requested chunk accepted");
+                    }
+                }
+                Action::WriteSnapshotChunk {
+                    snapshot,
+                    seq,
+                    data,
+                } => {
+                    self.log(format_args!("write-chunk {id} {} #{seq}", snapshot.index));
+                    let staging = &mut self.slots[i].staging;
+                    if seq == 0 {
+                        staging.clear();
+                    }
+                    assert_eq!(
+                        staging.len(),
+                        seq as usize,
+                        "{id}: chunks written out of order"
+                    );
+                    staging.push(data);
+                }
+                Action::RestoreSnapshot { snapshot, checksum } => {
+                    let delay = self.rng.u64(0..=self.faults.max_install_delay);
+                    self.slots[i].job =
+                        Some((self.now + delay, AppJob::Restore { snapshot, checksum }));
+                }
+                Action::InstallComplete { peer, outcome } => {
+                    self.log(format_args!(
+                        "install-complete at {id} for {peer}: {outcome:?}"
+                    ));
+                    self.install_events.push((id, peer, outcome));
+                    self.stats.install_complete_events += 1;
+                    if peer == id {
+                        // The incremental state machine drops its checkpoints now, not before.
+                        self.slots[i].checkpoints.clear();
                     }
                 }
             }
         }
         self.check(id);
+    }
+
+    /// Takes a snapshot when the application policy says so.
+    fn maybe_take_snapshot(&mut self, i: usize) {
+        let every = self.faults.snapshot_every;
+        let slot = &mut self.slots[i];
+        let base = slot.app_snapshot.map_or(0, |s| s.id.index.0);
+        if every == 0 || slot.sm.id.index.0 < base + every {
+            return;
+        }
+        let Some(node) = slot.node.as_mut() else {
+            return;
+        };
+        let snap = slot.sm;
+        if node.snapshot_taken(snap.id, &slot.disk.durable).is_ok() {
+            slot.app_snapshot = Some(snap);
+            slot.snapshot_history.push(snap);
+            self.stats.snapshots_taken += 1;
+        }
+    }
+
+    /// The application finishes an install.
+    fn finish_job(&mut self, i: usize) {
+        let id = self.slots[i].id;
+        let Some((_, job)) = self.slots[i].job.take() else {
+            return;
+        };
+        let roll = self.rng.f64();
+        let result = match job {
+            AppJob::Fetch { first_available } => {
+                let commit = self.slots[i]
+                    .node
+                    .as_ref()
+                    .map_or(Index(0), |n| n.commit_index());
+                // "By its own means": the newest snapshot any node holds durably.
+                let best = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.app_snapshot)
+                    .filter(|s| s.id.index.next() >= first_available.index && s.id.index >= commit)
+                    .max_by_key(|s| s.id.index);
+                match best {
+                    None => Err(InstallError::Unavailable),
+                    Some(_) if roll < self.faults.install_unavailable => {
+                        Err(InstallError::Unavailable)
+                    }
+                    Some(_)
+                        if roll < self.faults.install_unavailable + self.faults.install_fail =>
+                    {
+                        Err(InstallError::Failed)
+                    }
+                    Some(b) => Ok(b),
+                }
+            }
+            AppJob::Restore { snapshot, checksum } => {
+                let staging = &self.slots[i].staging;
+                let commit = self.slots[i]
+                    .node
+                    .as_ref()
+                    .map_or(Index(0), |n| n.commit_index());
+                let good = staging.len() == 3
+                    && SimSnapshot::checksum(staging) == checksum
+                    && staging[0] == snapshot.index.0
+                    && staging[1] == snapshot.term.0
+                    && snapshot.index >= commit;
+                if good && roll >= self.faults.install_fail {
+                    Ok(SimSnapshot {
+                        id: snapshot,
+                        hash: staging[2],
+                    })
+                } else {
+                    Err(InstallError::Failed)
+                }
+            }
+        };
+        self.log(format_args!(
+            "app install at {id}: {:?}",
+            result.map(|s| s.id)
+        ));
+        if let Ok(snap) = result {
+            self.stats.installs += 1;
+            let slot = &mut self.slots[i];
+            slot.sm = snap;
+            slot.app_snapshot = Some(snap);
+            slot.snapshot_history.push(snap);
+            slot.checkpoints.push(snap.id);
+            slot.staging.clear();
+            if let Some(v) = self.oracle.on_restore(id, &snap) {
+                self.fail(v);
+            }
+        }
+        let slot = &mut self.slots[i];
+        if let Some(node) = slot.node.as_mut() {
+            let _ = node.snapshot_installed(result.map(|s| s.id), &slot.disk.durable);
+        }
+        self.drain(id);
     }
 
     /// Every message crosses the simulated link as bytes: encoded, framed (length-prefixed or
@@ -639,22 +925,30 @@ impl Sim {
         }
     }
 
+    /// Stops the run with a violation, printing the trace (when `RAFTLET_TRACE` is set).
+    pub fn fail(&self, violation: String) -> ! {
+        if let Some(t) = &self.trace {
+            eprintln!("{t}");
+        }
+        panic!("{violation}");
+    }
+
     fn check(&mut self, id: NodeId) {
         let i = Self::ix(id);
         let slot = &self.slots[i];
         if let Some(node) = slot.node.as_ref()
             && let Some(v) = self.oracle.check_node(node, &slot.disk.durable)
         {
-            panic!("{v}");
+            self.fail(v);
         }
         if let Some(v) = self.oracle.take_violation() {
-            panic!("{v}");
+            self.fail(v);
         }
         if let Some(v) = self
             .oracle
             .check_committed_durable(self.slots.iter().map(|s| &s.disk.durable))
         {
-            panic!("{v}");
+            self.fail(v);
         }
     }
 
@@ -721,9 +1015,17 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         2 => (false, true),
         _ => (true, true),
     };
+    let mode = if rng.bool() {
+        SnapshotMode::Notify
+    } else {
+        SnapshotMode::Stream
+    };
+    let retention = [0, 2, 10][rng.usize(0..3)];
     let mut sim = Sim::with_config(seed, n, faults, |c| {
         c.pre_vote = pre_vote;
         c.check_quorum = check_quorum;
+        c.snapshot_mode = mode;
+        c.log_retention = retention;
     });
     sim.run(events);
     if let Err(e) = sim.converge(20_000) {
@@ -750,5 +1052,6 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         }
         panic!("liveness: {e}");
     }
+    sim.stats.elections_won = sim.oracle.leader_terms();
     (sim.stats.clone(), sim.trace_hash())
 }

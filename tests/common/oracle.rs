@@ -10,17 +10,38 @@
 //! * Commit index never decreases (per incarnation; it is volatile state).
 //! * One vote per term per node, across restarts (observed on the wire).
 //! * Committed means durable on a quorum: the last committed entry is on a majority of disks.
+//! * Snapshots: every snapshot a state machine is restored from or installs is exactly the
+//!   committed prefix up to its index (same last term, same hash chain); after it, applies
+//!   continue at the next index (no entry applied twice or skipped across an install).
 //! * Persist-before-send: a vote grant or append acknowledgement leaves a node only when the
 //!   state it acknowledges is in that node's durable storage.
 
 use crate::common::SimNode;
+use crate::common::SimSnapshot;
 use crate::common::store::MemStore;
 use raftlet::{AppendResult, Body, Entry, Index, Message, NodeId, Role, Storage, Term};
 use std::collections::{HashMap, HashSet};
 
+/// The state-machine hash after applying `e` to a state whose hash is `h`.
+pub fn chain(h: u64, e: &Entry<u64>) -> u64 {
+    let p = match e.data {
+        raftlet::EntryData::Normal(p) => p.wrapping_add(1),
+        raftlet::EntryData::Noop => 0,
+    };
+    let mut x = h
+        ^ e.index.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ e.term.0.rotate_left(17)
+        ^ p.rotate_left(31);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 27)
+}
+
 #[derive(Default)]
 struct NodeView {
-    /// Verified terms of the node's log, index i at [i-1].
+    /// The index the node's log starts after (its snapshot base), and its term.
+    base: Index,
+    base_term: Term,
+    /// Verified terms of the node's log after `base`, index base+1+k at [k].
     terms: Vec<Term>,
     last_commit: Index,
     applied_last: Index,
@@ -34,6 +55,8 @@ pub struct Oracle {
     canonical: HashMap<(Index, Term), (Term, Option<u64>)>,
     /// The globally committed prefix, with the (upper bound of the) term it was committed in.
     committed: Vec<(Entry<u64>, Term)>,
+    /// State-machine hash after each committed index: `prefix[i]` covers `1..=i`.
+    prefix: Vec<u64>,
     votes: HashMap<(NodeId, Term), NodeId>,
     views: Vec<NodeView>,
     violation: Option<String>,
@@ -53,6 +76,7 @@ impl Oracle {
             leaders: HashMap::new(),
             canonical: HashMap::new(),
             committed: Vec::new(),
+            prefix: vec![0],
             votes: HashMap::new(),
             views: (0..n).map(|_| NodeView::default()).collect(),
             violation: None,
@@ -70,6 +94,43 @@ impl Oracle {
         self.violation.take()
     }
 
+    fn push_committed(&mut self, e: Entry<u64>, term: Term) {
+        let h = chain(*self.prefix.last().unwrap(), &e);
+        self.prefix.push(h);
+        self.committed.push((e, term));
+    }
+
+    /// A state machine was restored from (or installed) `snap`: it must be exactly the committed
+    /// prefix, and applies continue right after it.
+    pub fn on_restore(&mut self, id: NodeId, snap: &SimSnapshot) -> Option<String> {
+        let i = snap.id.index.0 as usize;
+        let v = &mut self.views[id.0 as usize - 1];
+        v.applied_last = snap.id.index;
+        v.applied_payloads.clear();
+        if i == 0 {
+            return None;
+        }
+        if i > self.committed.len() {
+            return Some(format!(
+                "{id} restored snapshot {:?} beyond the committed prefix {}",
+                snap.id,
+                self.committed.len()
+            ));
+        }
+        if self.committed[i - 1].0.term != snap.id.term || self.prefix[i] != snap.hash {
+            return Some(format!(
+                "{id} restored snapshot {:?} that is not the committed prefix",
+                snap.id
+            ));
+        }
+        for (e, _) in &self.committed[..i] {
+            if let raftlet::EntryData::Normal(p) = e.data {
+                v.applied_payloads.insert(p);
+            }
+        }
+        None
+    }
+
     /// Checks that the newest committed entry is in a majority of the durable images.
     pub fn check_committed_durable<'a>(
         &mut self,
@@ -79,12 +140,18 @@ impl Oracle {
         let (mut have, mut n) = (0, 0);
         for d in disks {
             n += 1;
-            if d.term(e.index) == Some(e.term) {
+            // A durable snapshot at or past the entry covers it (snapshots are of committed state).
+            if d.term(e.index) == Some(e.term) || d.snapshot().index > e.index {
                 have += 1;
             }
         }
         (have < n / 2 + 1)
             .then(|| format!("committed entry {e:?} is durable on only {have} of {n} nodes"))
+    }
+
+    /// How many terms had a leader.
+    pub fn leader_terms(&self) -> u64 {
+        self.leaders.len() as u64
     }
 
     pub fn committed_len(&self) -> usize {
@@ -165,7 +232,7 @@ impl Oracle {
                 ));
             }
         } else if i == self.committed.len() + 1 {
-            self.committed.push((e.clone(), node_term));
+            self.push_committed(e.clone(), node_term);
         } else {
             self.fail(format!(
                 "{id} applied {} beyond the known committed prefix {}",
@@ -194,16 +261,40 @@ impl Oracle {
 
         // Log: verify what changed since the last check.
         let ix = id.0 as usize - 1;
+        let start = node.log_start();
+        if self.views[ix].base != start.index || self.views[ix].base_term != start.term {
+            // Compacted or reset to a snapshot: the base must be a committed entry.
+            let b = start.index.0 as usize;
+            if b > 0 && (b > self.committed.len() || self.committed[b - 1].0.term != start.term) {
+                return Some(format!(
+                    "{id}'s log starts after {start:?}, which is not committed"
+                ));
+            }
+            let v = &mut self.views[ix];
+            let keep = (start.index.0.saturating_sub(v.base.0) as usize).min(v.terms.len());
+            if start.index >= v.base
+                && v.terms
+                    .get(keep.wrapping_sub(1))
+                    .is_none_or(|t| keep == 0 || *t == start.term)
+            {
+                v.terms.drain(..keep);
+            } else {
+                v.terms.clear();
+            }
+            v.base = start.index;
+            v.base_term = start.term;
+        }
+        let base = self.views[ix].base.0 as usize;
         let last = node.last_index().0 as usize;
         let mut truncated = false;
         {
             let v = &mut self.views[ix];
-            if v.terms.len() > last {
-                v.terms.truncate(last);
+            if base + v.terms.len() > last {
+                v.terms.truncate(last.saturating_sub(base));
                 truncated = true;
             }
             while let Some(&t) = v.terms.last() {
-                if node.term_at(Index(v.terms.len() as u64), durable) == Some(t) {
+                if node.term_at(Index((base + v.terms.len()) as u64), durable) == Some(t) {
                     break;
                 }
                 v.terms.pop();
@@ -215,12 +306,16 @@ impl Oracle {
                 "leader append-only: leader {id} of term {term} truncated its log"
             ));
         }
-        while self.views[ix].terms.len() < last {
-            let i = Index(self.views[ix].terms.len() as u64 + 1);
+        while base + self.views[ix].terms.len() < last {
+            let i = Index((base + self.views[ix].terms.len()) as u64 + 1);
             let Some(e) = node.entry_at(i, durable) else {
                 return Some(format!("{id} cannot read its own entry {i} (last {last})"));
             };
-            let prev_term = self.views[ix].terms.last().copied().unwrap_or(Term(0));
+            let prev_term = self.views[ix]
+                .terms
+                .last()
+                .copied()
+                .unwrap_or(self.views[ix].base_term);
             if e.index != i || e.term < prev_term || e.term > term {
                 return Some(format!(
                     "{id} holds an impossible entry {e:?} at {i} (prev term {prev_term}, node term {term})"
@@ -259,23 +354,28 @@ impl Oracle {
         }
         let c = commit.0 as usize;
         let known = c.min(self.committed.len());
-        if known > 0 {
+        if known > base {
             let (ce, _) = &self.committed[known - 1];
-            if self.views[ix].terms.get(known - 1) != Some(&ce.term) {
+            if self.views[ix].terms.get(known - 1 - base) != Some(&ce.term) {
                 return Some(format!(
                     "state-machine safety: {id} (commit {commit}) disagrees with the committed entry {ce:?}"
                 ));
             }
         }
         for i in self.committed.len() + 1..=c {
-            let e = node.entry_at(Index(i as u64), durable)?;
-            self.committed.push((e, term));
+            let Some(e) = node.entry_at(Index(i as u64), durable) else {
+                return Some(format!(
+                    "{id} committed {i} but cannot read it (its log starts after {})",
+                    node.log_start().index
+                ));
+            };
+            self.push_committed(e, term);
         }
 
         // Leader completeness, once per term of leadership.
         if is_leader && self.views[ix].leading_term != Some(term) {
             self.views[ix].leading_term = Some(term);
-            for (ce, ct) in &self.committed {
+            for (ce, ct) in &self.committed[base.min(self.committed.len())..] {
                 if *ct < term && node.term_at(ce.index, durable) != Some(ce.term) {
                     return Some(format!(
                         "leader completeness: {id} leads term {term} without committed entry {ce:?} (committed by term {ct})"

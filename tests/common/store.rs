@@ -1,24 +1,51 @@
 //! The simulated disk: a durable image plus writes that were issued but are not yet durable.
 //! A crash loses the pending writes, or (torn) makes only a prefix of them durable.
 
-use raftlet::{Entry, HardState, Index, Storage, Term};
+use raftlet::{Entry, HardState, Index, SnapshotId, Storage, Term};
 use std::collections::VecDeque;
 
+/// A durable log that starts after `snapshot`: `log[k]` has index `snapshot.index + 1 + k`.
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     pub hs: HardState,
+    pub snapshot: SnapshotId,
     pub log: Vec<Entry<u64>>,
 }
 
 impl MemStore {
-    pub fn write(&mut self, hs: Option<HardState>, entries: &[Entry<u64>]) {
+    pub fn write(
+        &mut self,
+        hs: Option<HardState>,
+        snapshot: Option<SnapshotId>,
+        entries: &[Entry<u64>],
+    ) {
         if let Some(hs) = hs {
             self.hs = hs;
         }
+        if let Some(s) = snapshot {
+            self.log.clear();
+            self.snapshot = s;
+        }
         if let Some(first) = entries.first() {
-            self.log.truncate(first.index.0 as usize - 1);
+            let keep = (first.index.0 - self.snapshot.index.0 - 1) as usize;
+            self.log.truncate(keep);
             self.log.extend_from_slice(entries);
         }
+    }
+
+    pub fn compact(&mut self, through: SnapshotId) {
+        if through.index > self.snapshot.index {
+            let n = ((through.index.0 - self.snapshot.index.0) as usize).min(self.log.len());
+            self.log.drain(..n);
+            self.snapshot = through;
+        }
+    }
+
+    fn pos(&self, index: Index) -> Option<usize> {
+        index
+            .0
+            .checked_sub(self.snapshot.index.0 + 1)
+            .map(|k| k as usize)
     }
 }
 
@@ -27,20 +54,19 @@ impl Storage<u64> for MemStore {
         self.hs
     }
     fn last_index(&self) -> Index {
-        Index(self.log.len() as u64)
+        Index(self.snapshot.index.0 + self.log.len() as u64)
     }
     fn term(&self, index: Index) -> Option<Term> {
-        if index.0 == 0 {
-            return Some(Term(0));
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
         }
-        self.log.get(index.0 as usize - 1).map(|e| e.term)
+        self.log.get(self.pos(index)?).map(|e| e.term)
     }
     fn entry(&self, index: Index) -> Option<Entry<u64>> {
-        index
-            .0
-            .checked_sub(1)
-            .and_then(|i| self.log.get(i as usize))
-            .cloned()
+        self.log.get(self.pos(index)?).cloned()
+    }
+    fn snapshot(&self) -> SnapshotId {
+        self.snapshot
     }
 }
 
@@ -49,6 +75,7 @@ impl Storage<u64> for MemStore {
 pub struct PendingWrite {
     pub token: raftlet::PersistToken,
     pub hs: Option<HardState>,
+    pub snapshot: Option<SnapshotId>,
     pub entries: Vec<Entry<u64>>,
     /// Simulated time at which the disk reports it durable.
     pub due: u64,
@@ -65,7 +92,7 @@ impl Disk {
     pub fn complete_due(&mut self, now: u64) -> Option<raftlet::PersistToken> {
         if self.pending.front().is_some_and(|w| w.due <= now) {
             let w = self.pending.pop_front()?;
-            self.durable.write(w.hs, &w.entries);
+            self.durable.write(w.hs, w.snapshot, &w.entries);
             Some(w.token)
         } else {
             None
@@ -79,11 +106,11 @@ impl Disk {
         if let Some((whole, partial_entries)) = torn {
             for (i, w) in self.pending.iter().enumerate() {
                 if i < whole {
-                    self.durable.write(w.hs, &w.entries);
+                    self.durable.write(w.hs, w.snapshot, &w.entries);
                 } else if i == whole {
-                    // The hard state is written first, then entries one by one.
+                    // The hard state and log reset are written first, then entries one by one.
                     let n = partial_entries.min(w.entries.len());
-                    self.durable.write(w.hs, &w.entries[..n]);
+                    self.durable.write(w.hs, w.snapshot, &w.entries[..n]);
                     break;
                 }
             }

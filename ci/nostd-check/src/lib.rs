@@ -63,6 +63,7 @@ pub extern "C" fn raftlet_nostd_smoke() -> u32 {
                     let _ = node.persisted(p.token, &store);
                 }
                 Action::Apply { first, last } => applied += (last.0 - first.0 + 1) as u32,
+                _ => {}
             }
         }
     }

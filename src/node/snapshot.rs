@@ -1,0 +1,641 @@
+//! Snapshots: log compaction, and bringing a follower that is behind the leader's compacted log
+//! up to date, by streaming (chunks read through the leader's application) or by notification
+//! (the follower's application fetches a snapshot itself, as in Apache Ratis), with the
+//! `InstallComplete` event on both sides.
+//!
+//! Heads up: the binding contract is `docs/snapshot-install.md` of the project (summarised in the
+//! README). Invariants kept here:
+//! * a leader sends no appends to a follower in snapshot state, and re-sends a notification or
+//!   re-requests a chunk at most once per `snapshot_resend_ticks`;
+//! * every round (notify) or transfer (stream) carries a leader-chosen tag; a reply with another
+//!   tag is stale and changes nothing, so duplicated or reordered replies never repeat an event;
+//! * a follower starts at most one notify round at a time and announces it once; the round
+//!   survives term and leader changes; its outcome is delivered to the first leader that polls
+//!   after the application reported (never lost to a leader change);
+//! * while a notify round runs, the follower refuses appends with `InstallInProgress`, which
+//!   never moves the leader's next index, and refuses local snapshots;
+//! * the leader emits `InstallComplete(Installed)` once, when the follower reports the install
+//!   and no further round is needed, and `InstallComplete(Unavailable)` once per round;
+//! * a follower whose snapshot ends exactly at `next - 1` gets appends, not another snapshot:
+//!   the log's base always answers its own term, so `prev = base` is a valid append (Ratis' E6
+//!   ping-pong cannot arise);
+//! * the follower emits `InstallComplete(Installed)` once, at the first append it accepts after
+//!   adopting the snapshot (the pending event is in the hard state, so it survives a restart),
+//!   and `InstallComplete(Unavailable)` once per round.
+
+use super::{Node, RoleState};
+use crate::action::Action;
+use crate::error::{InstallError, SnapshotError, StepError};
+use crate::message::{AppendResult, Body, InstallRequest, InstallResult};
+use crate::progress::FlowState;
+use crate::storage::Storage;
+use crate::types::{Index, InstallOutcome, NodeId, SnapshotId, SnapshotMode, Term};
+
+/// The follower side of an installation from the leader.
+#[derive(Debug)]
+pub(crate) enum FollowerInstall<P> {
+    None,
+    /// Notify mode.
+    Round(Round),
+    /// Stream mode.
+    Stream(StreamRx<P>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Round {
+    leader: NodeId,
+    first_available: SnapshotId,
+    /// `InstallSnapshotFromLeader` not yet polled.
+    announce_due: bool,
+    /// The newest request of this round: (term, tag).
+    last_request: (Term, u64),
+    /// Set once the application reported: the result, and the (term, tag) of the newest
+    /// request at that moment, to whose leader the result was already sent.
+    outcome: Option<(InstallResult, Term, u64)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StreamRx<P> {
+    term: Term,
+    tag: u64,
+    snapshot: SnapshotId,
+    next_seq: u32,
+    write_due: Option<(u32, P)>,
+    restore_due: Option<u64>,
+    /// Every chunk arrived; waiting for the application's restore.
+    restoring: bool,
+}
+
+impl<P> FollowerInstall<P> {
+    /// A notify round without a result, or a stream transfer being restored: appends, local
+    /// snapshots and linearizable reads wait.
+    pub(crate) fn in_progress(&self) -> bool {
+        match self {
+            Self::Round(r) => r.outcome.is_none(),
+            Self::Stream(rx) => rx.restoring,
+            Self::None => false,
+        }
+    }
+}
+
+impl<
+    P,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone,
+{
+    // ----- application calls ------------------------------------------------------------------
+
+    /// The application took a snapshot of its state machine at `id` (an index it has applied).
+    /// The node compacts its log up to `id.index`, keeping the newest `log_retention` entries,
+    /// and emits [`Action::Compact`].
+    ///
+    /// # Errors
+    /// [`SnapshotError`]: beyond the applied index, not newer than the current snapshot, a term
+    /// that does not match the log, or a snapshot install from the leader in progress.
+    pub fn snapshot_taken<S: Storage<P>>(
+        &mut self,
+        id: SnapshotId,
+        storage: &S,
+    ) -> Result<(), SnapshotError> {
+        if self.install.in_progress() {
+            return Err(SnapshotError::InstallInProgress);
+        }
+        if id.index > self.apply_emitted {
+            return Err(SnapshotError::NotApplied);
+        }
+        if id.index <= self.latest_snapshot.index {
+            return Err(SnapshotError::Stale);
+        }
+        if self.log.term(id.index, storage) != Some(id.term) {
+            return Err(SnapshotError::TermMismatch);
+        }
+        self.latest_snapshot = id;
+        let keep_from = Index(
+            self.log
+                .last_index()
+                .0
+                .saturating_sub(self.cfg.log_retention),
+        );
+        let upto = core::cmp::min(id.index, keep_from);
+        if upto > self.log.snapshot().index
+            && let Some(term) = self.log.term(upto, storage)
+        {
+            let through = SnapshotId { index: upto, term };
+            self.log.compact(through);
+            self.compact_due = Some(through);
+            debug!("{} compacted its log through {}", self.cfg.id, upto);
+        }
+        Ok(())
+    }
+
+    /// The application's report on the install it was asked for
+    /// ([`Action::InstallSnapshotFromLeader`] or [`Action::RestoreSnapshot`]): `Ok(id)` once the
+    /// state machine holds snapshot `id` durably.
+    ///
+    /// # Errors
+    /// [`SnapshotError::NoInstall`] when no install is waiting for a report;
+    /// [`SnapshotError::Stale`] for a snapshot below the commit index (treated as a failure).
+    pub fn snapshot_installed<S: Storage<P>>(
+        &mut self,
+        result: Result<SnapshotId, InstallError>,
+        storage: &S,
+    ) -> Result<(), SnapshotError> {
+        let install = core::mem::replace(&mut self.install, FollowerInstall::None);
+        match install {
+            FollowerInstall::Round(mut round) if round.outcome.is_none() => {
+                let reply = match result {
+                    Ok(id) if id.index < self.commit => {
+                        // A snapshot older than what is committed here is of no use: fail the
+                        // round quietly so the next notification starts another.
+                        return Err(SnapshotError::Stale);
+                    }
+                    Ok(id) => {
+                        self.adopt_snapshot(id, storage);
+                        InstallResult::Installed(id)
+                    }
+                    Err(InstallError::Unavailable) => {
+                        self.own_event_due = Some(InstallOutcome::Unavailable);
+                        InstallResult::Unavailable
+                    }
+                    Err(InstallError::Failed) => return Ok(()),
+                };
+                let (term, tag) = round.last_request;
+                // Answer at once if the round's newest request is from the current leader; the
+                // next notification of any later leader also collects it.
+                if term == self.hs.term && self.leader == Some(round.leader) {
+                    self.send(
+                        round.leader,
+                        term,
+                        Body::InstallSnapshotResponse { tag, result: reply },
+                    );
+                }
+                round.outcome = Some((reply, term, tag));
+                self.install = FollowerInstall::Round(round);
+                Ok(())
+            }
+            FollowerInstall::Stream(rx) if rx.restoring => {
+                let reply = match result {
+                    Ok(id) if id.index >= self.commit => {
+                        self.adopt_snapshot(id, storage);
+                        InstallResult::Installed(id)
+                    }
+                    Ok(_) | Err(_) => InstallResult::Failed,
+                };
+                if rx.term == self.hs.term
+                    && let Some(leader) = self.leader
+                {
+                    self.send(
+                        leader,
+                        rx.term,
+                        Body::InstallSnapshotResponse {
+                            tag: rx.tag,
+                            result: reply,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            other => {
+                self.install = other;
+                Err(SnapshotError::NoInstall)
+            }
+        }
+    }
+
+    /// Stream mode, leader: chunk `seq` of `snapshot` for follower `to`, as asked by
+    /// [`Action::ReadSnapshotChunk`]. `checksum` (over the whole snapshot) marks the last chunk.
+    ///
+    /// # Errors
+    /// [`SnapshotError::UnexpectedChunk`] if that chunk is not the one wanted (any more).
+    pub fn snapshot_chunk(
+        &mut self,
+        to: NodeId,
+        snapshot: SnapshotId,
+        seq: u32,
+        data: P,
+        checksum: Option<u64>,
+    ) -> Result<(), SnapshotError> {
+        let term = self.hs.term;
+        let RoleState::Leader(progress) = &mut self.role else {
+            return Err(SnapshotError::UnexpectedChunk);
+        };
+        let Some(pr) = progress.iter_mut().find(|p| p.id == to) else {
+            return Err(SnapshotError::UnexpectedChunk);
+        };
+        if pr.state != FlowState::Snapshot || pr.transfer != Some((snapshot, seq)) {
+            return Err(SnapshotError::UnexpectedChunk);
+        }
+        pr.resend_elapsed = 0;
+        let tag = pr.tag;
+        let request = InstallRequest::Chunk {
+            snapshot,
+            seq,
+            data,
+            checksum,
+        };
+        self.send(to, term, Body::InstallSnapshot { tag, request });
+        Ok(())
+    }
+
+    // ----- follower ---------------------------------------------------------------------------
+
+    /// Takes an installed snapshot as the state machine's new base (Raft §7). If the log holds
+    /// the snapshot's last entry with the same term, the log is kept as it is: entries after the
+    /// snapshot may already be acknowledged to the leader and counted toward commit, so they must
+    /// not be dropped. Otherwise the whole log is replaced by the snapshot.
+    fn adopt_snapshot<S: Storage<P>>(&mut self, id: SnapshotId, storage: &S) {
+        info!(
+            "{} installed snapshot {} at term {}",
+            self.cfg.id, id.index, id.term
+        );
+        if self.log.term(id.index, storage) != Some(id.term) {
+            self.log.reset_to(id);
+            self.reset_due = Some(id);
+            self.compact_due = None;
+            self.pending_ack = None;
+        }
+        self.latest_snapshot = id;
+        if id.index > self.commit {
+            self.commit = id.index;
+        }
+        // The state machine now stands at the snapshot; later entries are applied (again).
+        self.apply_emitted = id.index;
+        self.hs.pending_install = Some(id);
+        self.hs_dirty = true;
+    }
+
+    /// A leader's append was accepted: an installation, if one was adopted, is over.
+    pub(super) fn install_joined_log(&mut self) {
+        if let Some(id) = self.hs.pending_install.take() {
+            self.hs_dirty = true;
+            self.own_event_due = Some(InstallOutcome::Installed(id));
+            if matches!(self.install, FollowerInstall::Round(_)) {
+                self.install = FollowerInstall::None;
+            }
+        }
+    }
+
+    pub(super) fn handle_install_request<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        tag: u64,
+        request: InstallRequest<P>,
+        storage: &S,
+    ) {
+        let reply = |node: &mut Self, result| {
+            node.send(from, term, Body::InstallSnapshotResponse { tag, result })
+        };
+        match (self.cfg.snapshot_mode, request) {
+            (SnapshotMode::Notify, InstallRequest::Notify { first_available }) => {
+                if let FollowerInstall::Round(r) = &mut self.install {
+                    match r.outcome {
+                        None => {
+                            // Polling: any leader, any first_available (Ratis E4 asserted here).
+                            r.last_request = (term, tag);
+                            return reply(self, InstallResult::InProgress);
+                        }
+                        Some((result, oterm, otag)) => {
+                            self.install = FollowerInstall::None;
+                            if term > oterm || tag == otag {
+                                // Not yet delivered to this term's leader, or a re-send of the
+                                // request the result answered.
+                                return reply(self, result);
+                            }
+                            // That leader has it: this is a new round.
+                        }
+                    }
+                }
+                let snap = self.latest_snapshot;
+                if snap.index.0 > 0 && snap.index.next() >= first_available.index {
+                    return reply(self, InstallResult::AlreadyInstalled(snap));
+                }
+                self.install = FollowerInstall::Round(Round {
+                    leader: from,
+                    first_available,
+                    announce_due: true,
+                    last_request: (term, tag),
+                    outcome: None,
+                });
+                reply(self, InstallResult::InProgress);
+            }
+            (
+                SnapshotMode::Stream,
+                InstallRequest::Chunk {
+                    snapshot,
+                    seq,
+                    data,
+                    checksum,
+                },
+            ) => {
+                if snapshot.index <= self.commit {
+                    let term_at = self
+                        .log
+                        .term(self.commit, storage)
+                        .unwrap_or(self.latest_snapshot.term);
+                    let have = if self.commit == self.latest_snapshot.index {
+                        self.latest_snapshot
+                    } else {
+                        SnapshotId {
+                            index: self.commit,
+                            term: term_at,
+                        }
+                    };
+                    return reply(self, InstallResult::AlreadyInstalled(have));
+                }
+                if let FollowerInstall::Stream(rx) = &self.install
+                    && (rx.term, rx.tag) > (term, tag)
+                {
+                    return reply(self, InstallResult::Expired);
+                }
+                let fresh = !matches!(&self.install, FollowerInstall::Stream(rx) if (rx.term, rx.tag) == (term, tag));
+                if fresh {
+                    self.install = FollowerInstall::Stream(StreamRx {
+                        term,
+                        tag,
+                        snapshot,
+                        next_seq: 0,
+                        write_due: None,
+                        restore_due: None,
+                        restoring: false,
+                    });
+                }
+                let FollowerInstall::Stream(rx) = &mut self.install else {
+                    return;
+                };
+                if rx.snapshot != snapshot {
+                    self.stats.malformed += 1;
+                    return;
+                }
+                if rx.restoring {
+                    return reply(self, InstallResult::InProgress);
+                }
+                if seq != rx.next_seq || rx.write_due.is_some() {
+                    let want = rx.next_seq;
+                    return reply(self, InstallResult::NextChunk(want));
+                }
+                rx.write_due = Some((seq, data));
+                rx.next_seq += 1;
+                if let Some(c) = checksum {
+                    rx.restore_due = Some(c);
+                    rx.restoring = true;
+                } else {
+                    let want = rx.next_seq;
+                    reply(self, InstallResult::NextChunk(want));
+                }
+            }
+            _ => {
+                self.stats.snapshot_mode_mismatch += 1;
+                warn!(
+                    "{} got a snapshot request of the other mode from {}",
+                    self.cfg.id, from
+                );
+                reply(self, InstallResult::ModeMismatch);
+            }
+        }
+    }
+
+    /// Appends are refused while a notify round runs (without moving the leader's next index).
+    pub(super) fn refuse_append_while_installing(&mut self, from: NodeId) -> bool {
+        if matches!(&self.install, FollowerInstall::Round(r) if r.outcome.is_none()) {
+            self.send(
+                from,
+                self.hs.term,
+                Body::AppendResponse(AppendResult::InstallInProgress),
+            );
+            return true;
+        }
+        false
+    }
+
+    // ----- leader -----------------------------------------------------------------------------
+
+    pub(super) fn new_tag(&mut self) -> u64 {
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.next_tag
+    }
+
+    /// Follower `i` needs entries this leader has compacted: start a round or a transfer.
+    pub(super) fn start_snapshot<S: Storage<P>>(&mut self, i: usize, storage: &S) {
+        let tag = self.new_tag();
+        let snapshot = self.latest_snapshot;
+        let mode = self.cfg.snapshot_mode;
+        let RoleState::Leader(progress) = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(i) else {
+            return;
+        };
+        debug!(
+            "{} sends a snapshot to {} (next {})",
+            self.cfg.id, pr.id, pr.next
+        );
+        pr.become_snapshot(tag);
+        match mode {
+            SnapshotMode::Notify => self.send_notify(i, storage),
+            SnapshotMode::Stream => {
+                pr.transfer = Some((snapshot, 0));
+                pr.chunk_due = true;
+            }
+        }
+    }
+
+    fn send_notify<S: Storage<P>>(&mut self, i: usize, storage: &S) {
+        let first = self.log.first_index();
+        let first_available = SnapshotId {
+            index: first,
+            term: self.log.term(first, storage).unwrap_or(self.hs.term),
+        };
+        let RoleState::Leader(progress) = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(i) else {
+            return;
+        };
+        pr.resend_elapsed = 0;
+        let (to, tag) = (pr.id, pr.tag);
+        let term = self.hs.term;
+        self.send(
+            to,
+            term,
+            Body::InstallSnapshot {
+                tag,
+                request: InstallRequest::Notify { first_available },
+            },
+        );
+    }
+
+    /// Re-sends notifications and re-requests chunks that got no answer.
+    pub(super) fn tick_snapshots<S: Storage<P>>(&mut self, storage: &S) {
+        let every = self.cfg.snapshot_resend_ticks;
+        let mode = self.cfg.snapshot_mode;
+        let RoleState::Leader(progress) = &mut self.role else {
+            return;
+        };
+        for i in 0..progress.len() {
+            let RoleState::Leader(progress) = &mut self.role else {
+                return;
+            };
+            let pr = &mut progress[i];
+            if pr.state != FlowState::Snapshot {
+                continue;
+            }
+            pr.resend_elapsed += 1;
+            if pr.resend_elapsed < every {
+                continue;
+            }
+            pr.resend_elapsed = 0;
+            match mode {
+                SnapshotMode::Notify => self.send_notify(i, storage),
+                SnapshotMode::Stream => pr.chunk_due = pr.transfer.is_some(),
+            }
+        }
+    }
+
+    pub(super) fn handle_install_response<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        tag: u64,
+        result: InstallResult,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        let first = self.log.first_index();
+        let RoleState::Leader(progress) = &mut self.role else {
+            return Ok(());
+        };
+        let Some(i) = progress.iter().position(|p| p.id == from) else {
+            return Err(StepError::UnknownPeer);
+        };
+        let pr = &mut progress[i];
+        pr.recent_active = true;
+        if result == InstallResult::ModeMismatch {
+            self.stats.snapshot_mode_mismatch += 1;
+            return Ok(());
+        }
+        if pr.state != FlowState::Snapshot || pr.tag != tag {
+            return Ok(()); // stale, duplicated or reordered
+        }
+        match result {
+            InstallResult::InProgress | InstallResult::ModeMismatch => {}
+            InstallResult::Installed(id) | InstallResult::AlreadyInstalled(id) => {
+                if id.index > last {
+                    self.stats.malformed += 1;
+                    return Err(StepError::Malformed);
+                }
+                if id.index > pr.matched {
+                    pr.matched = id.index;
+                }
+                pr.next = pr.matched.next();
+                if pr.next >= first {
+                    if matches!(result, InstallResult::Installed(_)) {
+                        pr.event_due = Some(InstallOutcome::Installed(id));
+                    }
+                    pr.become_probe();
+                    self.send_append(i, true, storage);
+                } else {
+                    // Compacted past the installed snapshot meanwhile: another (incremental)
+                    // round, and no event yet.
+                    self.start_snapshot(i, storage);
+                }
+            }
+            InstallResult::Unavailable => {
+                pr.event_due = Some(InstallOutcome::Unavailable);
+                // This round is over; the next notification starts another.
+                pr.resend_elapsed = 0;
+                let tag = self.new_tag();
+                let RoleState::Leader(progress) = &mut self.role else {
+                    return Ok(());
+                };
+                progress[i].tag = tag;
+            }
+            InstallResult::Failed | InstallResult::Expired => self.start_snapshot(i, storage),
+            InstallResult::NextChunk(seq) => {
+                if let Some((snapshot, _)) = pr.transfer {
+                    pr.transfer = Some((snapshot, seq));
+                    pr.chunk_due = true;
+                    pr.resend_elapsed = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The follower refused an append because it is installing: poll its round.
+    pub(super) fn follower_is_installing<S: Storage<P>>(&mut self, i: usize, storage: &S) {
+        let RoleState::Leader(progress) = &self.role else {
+            return;
+        };
+        if self.cfg.snapshot_mode == SnapshotMode::Notify
+            && progress[i].state != FlowState::Snapshot
+        {
+            self.start_snapshot(i, storage);
+        }
+    }
+
+    // ----- actions ----------------------------------------------------------------------------
+
+    pub(super) fn poll_snapshot_action(&mut self) -> Option<Action<P, BATCH>> {
+        if let Some(through) = self.compact_due.take() {
+            return Some(Action::Compact { through });
+        }
+        match &mut self.install {
+            FollowerInstall::Round(r) if r.announce_due => {
+                r.announce_due = false;
+                return Some(Action::InstallSnapshotFromLeader {
+                    leader: r.leader,
+                    first_available: r.first_available,
+                });
+            }
+            FollowerInstall::Stream(rx) => {
+                if let Some((seq, data)) = rx.write_due.take() {
+                    return Some(Action::WriteSnapshotChunk {
+                        snapshot: rx.snapshot,
+                        seq,
+                        data,
+                    });
+                }
+                if let Some(checksum) = rx.restore_due.take() {
+                    return Some(Action::RestoreSnapshot {
+                        snapshot: rx.snapshot,
+                        checksum,
+                    });
+                }
+            }
+            _ => {}
+        }
+        if let Some(outcome) = self.own_event_due.take() {
+            return Some(Action::InstallComplete {
+                peer: self.cfg.id,
+                outcome,
+            });
+        }
+        if let RoleState::Leader(progress) = &mut self.role {
+            for pr in progress.iter_mut() {
+                if let Some(outcome) = pr.event_due.take() {
+                    return Some(Action::InstallComplete {
+                        peer: pr.id,
+                        outcome,
+                    });
+                }
+                if pr.chunk_due {
+                    pr.chunk_due = false;
+                    if let Some((snapshot, seq)) = pr.transfer {
+                        return Some(Action::ReadSnapshotChunk {
+                            to: pr.id,
+                            snapshot,
+                            seq,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+}
