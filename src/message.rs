@@ -4,7 +4,7 @@
 //! before it changes any state (see `node::step`). Enum variants are only ever appended, so the
 //! postcard encoding of existing variants stays stable.
 
-use crate::types::{Entry, Index, NodeId, SnapshotId, Term};
+use crate::types::{Entry, Index, InstallOutcome, NodeId, SnapshotId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one node to another.
@@ -124,6 +124,15 @@ pub enum InstallResult {
     NextChunk(u32),
     /// Stream mode: the chunk belongs to a transfer the follower has moved past.
     Expired,
+    /// Unsolicited: the outcome of an install that a leader of an earlier term drove (`term`,
+    /// and `tag` of the message) and that no leader has collected yet. Sent once to the first
+    /// leader of a later term that contacts the follower.
+    Reported {
+        /// How the install ended.
+        outcome: InstallOutcome,
+        /// The term of the leader whose request the install answered.
+        term: Term,
+    },
 }
 
 /// The outcome of an append on the follower.

@@ -100,6 +100,11 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
     pub(crate) chunk_due: bool,
     /// A leader-side `InstallComplete` waiting to be polled.
     pub(crate) event_due: Option<InstallOutcome>,
+    /// The (term, tag) of the last unsolicited install report taken from this follower.
+    pub(crate) reported: Option<(crate::types::Term, u64)>,
+    /// The follower said it is installing a snapshot (and has not reported a result since):
+    /// keep polling it even if its log looks caught up.
+    pub(crate) installing: bool,
 }
 
 impl<const I: usize> Progress<I> {
@@ -118,6 +123,8 @@ impl<const I: usize> Progress<I> {
             transfer: None,
             chunk_due: false,
             event_due: None,
+            reported: None,
+            installing: false,
         }
     }
 

@@ -149,9 +149,18 @@ fn print_one_seed_stats() {
 ///   kept campaigning at ever higher terms; every vote request it sent restarted the other
 ///   nodes' election timers, so no electable node ever timed out (term 678, no leader). Fixed by
 ///   Raft's own rule: a follower restarts its timer only on hearing the leader or granting a vote.
+/// * 148, 200775, 200863 (liveness, notify mode): a follower whose committed log already reached
+///   the leader's first entry was kept in snapshot state; every round ended `Unavailable` (no
+///   snapshot at or past its commit exists) and the leader polled forever. Fixed on both sides:
+///   such a follower answers `AlreadyInstalled`, and a leader stops polling a follower whose
+///   acknowledgements reach its log.
+/// * 94 (safety, found by the "committed is durable on a quorum" oracle): a follower that
+///   installed a snapshot older than entries it had acknowledged discarded its whole log,
+///   losing a committed entry's copy. Fixed by Raft §7: a log holding the snapshot's last entry
+///   is kept.
 #[test]
 fn regression_seeds() {
-    for seed in [10815, 13760, 19264] {
+    for seed in [10815, 13760, 19264, 148, 200775, 200863, 94] {
         common::run_seed(seed, 10_000);
     }
 }

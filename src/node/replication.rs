@@ -336,6 +336,7 @@ where
             }
             AppendResult::InstallInProgress => {
                 pr.recent_active = true;
+                pr.installing = true;
                 self.follower_is_installing(i, storage);
             }
             AppendResult::Rejected {
@@ -388,7 +389,9 @@ where
         if pr.state == FlowState::Replicate && pr.inflights.full() {
             pr.inflights.free_first();
         }
-        if pr.matched < last {
+        // A probing follower gets an append even when it seems caught up: after a snapshot
+        // install on an idle cluster, the append that proves its log joins ours may be lost.
+        if pr.matched < last || pr.state == FlowState::Probe {
             self.send_append(i, true, storage);
         }
         Ok(())

@@ -10,8 +10,10 @@
 //! * every round (notify) or transfer (stream) carries a leader-chosen tag; a reply with another
 //!   tag is stale and changes nothing, so duplicated or reordered replies never repeat an event;
 //! * a follower starts at most one notify round at a time and announces it once; the round
-//!   survives term and leader changes; its outcome is delivered to the first leader that polls
-//!   after the application reported (never lost to a leader change);
+//!   survives term and leader changes; its outcome is sent at once to the leader that asked,
+//!   kept to answer that leader's re-sent request (if the reply was lost), and otherwise
+//!   reported once to the first leader of a later term that contacts the follower (never lost
+//!   to a leader change; duplicates are recognised by (term, tag));
 //! * while a notify round runs, the follower refuses appends with `InstallInProgress`, which
 //!   never moves the leader's next index, and refuses local snapshots;
 //! * the leader emits `InstallComplete(Installed)` once, when the follower reports the install
@@ -39,6 +41,9 @@ pub(crate) enum FollowerInstall<P> {
     Round(Round),
     /// Stream mode.
     Stream(StreamRx<P>),
+    /// The application finished; the outcome waits to be collected by a leader: the one whose
+    /// request it answers (again, if the first reply was lost) or one of a later term.
+    Done(Done),
 }
 
 #[derive(Debug)]
@@ -49,9 +54,6 @@ pub(crate) struct Round {
     announce_due: bool,
     /// The newest request of this round: (term, tag).
     last_request: (Term, u64),
-    /// Set once the application reported: the result, and the (term, tag) of the newest
-    /// request at that moment, to whose leader the result was already sent.
-    outcome: Option<(InstallResult, Term, u64)>,
 }
 
 #[derive(Debug)]
@@ -66,14 +68,22 @@ pub(crate) struct StreamRx<P> {
     restoring: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    result: InstallResult,
+    /// (term, tag) of the request the install answered.
+    term: Term,
+    tag: u64,
+}
+
 impl<P> FollowerInstall<P> {
-    /// A notify round without a result, or a stream transfer being restored: appends, local
-    /// snapshots and linearizable reads wait.
+    /// A notify round waiting for the application, or a stream transfer being restored:
+    /// appends, local snapshots and linearizable reads wait.
     pub(crate) fn in_progress(&self) -> bool {
         match self {
-            Self::Round(r) => r.outcome.is_none(),
+            Self::Round(_) => true,
             Self::Stream(rx) => rx.restoring,
-            Self::None => false,
+            Self::None | Self::Done(_) => false,
         }
     }
 }
@@ -147,14 +157,12 @@ where
         storage: &S,
     ) -> Result<(), SnapshotError> {
         let install = core::mem::replace(&mut self.install, FollowerInstall::None);
-        match install {
-            FollowerInstall::Round(mut round) if round.outcome.is_none() => {
-                let reply = match result {
-                    Ok(id) if id.index < self.commit => {
-                        // A snapshot older than what is committed here is of no use: fail the
-                        // round quietly so the next notification starts another.
-                        return Err(SnapshotError::Stale);
-                    }
+        let (result, (term, tag), leader) = match install {
+            FollowerInstall::Round(round) => {
+                let result = match result {
+                    // A snapshot older than what is committed here is of no use: fail the round
+                    // quietly so the next notification starts another.
+                    Ok(id) if id.index < self.commit => return Err(SnapshotError::Stale),
                     Ok(id) => {
                         self.adopt_snapshot(id, storage);
                         InstallResult::Installed(id)
@@ -165,47 +173,44 @@ where
                     }
                     Err(InstallError::Failed) => return Ok(()),
                 };
-                let (term, tag) = round.last_request;
-                // Answer at once if the round's newest request is from the current leader; the
-                // next notification of any later leader also collects it.
-                if term == self.hs.term && self.leader == Some(round.leader) {
-                    self.send(
-                        round.leader,
-                        term,
-                        Body::InstallSnapshotResponse { tag, result: reply },
-                    );
-                }
-                round.outcome = Some((reply, term, tag));
-                self.install = FollowerInstall::Round(round);
-                Ok(())
+                (result, round.last_request, round.leader)
             }
-            FollowerInstall::Stream(rx) if rx.restoring => {
-                let reply = match result {
-                    Ok(id) if id.index >= self.commit => {
-                        self.adopt_snapshot(id, storage);
-                        InstallResult::Installed(id)
-                    }
-                    Ok(_) | Err(_) => InstallResult::Failed,
-                };
-                if rx.term == self.hs.term
-                    && let Some(leader) = self.leader
-                {
-                    self.send(
-                        leader,
-                        rx.term,
-                        Body::InstallSnapshotResponse {
+            FollowerInstall::Stream(rx) if rx.restoring => match result {
+                Ok(id) if id.index >= self.commit => {
+                    self.adopt_snapshot(id, storage);
+                    (
+                        InstallResult::Installed(id),
+                        (rx.term, rx.tag),
+                        self.leader.unwrap_or(self.cfg.id),
+                    )
+                }
+                _ => {
+                    // Bad checksum or failed restore: the application discarded the partial
+                    // snapshot; the leader starts over.
+                    if rx.term == self.hs.term
+                        && let Some(leader) = self.leader
+                    {
+                        let body = Body::InstallSnapshotResponse {
                             tag: rx.tag,
-                            result: reply,
-                        },
-                    );
+                            result: InstallResult::Failed,
+                        };
+                        self.send(leader, rx.term, body);
+                    }
+                    return Ok(());
                 }
-                Ok(())
-            }
+            },
             other => {
                 self.install = other;
-                Err(SnapshotError::NoInstall)
+                return Err(SnapshotError::NoInstall);
             }
+        };
+        // Answer at once if the request came from the current leader; otherwise (or if this
+        // answer is lost) the next request, or the first contact of a later leader, collects it.
+        if term == self.hs.term && self.leader == Some(leader) && leader != self.cfg.id {
+            self.send(leader, term, Body::InstallSnapshotResponse { tag, result });
         }
+        self.install = FollowerInstall::Done(Done { result, term, tag });
+        Ok(())
     }
 
     /// Stream mode, leader: chunk `seq` of `snapshot` for follower `to`, as asked by
@@ -275,10 +280,68 @@ where
         if let Some(id) = self.hs.pending_install.take() {
             self.hs_dirty = true;
             self.own_event_due = Some(InstallOutcome::Installed(id));
-            if matches!(self.install, FollowerInstall::Round(_)) {
-                self.install = FollowerInstall::None;
-            }
         }
+        if matches!(self.install, FollowerInstall::Done(_)) {
+            // The leader sends entries: it has the outcome.
+            self.install = FollowerInstall::None;
+        }
+    }
+
+    /// First contact with a leader (append or heartbeat): an outcome that a leader of an
+    /// earlier term never collected is reported to this one, once.
+    pub(super) fn report_uncollected(&mut self, leader: NodeId) {
+        if let FollowerInstall::Done(d) = self.install
+            && self.hs.term > d.term
+        {
+            let outcome = match d.result {
+                InstallResult::Installed(id) => InstallOutcome::Installed(id),
+                _ => InstallOutcome::Unavailable,
+            };
+            let result = InstallResult::Reported {
+                outcome,
+                term: d.term,
+            };
+            self.send(
+                leader,
+                self.hs.term,
+                Body::InstallSnapshotResponse { tag: d.tag, result },
+            );
+            self.install = FollowerInstall::None;
+        }
+    }
+
+    /// A request while an outcome waits. Every copy of the request the install answered gets
+    /// the outcome (copies may arrive duplicated and reordered: none may get another answer
+    /// first); a request of a later term collects it; a new request of the same term means
+    /// that leader has it already.
+    fn collect_done(&mut self, from: NodeId, term: Term, tag: u64) -> bool {
+        let FollowerInstall::Done(d) = self.install else {
+            return false;
+        };
+        if term == d.term && tag == d.tag {
+            self.send(
+                from,
+                term,
+                Body::InstallSnapshotResponse {
+                    tag,
+                    result: d.result,
+                },
+            );
+            return true;
+        }
+        self.install = FollowerInstall::None;
+        if term > d.term {
+            self.send(
+                from,
+                term,
+                Body::InstallSnapshotResponse {
+                    tag,
+                    result: d.result,
+                },
+            );
+            return true;
+        }
+        false
     }
 
     pub(super) fn handle_install_request<S: Storage<P>>(
@@ -295,33 +358,32 @@ where
         match (self.cfg.snapshot_mode, request) {
             (SnapshotMode::Notify, InstallRequest::Notify { first_available }) => {
                 if let FollowerInstall::Round(r) = &mut self.install {
-                    match r.outcome {
-                        None => {
-                            // Polling: any leader, any first_available (Ratis E4 asserted here).
-                            r.last_request = (term, tag);
-                            return reply(self, InstallResult::InProgress);
-                        }
-                        Some((result, oterm, otag)) => {
-                            self.install = FollowerInstall::None;
-                            if term > oterm || tag == otag {
-                                // Not yet delivered to this term's leader, or a re-send of the
-                                // request the result answered.
-                                return reply(self, result);
-                            }
-                            // That leader has it: this is a new round.
-                        }
-                    }
+                    // Polling: any leader, any first_available (Ratis E4 asserted here).
+                    r.last_request = (term, tag);
+                    return reply(self, InstallResult::InProgress);
+                }
+                if self.collect_done(from, term, tag) {
+                    return;
                 }
                 let snap = self.latest_snapshot;
                 if snap.index.0 > 0 && snap.index.next() >= first_available.index {
                     return reply(self, InstallResult::AlreadyInstalled(snap));
+                }
+                // The committed log already reaches the leader's log: nothing to install.
+                if self.commit.next() >= first_available.index
+                    && let Some(t) = self.log.term(self.commit, storage)
+                {
+                    let have = SnapshotId {
+                        index: self.commit,
+                        term: t,
+                    };
+                    return reply(self, InstallResult::AlreadyInstalled(have));
                 }
                 self.install = FollowerInstall::Round(Round {
                     leader: from,
                     first_available,
                     announce_due: true,
                     last_request: (term, tag),
-                    outcome: None,
                 });
                 reply(self, InstallResult::InProgress);
             }
@@ -334,6 +396,9 @@ where
                     checksum,
                 },
             ) => {
+                if self.collect_done(from, term, tag) {
+                    return;
+                }
                 if snapshot.index <= self.commit {
                     let term_at = self
                         .log
@@ -403,7 +468,7 @@ where
 
     /// Appends are refused while a notify round runs (without moving the leader's next index).
     pub(super) fn refuse_append_while_installing(&mut self, from: NodeId) -> bool {
-        if matches!(&self.install, FollowerInstall::Round(r) if r.outcome.is_none()) {
+        if self.install.in_progress() {
             self.send(
                 from,
                 self.hs.term,
@@ -475,6 +540,7 @@ where
     pub(super) fn tick_snapshots<S: Storage<P>>(&mut self, storage: &S) {
         let every = self.cfg.snapshot_resend_ticks;
         let mode = self.cfg.snapshot_mode;
+        let first = self.log.first_index();
         let RoleState::Leader(progress) = &mut self.role else {
             return;
         };
@@ -484,6 +550,11 @@ where
             };
             let pr = &mut progress[i];
             if pr.state != FlowState::Snapshot {
+                continue;
+            }
+            if pr.matched >= first.prev() && !pr.installing {
+                // The follower caught up meanwhile (its acknowledgements reach our log).
+                pr.become_probe();
                 continue;
             }
             pr.resend_elapsed += 1;
@@ -519,11 +590,38 @@ where
             self.stats.snapshot_mode_mismatch += 1;
             return Ok(());
         }
+        if let InstallResult::Reported { outcome, term } = result {
+            if pr.reported == Some((term, tag)) {
+                return Ok(()); // a duplicate
+            }
+            pr.reported = Some((term, tag));
+            if let InstallOutcome::Installed(id) = outcome {
+                if id.index > last {
+                    self.stats.malformed += 1;
+                    return Err(StepError::Malformed);
+                }
+                if id.index > pr.matched {
+                    pr.matched = id.index;
+                    pr.next = id.index.next();
+                }
+                if id.index.next() < first {
+                    return Ok(()); // not caught up: no event; a round follows
+                }
+                if pr.state == FlowState::Snapshot {
+                    pr.become_probe();
+                }
+            }
+            pr.event_due = Some(outcome);
+            return Ok(());
+        }
         if pr.state != FlowState::Snapshot || pr.tag != tag {
             return Ok(()); // stale, duplicated or reordered
         }
+        pr.installing = result == InstallResult::InProgress;
         match result {
-            InstallResult::InProgress | InstallResult::ModeMismatch => {}
+            InstallResult::InProgress
+            | InstallResult::ModeMismatch
+            | InstallResult::Reported { .. } => {}
             InstallResult::Installed(id) | InstallResult::AlreadyInstalled(id) => {
                 if id.index > last {
                     self.stats.malformed += 1;

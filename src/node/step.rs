@@ -164,10 +164,12 @@ where
                 entries,
             } => {
                 self.accept_leader(from)?;
+                self.report_uncollected(from);
                 self.handle_append(from, prev_index, prev_term, commit, entries, storage)
             }
             Body::Heartbeat { commit } => {
                 self.accept_leader(from)?;
+                self.report_uncollected(from);
                 self.handle_heartbeat(from, commit);
                 Ok(())
             }

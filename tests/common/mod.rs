@@ -206,6 +206,8 @@ pub struct Sim {
     pub install_events: Vec<(NodeId, NodeId, InstallOutcome)>,
     /// Every `InstallSnapshotFromLeader`: (follower, first_available).
     pub install_rounds: Vec<(NodeId, SnapshotId)>,
+    /// Messages sent, by (sender, receiver, kind).
+    pub sent: std::collections::BTreeMap<(NodeId, NodeId, &'static str), u64>,
     next_payload: u64,
     /// Messages sent through the codec (alternates the framing).
     pub wire_frames: u64,
@@ -273,6 +275,7 @@ impl Sim {
             stats: RunStats::default(),
             install_events: Vec::new(),
             install_rounds: Vec::new(),
+            sent: Default::default(),
             next_payload: 1,
             wire_frames: 0,
             trace_hash: Default::default(),
@@ -771,12 +774,43 @@ impl Sim {
         self.check(id);
     }
 
+    /// Node `id` takes a snapshot of its state machine now; returns it if the node accepted.
+    pub fn take_snapshot(&mut self, id: NodeId) -> Option<SnapshotId> {
+        let i = Self::ix(id);
+        let before = self.stats.snapshots_taken;
+        self.snapshot_if(i, true);
+        self.drain(id);
+        (self.stats.snapshots_taken > before).then(|| self.slots[i].sm.id)
+    }
+
+    /// Every `InstallComplete` emitted by `at` about `peer`.
+    pub fn events(&self, at: u64, peer: u64) -> Vec<InstallOutcome> {
+        self.install_events
+            .iter()
+            .filter(|(a, p, _)| a.0 == at && p.0 == peer)
+            .map(|(_, _, o)| *o)
+            .collect()
+    }
+
+    /// Messages of `kind` sent from `from` to `to`.
+    pub fn sent_count(&self, from: u64, to: u64, kind: &str) -> u64 {
+        self.sent
+            .iter()
+            .filter(|((f, t, k), _)| f.0 == from && t.0 == to && *k == kind)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Takes a snapshot when the application policy says so.
     fn maybe_take_snapshot(&mut self, i: usize) {
+        self.snapshot_if(i, false);
+    }
+
+    fn snapshot_if(&mut self, i: usize, force: bool) {
         let every = self.faults.snapshot_every;
         let slot = &mut self.slots[i];
         let base = slot.app_snapshot.map_or(0, |s| s.id.index.0);
-        if every == 0 || slot.sm.id.index.0 < base + every {
+        if !force && (every == 0 || slot.sm.id.index.0 < base + every) {
             return;
         }
         let Some(node) = slot.node.as_mut() else {
@@ -807,9 +841,10 @@ impl Sim {
                 let best = self
                     .slots
                     .iter()
-                    .filter_map(|s| s.app_snapshot)
+                    .flat_map(|s| s.snapshot_history.iter().copied())
                     .filter(|s| s.id.index.next() >= first_available.index && s.id.index >= commit)
-                    .max_by_key(|s| s.id.index);
+                    // The snapshot the leader pointed at (what an incremental fetch gets).
+                    .min_by_key(|s| s.id.index);
                 match best {
                     None => Err(InstallError::Unavailable),
                     Some(_) if roll < self.faults.install_unavailable => {
@@ -903,6 +938,10 @@ impl Sim {
     }
 
     fn transmit(&mut self, msg: Msg) {
+        *self
+            .sent
+            .entry((msg.from, msg.to, msg.body.kind()))
+            .or_default() += 1;
         let msg = self.over_the_wire(&msg);
         if self.rng.f64() < self.faults.loss {
             self.stats.lost += 1;
