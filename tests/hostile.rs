@@ -85,6 +85,54 @@ fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<RawEntries>)> {
         )),
         index().prop_map(|commit| (Body::Heartbeat { commit }, None)),
         Just((Body::HeartbeatResponse, None)),
+        Just((Body::AppendResponse(AppendResult::InstallInProgress), None)),
+        (0u64..4, index(), term()).prop_map(|(tag, index, term)| (
+            Body::InstallSnapshot {
+                tag,
+                request: raftlet::InstallRequest::Notify {
+                    first_available: raftlet::SnapshotId { index, term }
+                }
+            },
+            None
+        )),
+        (
+            0u64..4,
+            index(),
+            term(),
+            0u32..4,
+            any::<u64>(),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(tag, index, term, seq, data, checksum)| (
+                Body::InstallSnapshot {
+                    tag,
+                    request: raftlet::InstallRequest::Chunk {
+                        snapshot: raftlet::SnapshotId { index, term },
+                        seq,
+                        data,
+                        checksum
+                    }
+                },
+                None
+            )),
+        (0u64..4, index(), term(), 0u8..9).prop_map(|(tag, index, term, k)| {
+            let id = raftlet::SnapshotId { index, term };
+            let result = match k {
+                0 => raftlet::InstallResult::InProgress,
+                1 => raftlet::InstallResult::Installed(id),
+                2 => raftlet::InstallResult::AlreadyInstalled(id),
+                3 => raftlet::InstallResult::Unavailable,
+                4 => raftlet::InstallResult::Failed,
+                5 => raftlet::InstallResult::ModeMismatch,
+                6 => raftlet::InstallResult::NextChunk(index.0 as u32),
+                7 => raftlet::InstallResult::Expired,
+                _ => raftlet::InstallResult::Reported {
+                    outcome: raftlet::InstallOutcome::Installed(id),
+                    term,
+                },
+            };
+            (Body::InstallSnapshotResponse { tag, result }, None)
+        }),
     ]
 }
 
@@ -140,9 +188,14 @@ fn input() -> impl Strategy<Value = Input> {
 
 /// Node 1 in one of three starting states, with its durable storage.
 fn start(state: u8) -> (SimNode, MemStore) {
-    let mut sim = Sim::new(u64::from(state), 3, Faults::none());
+    // State 3 is a fresh follower in notify mode (states 0-2 stream).
+    let mut sim = Sim::with_config(u64::from(state), 3, Faults::none(), |c| {
+        if state == 3 {
+            c.snapshot_mode = raftlet::SnapshotMode::Notify;
+        }
+    });
     match state {
-        0 => {}
+        0 | 3 => {}
         _ => {
             // Node 1 leads (state 1) or follows (state 2) a cluster with some history.
             for _ in 0..50 {
@@ -278,7 +331,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn hostile_inputs_never_break_a_node(state in 0u8..3, inputs in prop::collection::vec(input(), 1..80)) {
+    fn hostile_inputs_never_break_a_node(state in 0u8..4, inputs in prop::collection::vec(input(), 1..80)) {
         let (node, store) = start(state);
         let mut h = Harness {
             applied: node.applied_index(),
