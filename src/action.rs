@@ -23,8 +23,9 @@
 //! Persists and applies are generated from the node's state when polled, not queued, so a full
 //! send queue can never lose them; only sends are dropped (and counted) when the queue is full.
 
+use crate::error::ReadError;
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, SnapshotId};
+use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, ReadId, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 /// Identifies one [`Persist`]; acknowledge it with [`Node::persisted`](crate::Node::persisted).
@@ -118,5 +119,21 @@ pub enum Action<P, const BATCH: usize> {
         peer: NodeId,
         /// How it ended.
         outcome: InstallOutcome,
+    },
+    /// A linearizable read may be served now: every entry up to `index` has been handed out
+    /// for apply (by an earlier `Apply`), and the leadership that produced `index` was
+    /// confirmed by a quorum after the read was asked.
+    ReadReady {
+        /// The id given to [`Node::read_index`](crate::Node::read_index).
+        id: ReadId,
+        /// The read index.
+        index: Index,
+    },
+    /// A linearizable read cannot be served; ask again (elsewhere).
+    ReadFailed {
+        /// The id given to [`Node::read_index`](crate::Node::read_index).
+        id: ReadId,
+        /// Why.
+        reason: ReadError,
     },
 }

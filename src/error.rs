@@ -138,3 +138,33 @@ impl fmt::Display for SnapshotError {
 }
 
 impl core::error::Error for SnapshotError {}
+
+/// Why a linearizable read was refused or failed. A read never hangs: it is served or fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReadError {
+    /// No leader is known; ask again later or on another node.
+    NoLeader,
+    /// The term changed or this node stopped leading before the read was confirmed.
+    LeadershipLost,
+    /// This follower is installing a snapshot from the leader.
+    InstallInProgress,
+    /// Too many reads are pending (see [`MAX_PENDING_READS`](crate::MAX_PENDING_READS)).
+    Full,
+    /// No quorum confirmed the read within two election timeouts.
+    Timeout,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoLeader => "no leader known",
+            Self::LeadershipLost => "leadership changed before the read was confirmed",
+            Self::InstallInProgress => "a snapshot install is in progress",
+            Self::Full => "too many pending reads",
+            Self::Timeout => "read not confirmed in time",
+        })
+    }
+}
+
+impl core::error::Error for ReadError {}

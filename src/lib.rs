@@ -121,16 +121,16 @@ pub mod wire;
 
 pub use action::{Action, Persist, PersistToken};
 pub use config::{Config, ConfigError};
-pub use error::{InstallError, PersistError, ProposeError, SnapshotError, StepError};
+pub use error::{InstallError, PersistError, ProposeError, ReadError, SnapshotError, StepError};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
-pub use node::Node;
+pub use node::{MAX_PENDING_READS, Node};
 pub use progress::FlowState;
 pub use stats::Stats;
 pub use storage::Storage;
 pub use time::{Duration, Instant};
 pub use types::{
-    Entry, EntryData, HardState, Index, InstallOutcome, NodeId, Role, SnapshotId, SnapshotMode,
-    Term,
+    Entry, EntryData, HardState, Index, InstallOutcome, NodeId, ReadId, Role, SnapshotId,
+    SnapshotMode, Term,
 };
 
 /// Entries per message and per persist in the default profile.

@@ -77,6 +77,29 @@ pub enum Body<P, const BATCH: usize> {
         /// The follower's state.
         result: InstallResult,
     },
+    /// A follower forwards a linearizable read to the leader.
+    ReadIndex {
+        /// The follower's read id.
+        ctx: u64,
+    },
+    /// The leader's answer to [`Body::ReadIndex`]: the read may be served once the follower has
+    /// applied `index`; `None` if the leader could not confirm it.
+    ReadIndexResponse {
+        /// The follower's read id.
+        ctx: u64,
+        /// The read index, if confirmed.
+        index: Option<Index>,
+    },
+    /// The leader confirms it still leads (ReadIndex, Raft thesis §6.4): round `seq`.
+    ReadConfirm {
+        /// The round.
+        seq: u64,
+    },
+    /// A follower acknowledges [`Body::ReadConfirm`] round `seq`.
+    ReadConfirmAck {
+        /// The round.
+        seq: u64,
+    },
 }
 
 /// A leader's snapshot request.
@@ -177,6 +200,10 @@ impl<P, const B: usize> Body<P, B> {
             } => "InstallSnapshotNotify",
             Self::InstallSnapshot { .. } => "InstallSnapshotChunk",
             Self::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
+            Self::ReadIndex { .. } => "ReadIndex",
+            Self::ReadIndexResponse { .. } => "ReadIndexResponse",
+            Self::ReadConfirm { .. } => "ReadConfirm",
+            Self::ReadConfirmAck { .. } => "ReadConfirmAck",
         }
     }
 }

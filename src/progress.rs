@@ -105,6 +105,8 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
     /// The follower said it is installing a snapshot (and has not reported a result since):
     /// keep polling it even if its log looks caught up.
     pub(crate) installing: bool,
+    /// The highest read-confirmation round this follower acknowledged in this term.
+    pub(crate) read_acked: u64,
 }
 
 impl<const I: usize> Progress<I> {
@@ -125,6 +127,7 @@ impl<const I: usize> Progress<I> {
             event_due: None,
             reported: None,
             installing: false,
+            read_acked: 0,
         }
     }
 

@@ -39,6 +39,10 @@ newtype!(
     /// A log position. The first entry has index 1; `Index(0)` is the empty log.
     Index
 );
+newtype!(
+    /// The caller's name for a linearizable read ([`Node::read_index`](crate::Node::read_index)).
+    ReadId
+);
 
 impl Index {
     /// The next index (saturating: an untrusted `u64::MAX` never wraps to 0).

@@ -30,6 +30,7 @@ enum Input {
     Ack,
     Propose(u64),
     Campaign,
+    Read(u64),
 }
 
 fn index() -> impl Strategy<Value = Index> {
@@ -86,6 +87,11 @@ fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<RawEntries>)> {
         index().prop_map(|commit| (Body::Heartbeat { commit }, None)),
         Just((Body::HeartbeatResponse, None)),
         Just((Body::AppendResponse(AppendResult::InstallInProgress), None)),
+        any::<u64>().prop_map(|ctx| (Body::ReadIndex { ctx }, None)),
+        (any::<u64>(), prop::option::of(index()))
+            .prop_map(|(ctx, index)| (Body::ReadIndexResponse { ctx, index }, None)),
+        (0u64..4).prop_map(|seq| (Body::ReadConfirm { seq }, None)),
+        (0u64..4).prop_map(|seq| (Body::ReadConfirmAck { seq }, None)),
         (0u64..4, index(), term()).prop_map(|(tag, index, term)| (
             Body::InstallSnapshot {
                 tag,
@@ -182,6 +188,7 @@ fn input() -> impl Strategy<Value = Input> {
         3 => Just(Input::Tick),
         4 => Just(Input::Ack),
         1 => any::<u64>().prop_map(Input::Propose),
+        1 => any::<u64>().prop_map(Input::Read),
         1 => Just(Input::Campaign),
     ]
 }
@@ -291,6 +298,12 @@ impl Harness {
                     self.applied = last;
                 }
                 Action::Compact { through } => self.store.compact(through),
+                Action::ReadReady { index, .. } => {
+                    prop_assert!(
+                        index <= self.applied,
+                        "read served before its index was applied"
+                    );
+                }
                 _ => {}
             }
         }
@@ -396,6 +409,9 @@ proptest! {
                     }
                 }
                 Input::Campaign => h.node.campaign(&h.store),
+                Input::Read(id) => {
+                    let _ = h.node.read_index(raftlet::ReadId(id), &h.store);
+                }
             }
             h.drain()?;
             h.check()?;

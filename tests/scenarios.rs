@@ -352,3 +352,74 @@ fn figure_8_no_commit_of_old_term_entries_by_counting() {
     assert!(sim.applied_on(&[3, 4, 5], first));
     assert!(p > first);
 }
+
+/// Linearizable reads: a leader deposed by a partition (without check-quorum, so it still
+/// believes it leads) must fail a read instead of serving stale state, while the new leader and
+/// a follower serve reads that include every acknowledged write.
+#[test]
+fn deposed_leader_in_minority_fails_reads_instead_of_serving_stale_data() {
+    let mut sim = Sim::with_config(9, 5, Faults::none(), |c| c.check_quorum = false);
+    let old = elect_any(&mut sim);
+    commit_one(&mut sim, old, &[1, 2, 3, 4, 5]);
+    let buddy = sim.ids().into_iter().find(|&i| i != old).unwrap();
+    sim.partition(&[old, buddy]);
+    assert!(sim.run_until(ANY, |s| s.leader().is_some_and(|l| l != old && l != buddy)));
+    let new = sim.leader().unwrap();
+    let majority: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|i| i.0)
+        .filter(|&i| i != old.0 && i != buddy.0)
+        .collect();
+    commit_one(&mut sim, new, &majority);
+    assert_eq!(
+        sim.node(old).role(),
+        Role::Leader,
+        "the old leader still believes it leads"
+    );
+    let stale = sim.read(old).expect("the old leader takes the read");
+    sim.run(5_000);
+    assert!(
+        !sim.reads.contains_key(&stale),
+        "the read must end (fail), not hang"
+    );
+    assert!(
+        sim.stats.reads_failed >= 1 && sim.stats.reads_served == 0,
+        "{:?}",
+        sim.stats
+    );
+    // On the majority side reads are served and see the acknowledged write.
+    sim.read(new).expect("new leader reads");
+    let follower = NodeId(majority.iter().copied().find(|&i| i != new.0).unwrap());
+    sim.read(follower).expect("follower reads");
+    assert!(sim.run_until(ANY, |s| s.reads.is_empty()));
+    assert_eq!(sim.stats.reads_served, 2);
+}
+
+/// Many reads asked while a confirmation round is in flight share the next round.
+#[test]
+fn reads_are_batched_into_shared_rounds() {
+    let mut sim = Sim::new(10, 3, Faults::none());
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    let before: u64 = sim
+        .ids()
+        .iter()
+        .map(|f| sim.sent_count(leader.0, f.0, "ReadConfirm"))
+        .sum();
+    for _ in 0..12 {
+        sim.read(leader).expect("read taken");
+    }
+    assert!(sim.run_until(ANY, |s| s.reads.is_empty()));
+    let rounds: u64 = sim
+        .ids()
+        .iter()
+        .map(|f| sim.sent_count(leader.0, f.0, "ReadConfirm"))
+        .sum::<u64>()
+        - before;
+    assert_eq!(sim.stats.reads_served, 12);
+    assert!(
+        rounds <= 2 * 2,
+        "12 reads took {rounds} confirmation messages (2 followers)"
+    );
+}

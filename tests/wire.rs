@@ -157,6 +157,16 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
             "append-install-in-progress",
             msg(Body::AppendResponse(AppendResult::InstallInProgress)),
         ),
+        ("read-index", msg(Body::ReadIndex { ctx: 77 })),
+        (
+            "read-index-response",
+            msg(Body::ReadIndexResponse {
+                ctx: 77,
+                index: Some(Index(12)),
+            }),
+        ),
+        ("read-confirm", msg(Body::ReadConfirm { seq: 5 })),
+        ("read-confirm-ack", msg(Body::ReadConfirmAck { seq: 5 })),
     ]
 }
 
@@ -242,10 +252,10 @@ fn every_refusal_is_typed() {
     let f = encode(&one_of_each()[7].1);
     // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
     let mut unknown = f.clone();
-    *unknown.last_mut().unwrap() = 10;
+    *unknown.last_mut().unwrap() = 14;
     assert_eq!(
         CODEC.decode::<Payload, B>(&unknown),
-        Err(DecodeError::UnknownKind { kind: 10 })
+        Err(DecodeError::UnknownKind { kind: 14 })
     );
     let long = vec![0u8; MAX + 1];
     assert_eq!(
@@ -417,6 +427,11 @@ fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
         arb_index().prop_map(|commit| Body::Heartbeat { commit }),
         Just(Body::HeartbeatResponse),
         Just(Body::AppendResponse(AppendResult::InstallInProgress)),
+        any::<u64>().prop_map(|ctx| Body::ReadIndex { ctx }),
+        (any::<u64>(), prop::option::of(arb_index()))
+            .prop_map(|(ctx, index)| Body::ReadIndexResponse { ctx, index }),
+        any::<u64>().prop_map(|seq| Body::ReadConfirm { seq }),
+        any::<u64>().prop_map(|seq| Body::ReadConfirmAck { seq }),
         (any::<u64>(), arb_index(), arb_term()).prop_map(|(tag, index, term)| {
             Body::InstallSnapshot {
                 tag,

@@ -81,6 +81,8 @@ where
     /// the election timer.
     pub(crate) fn adopt_term(&mut self, term: Term) {
         if term > self.hs.term {
+            self.fail_reads(crate::error::ReadError::LeadershipLost);
+            self.reset_read_rounds();
             self.hs.term = term;
             self.hs.vote = None;
             self.hs_dirty = true;
@@ -93,6 +95,10 @@ where
         self.adopt_term(term);
         if !matches!(self.role, RoleState::Follower) {
             info!("{} became Follower at term {}", self.cfg.id, self.hs.term);
+            if matches!(self.role, RoleState::Leader(_)) {
+                self.fail_reads(crate::error::ReadError::LeadershipLost);
+                self.reset_read_rounds();
+            }
         }
         self.role = RoleState::Follower;
         self.leader = leader;
@@ -114,6 +120,9 @@ where
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         info!("{} became Leader at term {}", self.cfg.id, self.hs.term);
+        self.fail_reads(crate::error::ReadError::LeadershipLost);
+        self.reset_read_rounds();
+        self.reads.term_start = self.log.last_index().next();
         self.append_noop();
         self.bcast_append(storage);
     }

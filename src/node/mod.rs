@@ -14,9 +14,12 @@
 //!   can be dropped (queue full), and each drop is counted.
 
 mod election;
+mod read;
 mod replication;
 mod snapshot;
 mod step;
+
+pub use read::MAX_PENDING_READS;
 
 pub(crate) use snapshot::FollowerInstall;
 
@@ -150,6 +153,8 @@ pub struct Node<
     pub(crate) own_event_due: Option<InstallOutcome>,
     /// Tags of this node's snapshot rounds and transfers as leader.
     pub(crate) next_tag: u64,
+    /// Pending linearizable reads.
+    pub(crate) reads: read::Reads,
 }
 
 impl<
@@ -234,6 +239,7 @@ where
             install: FollowerInstall::None,
             own_event_due: None,
             next_tag: 0,
+            reads: read::Reads::default(),
         };
         if reset {
             node.log.reset_to(app);
@@ -252,6 +258,7 @@ where
 
     /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
     pub fn tick<S: Storage<P>>(&mut self, storage: &S) {
+        self.tick_reads();
         if matches!(self.role, RoleState::Leader(_)) {
             self.tick_leader(storage);
         } else {
@@ -412,7 +419,7 @@ where
                 last: applicable,
             });
         }
-        None
+        self.poll_read_action()
     }
 
     // ----- getters ------------------------------------------------------------------------

@@ -199,6 +199,7 @@ where
                 self.cfg.id, candidate, self.hs.term
             );
             self.commit = candidate;
+            self.reads_after_commit();
             true
         } else {
             false

@@ -379,6 +379,8 @@ where
                     };
                     return reply(self, InstallResult::AlreadyInstalled(have));
                 }
+                // Pending linearizable reads fail: the state machine is about to be replaced.
+                self.fail_reads(crate::error::ReadError::InstallInProgress);
                 self.install = FollowerInstall::Round(Round {
                     leader: from,
                     first_available,
@@ -450,6 +452,7 @@ where
                 if let Some(c) = checksum {
                     rx.restore_due = Some(c);
                     rx.restoring = true;
+                    self.fail_reads(crate::error::ReadError::InstallInProgress);
                 } else {
                     let want = rx.next_seq;
                     reply(self, InstallResult::NextChunk(want));

@@ -104,9 +104,10 @@ where
                     pre_vote: true,
                     granted: true,
                 } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
-                    self.become_follower(msg.term, Some(msg.from))
-                }
+                Body::Append { .. }
+                | Body::Heartbeat { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::ReadConfirm { .. } => self.become_follower(msg.term, Some(msg.from)),
                 _ => self.become_follower(msg.term, None),
             }
         } else if msg.term < term {
@@ -114,7 +115,10 @@ where
             match msg.body {
                 // Tell a stale leader the current term, so it steps down. Without pre-vote or
                 // check-quorum the stale leader's own timers would do that.
-                Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. }
+                Body::Append { .. }
+                | Body::Heartbeat { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::ReadConfirm { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     self.send(msg.from, term, Body::HeartbeatResponse);
@@ -190,6 +194,23 @@ where
                 RoleState::Leader(_) => self.handle_install_response(from, tag, result, storage),
                 _ => Ok(()),
             },
+            Body::ReadIndex { ctx } => {
+                self.handle_read_index(from, ctx);
+                Ok(())
+            }
+            Body::ReadIndexResponse { ctx, index } => {
+                self.handle_read_index_response(ctx, index);
+                Ok(())
+            }
+            Body::ReadConfirm { seq } => {
+                self.accept_leader(from)?;
+                self.send(from, term, Body::ReadConfirmAck { seq });
+                Ok(())
+            }
+            Body::ReadConfirmAck { seq } => {
+                self.handle_read_confirm_ack(from, seq);
+                Ok(())
+            }
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Faults {
     pub install_unavailable: f64,
     /// Probability that an install fails (fetch error, bad checksum).
     pub install_fail: f64,
+    /// Per event: probability that a client asks a random node for a linearizable read.
+    pub read: f64,
 }
 
 impl Faults {
@@ -87,6 +89,7 @@ impl Faults {
             max_install_delay: [0, 10, 100, 400][rng.usize(0..4)],
             install_unavailable: pick(rng, 0.3, 0.3),
             install_fail: pick(rng, 0.3, 0.3),
+            read: 0.01 + rng.f64() * 0.05,
         }
     }
 }
@@ -160,6 +163,9 @@ pub struct RunStats {
     pub installs: u64,
     pub install_rounds: u64,
     pub install_complete_events: u64,
+    pub reads_served: u64,
+    pub reads_failed: u64,
+    pub reads_refused: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
     pub partitions: u64,
@@ -169,7 +175,7 @@ pub struct RunStats {
 
 impl RunStats {
     /// Every counter by name (for the soak report).
-    pub fn counters(&self) -> [(&'static str, u64); 14] {
+    pub fn counters(&self) -> [(&'static str, u64); 17] {
         [
             ("events", self.events),
             ("delivered", self.delivered),
@@ -185,6 +191,9 @@ impl RunStats {
             ("install_rounds", self.install_rounds),
             ("install_complete_events", self.install_complete_events),
             ("elections_won", self.elections_won),
+            ("reads_served", self.reads_served),
+            ("reads_failed", self.reads_failed),
+            ("reads_refused", self.reads_refused),
         ]
     }
 }
@@ -206,6 +215,13 @@ pub struct Sim {
     pub install_events: Vec<(NodeId, NodeId, InstallOutcome)>,
     /// Every `InstallSnapshotFromLeader`: (follower, first_available).
     pub install_rounds: Vec<(NodeId, SnapshotId)>,
+    /// Who proposed each accepted payload (the client waits for that node to apply it).
+    pub proposer: std::collections::HashMap<u64, NodeId>,
+    /// The highest index a client has seen acknowledged (applied on its proposer).
+    pub acked: Index,
+    /// Pending reads: id -> (node, the acknowledged index when the read was asked).
+    pub reads: std::collections::HashMap<u64, (NodeId, Index)>,
+    next_read: u64,
     /// Messages sent, by (sender, receiver, kind).
     pub sent: std::collections::BTreeMap<(NodeId, NodeId, &'static str), u64>,
     next_payload: u64,
@@ -276,6 +292,10 @@ impl Sim {
             install_events: Vec::new(),
             install_rounds: Vec::new(),
             sent: Default::default(),
+            proposer: Default::default(),
+            acked: Index(0),
+            reads: Default::default(),
+            next_read: 1,
             next_payload: 1,
             wire_frames: 0,
             trace_hash: Default::default(),
@@ -434,6 +454,22 @@ impl Sim {
                 self.restart(id);
             }
         }
+        if f.read > 0.0 && self.rng.f64() < f.read {
+            // Half the reads go to a node that believes it leads (a deposed one included):
+            // that is where a stale read would come from.
+            let leaders: Vec<NodeId> = self
+                .slots
+                .iter()
+                .filter(|s| s.node.as_ref().is_some_and(|n| n.role() == Role::Leader))
+                .map(|s| s.id)
+                .collect();
+            let id = if !leaders.is_empty() && self.rng.bool() {
+                leaders[self.rng.usize(0..leaders.len())]
+            } else {
+                self.slots[self.rng.usize(0..self.slots.len())].id
+            };
+            let _ = self.read(id);
+        }
         if f.propose > 0.0 && self.rng.f64() < f.propose {
             let id = self.slots[self.rng.usize(0..self.slots.len())].id;
             let _ = self.propose(id);
@@ -524,6 +560,7 @@ impl Sim {
         slot.disk.crash(torn);
         slot.job = None;
         slot.staging.clear();
+        self.reads.retain(|_, (at, _)| *at != id);
         self.log(format_args!("crash {id} (torn: {torn:?})"));
         self.oracle.on_crash(id);
     }
@@ -569,6 +606,7 @@ impl Sim {
         let r = node.propose(payload, &slot.disk.durable);
         match &r {
             Ok(index) => {
+                self.proposer.insert(payload, id);
                 self.next_payload += 1;
                 self.stats.proposals += 1;
                 self.log(format_args!("propose {payload} at {id} -> index {index}"));
@@ -584,6 +622,30 @@ impl Sim {
         }
         self.drain(id);
         r
+    }
+
+    /// A client asks node `id` for a linearizable read; returns its id if the node took it.
+    pub fn read(&mut self, id: NodeId) -> Option<u64> {
+        let rid = self.next_read;
+        let slot = &mut self.slots[Self::ix(id)];
+        let node = slot.node.as_mut()?;
+        match node.read_index(raftlet::ReadId(rid), &slot.disk.durable) {
+            Ok(()) => {
+                self.next_read += 1;
+                self.reads.insert(rid, (id, self.acked));
+                let acked = self.acked;
+                self.log(format_args!(
+                    "read {rid} asked at {id} (acknowledged {acked})"
+                ));
+                self.drain(id);
+                Some(rid)
+            }
+            Err(e) => {
+                self.stats.reads_refused += 1;
+                self.log(format_args!("read refused at {id}: {e:?}"));
+                None
+            }
+        }
     }
 
     /// Forces node `id` to campaign.
@@ -700,6 +762,13 @@ impl Sim {
                             index: e.index,
                             term: e.term,
                         };
+                        if let raftlet::EntryData::Normal(p) = e.data
+                            && self.proposer.get(&p) == Some(&id)
+                            && e.index > self.acked
+                        {
+                            // The client that proposed at this node is answered now.
+                            self.acked = e.index;
+                        }
                         self.oracle.on_apply(id, &e, term);
                     }
                     self.maybe_take_snapshot(i);
@@ -757,6 +826,39 @@ impl Sim {
                     let delay = self.rng.u64(0..=self.faults.max_install_delay);
                     self.slots[i].job =
                         Some((self.now + delay, AppJob::Restore { snapshot, checksum }));
+                }
+                Action::ReadReady { id: rid, index } => {
+                    let Some((at, required)) = self.reads.remove(&rid.0) else {
+                        self.fail(format!("{id} served read {} that nobody asked it", rid.0));
+                    };
+                    let value = self.slots[i].sm.id.index;
+                    self.log(format_args!(
+                        "read {} served at {id}: index {index}, state {value}, needed {required}",
+                        rid.0
+                    ));
+                    if at != id {
+                        self.fail(format!("read {} asked at {at} was served at {id}", rid.0));
+                    }
+                    if value < index || value < required {
+                        self.fail(format!(
+                            "linearizability: read {} at {id} returned the state at {value}, but index {index} was confirmed and {required} was acknowledged before the read was asked",
+                            rid.0
+                        ));
+                    }
+                    if value.0 as usize > self.oracle.committed_len() {
+                        self.fail(format!(
+                            "read {} at {id} returned uncommitted state {value}",
+                            rid.0
+                        ));
+                    }
+                    self.stats.reads_served += 1;
+                }
+                Action::ReadFailed { id: rid, reason } => {
+                    self.log(format_args!("read {} failed at {id}: {reason:?}", rid.0));
+                    if self.reads.remove(&rid.0).is_none() {
+                        self.fail(format!("{id} failed read {} that nobody asked it", rid.0));
+                    }
+                    self.stats.reads_failed += 1;
                 }
                 Action::InstallComplete { peer, outcome } => {
                     self.log(format_args!(
