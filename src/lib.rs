@@ -106,6 +106,8 @@
 mod fmt;
 
 pub mod action;
+#[doc(hidden)]
+pub mod canary;
 mod config;
 mod error;
 mod log;

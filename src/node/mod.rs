@@ -540,7 +540,7 @@ where
         if let Some((to, term)) = self.pending_vote {
             if term != self.hs.term || self.hs.vote != Some(to) {
                 self.pending_vote = None;
-            } else if durable {
+            } else if durable || crate::canary::on(crate::canary::Canary::VoteNotPersisted) {
                 self.pending_vote = None;
                 self.send(
                     to,
@@ -555,7 +555,9 @@ where
         if let Some((to, term, m)) = self.pending_ack {
             if term != self.hs.term {
                 self.pending_ack = None;
-            } else if durable && self.log.stable_last() >= m {
+            } else if (durable && self.log.stable_last() >= m)
+                || crate::canary::on(crate::canary::Canary::AckBeforePersist)
+            {
                 self.pending_ack = None;
                 self.send(
                     to,

@@ -184,7 +184,13 @@ where
             return false;
         };
         let mut matched: heapless::Vec<Index, PEERS> = heapless::Vec::new();
-        let _ = matched.push(self.log.stable_last());
+        let _ = matched.push(
+            if crate::canary::on(crate::canary::Canary::LeaderCountsVolatile) {
+                self.log.last_index()
+            } else {
+                self.log.stable_last()
+            },
+        );
         for pr in progress {
             let _ = matched.push(pr.matched);
         }
@@ -193,7 +199,11 @@ where
         let Some(&candidate) = matched.get(quorum - 1) else {
             return false;
         };
-        if candidate > self.commit && self.log.term(candidate, storage) == Some(self.hs.term) {
+        if candidate > self.commit
+            && (self.log.term(candidate, storage) == Some(self.hs.term)
+                || crate::canary::on(crate::canary::Canary::CommitOldTerm)
+                    && self.log.term(candidate, storage).is_some())
+        {
             debug!(
                 "{} committed up to {} at term {}",
                 self.cfg.id, candidate, self.hs.term
@@ -235,9 +245,16 @@ where
             return Ok(());
         }
         // Skip the entries we already have; find the first that is new or conflicts.
+        let no_truncate = crate::canary::on(crate::canary::Canary::NoTruncate);
         let first_new = entries
             .iter()
-            .position(|e| self.log.term(e.index, storage) != Some(e.term))
+            .position(|e| {
+                if no_truncate {
+                    e.index > self.log.last_index()
+                } else {
+                    self.log.term(e.index, storage) != Some(e.term)
+                }
+            })
             .unwrap_or(entries.len());
         let mut last_new = Index(prev_index.0 + first_new as u64);
         if let Some(conflict) = entries.get(first_new).map(|e| e.index) {
@@ -269,7 +286,11 @@ where
                 }
             }
         }
-        let new_commit = core::cmp::min(commit, last_new);
+        let new_commit = if crate::canary::on(crate::canary::Canary::CommitNotClamped) {
+            commit
+        } else {
+            core::cmp::min(commit, last_new)
+        };
         if new_commit > self.commit {
             self.commit = new_commit;
         }

@@ -617,7 +617,10 @@ where
             pr.event_due = Some(outcome);
             return Ok(());
         }
-        if pr.state != FlowState::Snapshot || pr.tag != tag {
+        if (pr.state != FlowState::Snapshot || pr.tag != tag)
+            && !(crate::canary::on(crate::canary::Canary::InstallEventTwice)
+                && matches!(result, InstallResult::Installed(_)))
+        {
             return Ok(()); // stale, duplicated or reordered
         }
         pr.installing = result == InstallResult::InProgress;

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod oracle;
+pub mod script;
 pub mod store;
 
 use oracle::Oracle;
@@ -213,6 +214,8 @@ pub struct Sim {
     pub stats: RunStats,
     /// Every `InstallComplete`: (node that emitted it, peer, outcome).
     pub install_events: Vec<(NodeId, NodeId, InstallOutcome)>,
+    /// Leader-side `Installed` events: (leader, follower, snapshot, follower incarnation).
+    pub leader_install_events: BTreeSet<(NodeId, NodeId, SnapshotId, u32)>,
     /// Every `InstallSnapshotFromLeader`: (follower, first_available).
     pub install_rounds: Vec<(NodeId, SnapshotId)>,
     /// Who proposed each accepted payload (the client waits for that node to apply it).
@@ -291,6 +294,7 @@ impl Sim {
             stats: RunStats::default(),
             install_events: Vec::new(),
             install_rounds: Vec::new(),
+            leader_install_events: BTreeSet::new(),
             sent: Default::default(),
             proposer: Default::default(),
             acked: Index(0),
@@ -864,6 +868,19 @@ impl Sim {
                     self.log(format_args!(
                         "install-complete at {id} for {peer}: {outcome:?}"
                     ));
+                    if let InstallOutcome::Installed(sid) = outcome
+                        && peer != id
+                    {
+                        let incarnation = self.slots[Self::ix(peer)].incarnation;
+                        if !self
+                            .leader_install_events
+                            .insert((id, peer, sid, incarnation))
+                        {
+                            self.fail(format!(
+                                "{id} reported the install of {sid:?} on {peer} twice"
+                            ));
+                        }
+                    }
                     self.install_events.push((id, peer, outcome));
                     self.stats.install_complete_events += 1;
                     if peer == id {

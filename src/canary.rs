@@ -1,0 +1,53 @@
+//! Deliberately broken variants of the core, switched on one at a time by the `canary` test
+//! (feature `_canary`, never for production). They exist to prove that the simulator's oracles
+//! catch real bugs: "zero failures" means something only if broken builds fail.
+//!
+//! Without the feature, [`on`] is a constant `false` and every canary check compiles away.
+
+/// A deliberately broken behaviour.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Canary {
+    /// Everything correct.
+    None = 0,
+    /// A vote grant leaves before the vote is durable.
+    VoteNotPersisted,
+    /// An append acknowledgement leaves before the entries are durable.
+    AckBeforePersist,
+    /// A leader commits an entry of an earlier term by counting replicas (Raft figure 8).
+    CommitOldTerm,
+    /// A follower keeps a conflicting tail instead of truncating it.
+    NoTruncate,
+    /// A leader serves a read without a quorum confirming its leadership.
+    ReadWithoutQuorum,
+    /// A leader counts its own entries toward commit before they are durable.
+    LeaderCountsVolatile,
+    /// A follower adopts the leader's commit index without clamping it to what it verified.
+    CommitNotClamped,
+    /// A leader fires `InstallComplete` again for a duplicated `Installed` reply.
+    InstallEventTwice,
+}
+
+#[cfg(feature = "_canary")]
+static ACTIVE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Switches the process-wide canary (feature `_canary` only).
+#[cfg(feature = "_canary")]
+pub fn set(canary: Canary) {
+    ACTIVE.store(canary as u8, core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether `canary` is switched on.
+#[cfg(feature = "_canary")]
+#[must_use]
+pub fn on(canary: Canary) -> bool {
+    ACTIVE.load(core::sync::atomic::Ordering::Relaxed) == canary as u8
+}
+
+/// Whether `canary` is switched on: never, without the `_canary` feature.
+#[cfg(not(feature = "_canary"))]
+#[must_use]
+#[inline(always)]
+pub const fn on(_canary: Canary) -> bool {
+    false
+}
