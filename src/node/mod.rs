@@ -155,6 +155,9 @@ pub struct Node<
     pub(crate) next_tag: u64,
     /// Pending linearizable reads.
     pub(crate) reads: read::Reads,
+    /// The last follower install this node reported as leader, per follower (kept across its
+    /// terms: `InstallComplete` fires once per leader node and installation).
+    pub(crate) reported_installs: heapless::Vec<(NodeId, SnapshotId), PEERS>,
 }
 
 impl<
@@ -240,6 +243,7 @@ where
             own_event_due: None,
             next_tag: 0,
             reads: read::Reads::default(),
+            reported_installs: heapless::Vec::new(),
         };
         if reset {
             node.log.reset_to(app);

@@ -613,6 +613,9 @@ where
                 if pr.state == FlowState::Snapshot {
                     pr.become_probe();
                 }
+                if !first_report(&mut self.reported_installs, from, id) {
+                    return Ok(()); // this node already reported it, in an earlier term
+                }
             }
             pr.event_due = Some(outcome);
             return Ok(());
@@ -638,7 +641,10 @@ where
                 }
                 pr.next = pr.matched.next();
                 if pr.next >= first {
-                    if matches!(result, InstallResult::Installed(_)) {
+                    if matches!(result, InstallResult::Installed(_))
+                        && (first_report(&mut self.reported_installs, from, id)
+                            || crate::canary::on(crate::canary::Canary::InstallEventTwice))
+                    {
                         pr.event_due = Some(InstallOutcome::Installed(id));
                     }
                     pr.become_probe();
@@ -741,5 +747,26 @@ where
             }
         }
         None
+    }
+}
+
+/// Records that this node reports follower `peer`'s install of `id`; false if it already did
+/// (a follower may report an outcome again to the same node in a later term: it cannot know
+/// whether its first answer arrived).
+fn first_report<const N: usize>(
+    reported: &mut heapless::Vec<(NodeId, SnapshotId), N>,
+    peer: NodeId,
+    id: SnapshotId,
+) -> bool {
+    match reported.iter_mut().find(|(p, _)| *p == peer) {
+        Some((_, last)) if *last == id => false,
+        Some((_, last)) => {
+            *last = id;
+            true
+        }
+        None => {
+            let _ = reported.push((peer, id));
+            true
+        }
     }
 }

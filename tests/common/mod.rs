@@ -214,8 +214,9 @@ pub struct Sim {
     pub stats: RunStats,
     /// Every `InstallComplete`: (node that emitted it, peer, outcome).
     pub install_events: Vec<(NodeId, NodeId, InstallOutcome)>,
-    /// Leader-side `Installed` events: (leader, follower, snapshot, follower incarnation).
-    pub leader_install_events: BTreeSet<(NodeId, NodeId, SnapshotId, u32)>,
+    /// Leader-side `Installed` events: (leader, its incarnation, follower, snapshot, follower
+    /// incarnation). Exactly once per leader incarnation and follower install.
+    pub leader_install_events: BTreeSet<(NodeId, u32, NodeId, SnapshotId, u32)>,
     /// Every `InstallSnapshotFromLeader`: (follower, first_available).
     pub install_rounds: Vec<(NodeId, SnapshotId)>,
     /// Who proposed each accepted payload (the client waits for that node to apply it).
@@ -871,11 +872,14 @@ impl Sim {
                     if let InstallOutcome::Installed(sid) = outcome
                         && peer != id
                     {
-                        let incarnation = self.slots[Self::ix(peer)].incarnation;
-                        if !self
-                            .leader_install_events
-                            .insert((id, peer, sid, incarnation))
-                        {
+                        let key = (
+                            id,
+                            self.slots[i].incarnation,
+                            peer,
+                            sid,
+                            self.slots[Self::ix(peer)].incarnation,
+                        );
+                        if !self.leader_install_events.insert(key) {
                             self.fail(format!(
                                 "{id} reported the install of {sid:?} on {peer} twice"
                             ));
