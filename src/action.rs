@@ -19,6 +19,17 @@
 //!   break Raft's safety.
 //! * [`Action::Apply`]: apply the entries `first..=last` to the state machine, in order, reading
 //!   them from storage. They are committed and already durable locally.
+//! * [`Action::Compact`]: record the new log start durably, then delete the covered entries
+//!   whenever convenient (the node reads none of them any more).
+//! * Snapshot installs: [`Action::ReadSnapshotChunk`] (leader, stream mode: answer with
+//!   [`Node::snapshot_chunk`](crate::Node::snapshot_chunk)), [`Action::WriteSnapshotChunk`] and
+//!   [`Action::RestoreSnapshot`] (follower, stream mode), [`Action::InstallSnapshotFromLeader`]
+//!   (follower, notify mode); report installs with
+//!   [`Node::snapshot_installed`](crate::Node::snapshot_installed). These may be executed
+//!   asynchronously; the node keeps working meanwhile.
+//! * [`Action::InstallComplete`]: an installation is over (drop checkpoints).
+//! * [`Action::ReadReady`]: serve the read from the state machine now (every `Apply` it needs
+//!   came before it); [`Action::ReadFailed`]: tell the client to retry.
 //!
 //! Persists and applies are generated from the node's state when polled, not queued, so a full
 //! send queue can never lose them; only sends are dropped (and counted) when the queue is full.
