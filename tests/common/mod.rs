@@ -897,6 +897,28 @@ impl Sim {
         self.check(id);
     }
 
+    /// Messages in flight.
+    pub fn in_flight(&self) -> usize {
+        self.net.len()
+    }
+
+    /// Delivers the `k`-th message in flight now, out of its turn (fuzzer-chosen order).
+    pub fn deliver_nth(&mut self, k: usize) {
+        if !self.net.is_empty() {
+            let m = self.net.swap_remove(k % self.net.len());
+            self.stats.events += 1;
+            self.deliver(m.msg);
+        }
+    }
+
+    /// Loses the `k`-th message in flight.
+    pub fn drop_nth(&mut self, k: usize) {
+        if !self.net.is_empty() {
+            self.net.swap_remove(k % self.net.len());
+            self.stats.lost += 1;
+        }
+    }
+
     /// Node `id` takes a snapshot of its state machine now; returns it if the node accepted.
     pub fn take_snapshot(&mut self, id: NodeId) -> Option<SnapshotId> {
         let i = Self::ix(id);
