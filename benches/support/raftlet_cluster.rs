@@ -1,0 +1,125 @@
+//! A lean, single-threaded, in-memory 3-node raftlet cluster: messages are passed by value in a
+//! queue, storage is a pre-reserved `Vec`, every persist is acknowledged at once. Shared by the
+//! throughput benchmark and the zero-allocation test, so both measure the same runner.
+#![allow(dead_code)]
+
+use raftlet::{Action, Config, Entry, EntryData, HardState, Index, Message, Node, NodeId, Role, Storage, Term};
+use std::collections::VecDeque;
+
+/// Entries per append message in the benchmark profile (matches the largest batch).
+pub const BATCH: usize = 64;
+/// The benchmark profile: 3 voters, 1024 unstable entries, 64 entries per message, 8 appends in
+/// flight per follower, 64 queued sends.
+pub type BenchNode<P> = Node<P, 3, 1024, BATCH, 8, 64>;
+
+pub struct Store<P> {
+    pub hs: HardState,
+    pub log: Vec<Entry<P>>,
+}
+
+impl<P: Clone> Storage<P> for Store<P> {
+    fn hard_state(&self) -> HardState {
+        self.hs
+    }
+    fn last_index(&self) -> Index {
+        Index(self.log.len() as u64)
+    }
+    fn term(&self, i: Index) -> Option<Term> {
+        if i.0 == 0 { Some(Term(0)) } else { self.log.get(i.0 as usize - 1).map(|e| e.term) }
+    }
+    fn entry(&self, i: Index) -> Option<Entry<P>> {
+        i.0.checked_sub(1).and_then(|k| self.log.get(k as usize)).cloned()
+    }
+}
+
+pub struct Cluster<P> {
+    pub nodes: Vec<Box<BenchNode<P>>>,
+    pub stores: Vec<Store<P>>,
+    pub net: VecDeque<Message<P, BATCH>>,
+    /// Normal entries applied, per node.
+    pub applied: [u64; 3],
+    pub leader: usize,
+}
+
+impl<P: Clone> Cluster<P> {
+    /// Three nodes whose logs can grow to `capacity` entries without reallocating.
+    pub fn new(capacity: usize) -> Self {
+        let ids = [NodeId(1), NodeId(2), NodeId(3)];
+        let stores: Vec<Store<P>> =
+            (0..3).map(|_| Store { hs: HardState::default(), log: Vec::with_capacity(capacity) }).collect();
+        let nodes = ids
+            .iter()
+            .zip(&stores)
+            .map(|(&id, s)| {
+                let mut c = Config::new(id, &ids).unwrap();
+                c.election_ticks = 10;
+                c.heartbeat_ticks = 3;
+                Box::new(BenchNode::new(c, s).unwrap())
+            })
+            .collect();
+        Self { nodes, stores, net: VecDeque::with_capacity(4096), applied: [0; 3], leader: 0 }
+    }
+
+    /// Elects node 1 and lets the no-op of its term commit everywhere.
+    pub fn elect(&mut self) {
+        self.nodes[0].campaign(&self.stores[0]);
+        self.run();
+        assert_eq!(self.nodes[0].role(), Role::Leader);
+        self.leader = 0;
+    }
+
+    /// Executes every action of node `i`.
+    fn drain(&mut self, i: usize) {
+        while let Some(a) = self.nodes[i].poll_action() {
+            match a {
+                Action::Send(m) => self.net.push_back(m),
+                Action::Persist(p) => {
+                    let s = &mut self.stores[i];
+                    if let Some(hs) = p.hard_state {
+                        s.hs = hs;
+                    }
+                    if let Some(first) = p.entries.first() {
+                        s.log.truncate(first.index.0 as usize - 1);
+                    }
+                    s.log.extend(p.entries);
+                    self.nodes[i].persisted(p.token, &self.stores[i]).unwrap();
+                }
+                Action::Apply { first, last } => {
+                    for k in first.0..=last.0 {
+                        if matches!(self.stores[i].log[k as usize - 1].data, EntryData::Normal(_)) {
+                            self.applied[i] += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs until no node has anything to do and no message is in flight.
+    pub fn run(&mut self) {
+        loop {
+            for i in 0..3 {
+                self.drain(i);
+            }
+            let Some(m) = self.net.pop_front() else { break };
+            let to = m.to.0 as usize - 1;
+            let _ = self.nodes[to].step(m, &self.stores[to]);
+        }
+    }
+
+    /// Proposes a batch at the leader.
+    pub fn propose(&mut self, batch: impl IntoIterator<Item = P>) {
+        let l = self.leader;
+        for p in batch {
+            self.nodes[l].propose(p, &self.stores[l]).unwrap_or_else(|_| panic!("proposal refused"));
+        }
+    }
+
+    /// One tick on every node (heartbeats).
+    pub fn tick(&mut self) {
+        for i in 0..3 {
+            self.nodes[i].tick(&self.stores[i]);
+        }
+    }
+}
