@@ -15,6 +15,8 @@
 //!   message; both are release builds with the same profile;
 //! * each row is the median of 5 runs.
 
+#![allow(unreachable_pub)]
+
 #[path = "support/raftlet_cluster.rs"]
 mod cluster;
 
@@ -52,7 +54,11 @@ mod raftrs {
                     RawNode::new(&cfg, storage, &logger).unwrap()
                 })
                 .collect();
-            let mut c = Self { nodes, net: VecDeque::new(), applied: [0; 3] };
+            let mut c = Self {
+                nodes,
+                net: VecDeque::new(),
+                applied: [0; 3],
+            };
             c.nodes[0].campaign().unwrap();
             c.run();
             assert_eq!(c.nodes[0].raft.state, raft::StateRole::Leader);
@@ -128,7 +134,10 @@ fn raftlet_run(n: u64, size: usize, batch: u64) -> Duration {
         c.run();
     }
     let d = t.elapsed();
-    assert!(c.applied.iter().zip(base).all(|(a, b)| a - b == n), "raftlet: not all applied");
+    assert!(
+        c.applied.iter().zip(base).all(|(a, b)| a - b == n),
+        "raftlet: not all applied"
+    );
     d
 }
 
@@ -147,7 +156,10 @@ fn raftrs_run(n: u64, size: usize, batch: u64) -> Duration {
         c.run();
     }
     let d = t.elapsed();
-    assert!(c.applied.iter().zip(base).all(|(a, b)| a - b == n), "raft-rs: not all applied");
+    assert!(
+        c.applied.iter().zip(base).all(|(a, b)| a - b == n),
+        "raft-rs: not all applied"
+    );
     d
 }
 
@@ -162,8 +174,14 @@ fn throughput() {
             let n = if batch == 1 { 20_000 } else { 100_000 };
             let ours = median((0..5).map(|_| raftlet_run(n, size, batch)).collect());
             let theirs = median((0..5).map(|_| raftrs_run(n, size, batch)).collect());
-            let (a, b) = (n as f64 / ours.as_secs_f64(), n as f64 / theirs.as_secs_f64());
-            println!("{size:>6} {batch:>6} {n:>8} {a:>14.0} {b:>14.0} {:>15.2}x", a / b);
+            let (a, b) = (
+                n as f64 / ours.as_secs_f64(),
+                n as f64 / theirs.as_secs_f64(),
+            );
+            println!(
+                "{size:>6} {batch:>6} {n:>8} {a:>14.0} {b:>14.0} {:>15.2}x",
+                a / b
+            );
         }
     }
 }
@@ -259,13 +277,24 @@ fn per_message() {
     let mut entries = heapless::Vec::<Entry<P>, 64>::new();
     for i in 0..64 {
         let d = P::from_slice(&[0x5A; 128]).unwrap();
-        entries.push(Entry { term: Term(42), index: Index(100_001 + i), data: EntryData::Normal(d) }).unwrap();
+        entries
+            .push(Entry {
+                term: Term(42),
+                index: Index(100_001 + i),
+                data: EntryData::Normal(d),
+            })
+            .unwrap();
     }
     let msg: Message<P, 64> = Message {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(42),
-        body: Body::Append { prev_index: Index(100_000), prev_term: Term(42), commit: Index(99_999), entries },
+        body: Body::Append {
+            prev_index: Index(100_000),
+            prev_term: Term(42),
+            commit: Index(99_999),
+            entries,
+        },
     };
     let max = max_frame_len_for(64, 130);
     let codec = Codec::new(1, max);

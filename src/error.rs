@@ -16,13 +16,15 @@ pub enum ProposeError<P> {
     },
     /// The unstable log is full: wait for persists to be acknowledged, then retry.
     Full(P),
+    /// Leadership is being transferred; retry at the new leader.
+    Transferring(P),
 }
 
 impl<P> ProposeError<P> {
     /// Takes the refused payload back.
     pub fn into_data(self) -> P {
         match self {
-            Self::NotLeader { data, .. } | Self::Full(data) => data,
+            Self::NotLeader { data, .. } | Self::Full(data) | Self::Transferring(data) => data,
         }
     }
 }
@@ -35,6 +37,7 @@ impl<P> fmt::Display for ProposeError<P> {
             } => write!(f, "not the leader (leader is {l})"),
             Self::NotLeader { leader: None, .. } => f.write_str("not the leader (leader unknown)"),
             Self::Full(_) => f.write_str("unstable log full"),
+            Self::Transferring(_) => f.write_str("leadership transfer in progress"),
         }
     }
 }
@@ -168,3 +171,24 @@ impl fmt::Display for ReadError {
 }
 
 impl core::error::Error for ReadError {}
+
+/// A leadership transfer was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TransferError {
+    /// Only the leader can transfer leadership.
+    NotLeader,
+    /// The target is not a voter of the cluster (or is this node).
+    NotAVoter,
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotLeader => "not the leader",
+            Self::NotAVoter => "the target is not another voter",
+        })
+    }
+}
+
+impl core::error::Error for TransferError {}

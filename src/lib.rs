@@ -123,7 +123,9 @@ pub mod wire;
 
 pub use action::{Action, Persist, PersistToken};
 pub use config::{Config, ConfigError};
-pub use error::{InstallError, PersistError, ProposeError, ReadError, SnapshotError, StepError};
+pub use error::{
+    InstallError, PersistError, ProposeError, ReadError, SnapshotError, StepError, TransferError,
+};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
 pub use node::{MAX_PENDING_READS, Node};
 pub use progress::FlowState;

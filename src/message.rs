@@ -100,6 +100,17 @@ pub enum Body<P, const BATCH: usize> {
         /// The round.
         seq: u64,
     },
+    /// Leadership transfer: the leader tells an up-to-date follower to campaign now (thesis
+    /// §3.10).
+    TimeoutNow,
+    /// A vote request of a leadership transfer: like a real vote request, but voters grant it
+    /// even while they hear from the (transferring) leader.
+    VoteRequestTransfer {
+        /// Index of the candidate's last log entry.
+        last_index: Index,
+        /// Term of the candidate's last log entry.
+        last_term: Term,
+    },
 }
 
 /// A leader's snapshot request.
@@ -204,6 +215,8 @@ impl<P, const B: usize> Body<P, B> {
             Self::ReadIndexResponse { .. } => "ReadIndexResponse",
             Self::ReadConfirm { .. } => "ReadConfirm",
             Self::ReadConfirmAck { .. } => "ReadConfirmAck",
+            Self::TimeoutNow => "TimeoutNow",
+            Self::VoteRequestTransfer { .. } => "VoteRequestTransfer",
         }
     }
 }

@@ -46,7 +46,11 @@ fn steady_state_makes_no_heap_allocation() {
     COUNT_HERE.with(|f| f.set(true));
     // Control: the counter sees an allocation made here.
     drop(std::hint::black_box(Box::new(7u8)));
-    assert_eq!(ALLOCS.swap(0, Ordering::Relaxed), 1, "the counting allocator does not count");
+    assert_eq!(
+        ALLOCS.swap(0, Ordering::Relaxed),
+        1,
+        "the counting allocator does not count"
+    );
     for r in 0..rounds {
         c.propose((0..16).map(|k| r * 16 + k));
         c.run();
@@ -57,6 +61,13 @@ fn steady_state_makes_no_heap_allocation() {
     }
     COUNT_HERE.with(|f| f.set(false));
     let allocs = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(c.applied, [10 + rounds * 16; 3], "every entry applied on every node");
-    assert_eq!(allocs, 0, "{allocs} heap allocations in {rounds} rounds of steady state");
+    assert_eq!(
+        c.applied,
+        [10 + rounds * 16; 3],
+        "every entry applied on every node"
+    );
+    assert_eq!(
+        allocs, 0,
+        "{allocs} heap allocations in {rounds} rounds of steady state"
+    );
 }

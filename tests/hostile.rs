@@ -31,6 +31,7 @@ enum Input {
     Propose(u64),
     Campaign,
     Read(u64),
+    Transfer(u64),
 }
 
 fn index() -> impl Strategy<Value = Index> {
@@ -92,6 +93,14 @@ fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<RawEntries>)> {
             .prop_map(|(ctx, index)| (Body::ReadIndexResponse { ctx, index }, None)),
         (0u64..4).prop_map(|seq| (Body::ReadConfirm { seq }, None)),
         (0u64..4).prop_map(|seq| (Body::ReadConfirmAck { seq }, None)),
+        Just((Body::TimeoutNow, None)),
+        (index(), term()).prop_map(|(last_index, last_term)| (
+            Body::VoteRequestTransfer {
+                last_index,
+                last_term
+            },
+            None
+        )),
         (0u64..4, index(), term()).prop_map(|(tag, index, term)| (
             Body::InstallSnapshot {
                 tag,
@@ -189,6 +198,7 @@ fn input() -> impl Strategy<Value = Input> {
         4 => Just(Input::Ack),
         1 => any::<u64>().prop_map(Input::Propose),
         1 => any::<u64>().prop_map(Input::Read),
+        1 => (0u64..5).prop_map(Input::Transfer),
         1 => Just(Input::Campaign),
     ]
 }
@@ -411,6 +421,9 @@ proptest! {
                 Input::Campaign => h.node.campaign(&h.store),
                 Input::Read(id) => {
                     let _ = h.node.read_index(raftlet::ReadId(id), &h.store);
+                }
+                Input::Transfer(to) => {
+                    let _ = h.node.transfer_leadership(NodeId(to), &h.store);
                 }
             }
             h.drain()?;

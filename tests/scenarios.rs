@@ -337,3 +337,110 @@ fn reads_are_batched_into_shared_rounds() {
 fn figure_8_no_commit_of_old_term_entries_by_counting() {
     common::script::figure_8();
 }
+
+/// Leadership transfer under load (thesis §3.10): the leader stops taking proposals (typed
+/// error, payload handed back), brings the target up to date, and the target takes over at
+/// once, despite the followers' leader lease; nothing acknowledged is lost.
+#[test]
+fn leadership_transfer_under_load() {
+    let mut sim = Sim::new(
+        12,
+        3,
+        Faults {
+            loss: 0.05,
+            ..Faults::none()
+        },
+    );
+    let old = elect_any(&mut sim);
+    let target = sim.ids().into_iter().find(|&i| i != old).unwrap();
+    // Load: keep proposing while the transfer runs.
+    for _ in 0..30 {
+        let _ = sim.propose(old);
+        sim.run(3);
+    }
+    let term = sim.node(old).term();
+    {
+        let slot = &mut sim.slots[old.0 as usize - 1];
+        slot.node
+            .as_mut()
+            .unwrap()
+            .transfer_leadership(target, &slot.disk.durable)
+            .unwrap();
+    }
+    sim.drain(old);
+    match sim.propose(old) {
+        Err(ProposeError::Transferring(p)) => assert_eq!(p, sim.last_payload() + 1),
+        other => assert!(
+            sim.node(old).role() != Role::Leader
+                || matches!(other, Err(ProposeError::NotLeader { .. })),
+            "{other:?}"
+        ),
+    }
+    let t0 = sim.now;
+    assert!(
+        sim.run_until(ANY, |s| s.leader() == Some(target)),
+        "the target did not take over"
+    );
+    // A transfer is a few message delays, not an election timeout (10-20 ticks): the target
+    // was not elected by disrupting the leader, it was handed over.
+    assert!(
+        sim.now - t0 < 5 * common::TICK,
+        "took {} time units",
+        sim.now - t0
+    );
+    assert!(sim.node(target).term() > term);
+    let p = commit_one(&mut sim, target, &[1, 2, 3]);
+    assert!(sim.applied_on(&[old.0], p));
+}
+
+/// Transfers to anything but another voter are refused; a transfer to a node that cannot take
+/// over is abandoned after an election timeout and the leader takes proposals again.
+#[test]
+fn leadership_transfer_errors_and_abandonment() {
+    let mut sim = Sim::with_config(13, 3, Faults::none(), |c| c.check_quorum = false);
+    let leader = elect_any(&mut sim);
+    let down = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    let slot = &mut sim.slots[leader.0 as usize - 1];
+    let node = slot.node.as_mut().unwrap();
+    assert_eq!(
+        node.transfer_leadership(leader, &slot.disk.durable),
+        Err(raftlet::TransferError::NotAVoter)
+    );
+    assert_eq!(
+        node.transfer_leadership(NodeId(9), &slot.disk.durable),
+        Err(raftlet::TransferError::NotAVoter)
+    );
+    sim.crash(down);
+    let slot = &mut sim.slots[leader.0 as usize - 1];
+    slot.node
+        .as_mut()
+        .unwrap()
+        .transfer_leadership(down, &slot.disk.durable)
+        .unwrap();
+    assert_eq!(sim.node(leader).transferring_to(), Some(down));
+    assert!(
+        sim.run_until(ANY, |s| s.node(leader).transferring_to().is_none()),
+        "never abandoned"
+    );
+    assert_eq!(sim.leader(), Some(leader));
+    let alive: Vec<u64> = sim
+        .ids()
+        .iter()
+        .map(|i| i.0)
+        .filter(|&i| i != down.0)
+        .collect();
+    commit_one(&mut sim, leader, &alive);
+    let follower = sim
+        .ids()
+        .into_iter()
+        .find(|&i| i != leader && i != down)
+        .unwrap();
+    let slot = &mut sim.slots[follower.0 as usize - 1];
+    assert_eq!(
+        slot.node
+            .as_mut()
+            .unwrap()
+            .transfer_leadership(leader, &slot.disk.durable),
+        Err(raftlet::TransferError::NotLeader)
+    );
+}

@@ -167,6 +167,14 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
         ),
         ("read-confirm", msg(Body::ReadConfirm { seq: 5 })),
         ("read-confirm-ack", msg(Body::ReadConfirmAck { seq: 5 })),
+        ("timeout-now", msg(Body::TimeoutNow)),
+        (
+            "vote-request-transfer",
+            msg(Body::VoteRequestTransfer {
+                last_index: Index(10),
+                last_term: Term(6),
+            }),
+        ),
     ]
 }
 
@@ -252,10 +260,10 @@ fn every_refusal_is_typed() {
     let f = encode(&one_of_each()[7].1);
     // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
     let mut unknown = f.clone();
-    *unknown.last_mut().unwrap() = 14;
+    *unknown.last_mut().unwrap() = 16;
     assert_eq!(
         CODEC.decode::<Payload, B>(&unknown),
-        Err(DecodeError::UnknownKind { kind: 14 })
+        Err(DecodeError::UnknownKind { kind: 16 })
     );
     let long = vec![0u8; MAX + 1];
     assert_eq!(
@@ -432,6 +440,11 @@ fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
             .prop_map(|(ctx, index)| Body::ReadIndexResponse { ctx, index }),
         any::<u64>().prop_map(|seq| Body::ReadConfirm { seq }),
         any::<u64>().prop_map(|seq| Body::ReadConfirmAck { seq }),
+        Just(Body::TimeoutNow),
+        (arb_index(), arb_term()).prop_map(|(last_index, last_term)| Body::VoteRequestTransfer {
+            last_index,
+            last_term
+        }),
         (any::<u64>(), arb_index(), arb_term()).prop_map(|(tag, index, term)| {
             Body::InstallSnapshot {
                 tag,

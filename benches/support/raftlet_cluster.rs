@@ -1,9 +1,11 @@
 //! A lean, single-threaded, in-memory 3-node raftlet cluster: messages are passed by value in a
 //! queue, storage is a pre-reserved `Vec`, every persist is acknowledged at once. Shared by the
 //! throughput benchmark and the zero-allocation test, so both measure the same runner.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
-use raftlet::{Action, Config, Entry, EntryData, HardState, Index, Message, Node, NodeId, Role, Storage, Term};
+use raftlet::{
+    Action, Config, Entry, EntryData, HardState, Index, Message, Node, NodeId, Role, Storage, Term,
+};
 use std::collections::VecDeque;
 
 /// Entries per append message: the same as the `DefaultNode` profile.
@@ -25,10 +27,16 @@ impl<P: Clone> Storage<P> for Store<P> {
         Index(self.log.len() as u64)
     }
     fn term(&self, i: Index) -> Option<Term> {
-        if i.0 == 0 { Some(Term(0)) } else { self.log.get(i.0 as usize - 1).map(|e| e.term) }
+        if i.0 == 0 {
+            Some(Term(0))
+        } else {
+            self.log.get(i.0 as usize - 1).map(|e| e.term)
+        }
     }
     fn entry(&self, i: Index) -> Option<Entry<P>> {
-        i.0.checked_sub(1).and_then(|k| self.log.get(k as usize)).cloned()
+        i.0.checked_sub(1)
+            .and_then(|k| self.log.get(k as usize))
+            .cloned()
     }
 }
 
@@ -45,8 +53,12 @@ impl<P: Clone> Cluster<P> {
     /// Three nodes whose logs can grow to `capacity` entries without reallocating.
     pub fn new(capacity: usize) -> Self {
         let ids = [NodeId(1), NodeId(2), NodeId(3)];
-        let stores: Vec<Store<P>> =
-            (0..3).map(|_| Store { hs: HardState::default(), log: Vec::with_capacity(capacity) }).collect();
+        let stores: Vec<Store<P>> = (0..3)
+            .map(|_| Store {
+                hs: HardState::default(),
+                log: Vec::with_capacity(capacity),
+            })
+            .collect();
         let nodes = ids
             .iter()
             .zip(&stores)
@@ -57,7 +69,13 @@ impl<P: Clone> Cluster<P> {
                 Box::new(BenchNode::new(c, s).unwrap())
             })
             .collect();
-        Self { nodes, stores, net: VecDeque::with_capacity(4096), applied: [0; 3], leader: 0 }
+        Self {
+            nodes,
+            stores,
+            net: VecDeque::with_capacity(4096),
+            applied: [0; 3],
+            leader: 0,
+        }
     }
 
     /// Elects node 1 and lets the no-op of its term commit everywhere.
@@ -86,7 +104,10 @@ impl<P: Clone> Cluster<P> {
                 }
                 Action::Apply { first, last } => {
                     for k in first.0..=last.0 {
-                        if matches!(self.stores[i].log[k as usize - 1].data, EntryData::Normal(_)) {
+                        if matches!(
+                            self.stores[i].log[k as usize - 1].data,
+                            EntryData::Normal(_)
+                        ) {
                             self.applied[i] += 1;
                         }
                     }
@@ -112,7 +133,9 @@ impl<P: Clone> Cluster<P> {
     pub fn propose(&mut self, batch: impl IntoIterator<Item = P>) {
         let l = self.leader;
         for p in batch {
-            self.nodes[l].propose(p, &self.stores[l]).unwrap_or_else(|_| panic!("proposal refused"));
+            self.nodes[l]
+                .propose(p, &self.stores[l])
+                .unwrap_or_else(|_| panic!("proposal refused"));
         }
     }
 

@@ -7,6 +7,7 @@
 //! * a leader that has not heard from a quorum for an election timeout steps down.
 
 use super::{Node, RoleState, Tally, VoteSet};
+use crate::error::TransferError;
 use crate::message::Body;
 use crate::progress::Progress;
 use crate::storage::Storage;
@@ -23,6 +24,55 @@ impl<
 where
     P: Clone,
 {
+    /// Hands leadership to voter `to` (Raft thesis §3.10): the leader stops taking proposals,
+    /// brings `to` up to date, then tells it to campaign at once. The transfer is abandoned
+    /// after an election timeout if `to` has not taken over by then.
+    ///
+    /// # Errors
+    /// [`TransferError::NotLeader`] on a non-leader, [`TransferError::NotAVoter`] for anything
+    /// but another voter.
+    pub fn transfer_leadership<S: Storage<P>>(
+        &mut self,
+        to: NodeId,
+        storage: &S,
+    ) -> Result<(), TransferError> {
+        let last = self.log.last_index();
+        let RoleState::Leader(progress) = &self.role else {
+            return Err(TransferError::NotLeader);
+        };
+        let Some(i) = progress.iter().position(|p| p.id == to) else {
+            return Err(TransferError::NotAVoter);
+        };
+        info!(
+            "{} transfers leadership to {} at term {}",
+            self.cfg.id, to, self.hs.term
+        );
+        self.transfer = Some((to, 0));
+        if progress[i].matched == last {
+            self.send(to, self.hs.term, Body::TimeoutNow);
+        } else {
+            self.send_append(i, true, storage);
+        }
+        Ok(())
+    }
+
+    /// Leader: follower `from` now matches `matched`; if it is the transfer target and caught
+    /// up, it may take over.
+    pub(super) fn transfer_progress(&mut self, from: NodeId, matched: crate::types::Index) {
+        if self.transfer.is_some_and(|(to, _)| to == from) && matched == self.log.last_index() {
+            self.send(from, self.hs.term, Body::TimeoutNow);
+        }
+    }
+
+    /// Follower: the leader asks this node to take over now.
+    pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
+        if matches!(self.role, RoleState::Follower) && self.leader == Some(from) {
+            info!("{} takes over leadership from {}", self.cfg.id, from);
+            self.stats.campaigns += 1;
+            self.become_candidate_with(true);
+        }
+    }
+
     pub(super) fn start_election<S: Storage<P>>(&mut self, storage: &S) {
         self.stats.campaigns += 1;
         if self.cfg.pre_vote {
@@ -47,6 +97,10 @@ where
     }
 
     fn become_candidate(&mut self) {
+        self.become_candidate_with(false);
+    }
+
+    fn become_candidate_with(&mut self, transfer: bool) {
         self.hs.term = self.hs.term.next();
         self.hs.vote = Some(self.cfg.id);
         self.hs_dirty = true;
@@ -55,7 +109,20 @@ where
         self.leader = None;
         self.reset_election_timer();
         info!("{} became Candidate at term {}", self.cfg.id, self.hs.term);
-        self.request_votes(false);
+        if transfer {
+            let body = Body::VoteRequestTransfer {
+                last_index: self.log.last_index(),
+                last_term: self.log.last_term(),
+            };
+            for i in 0..self.cfg.voters.len() {
+                let v = self.cfg.voters[i];
+                if v != self.cfg.id {
+                    self.send(v, self.hs.term, body.clone());
+                }
+            }
+        } else {
+            self.request_votes(false);
+        }
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
@@ -103,6 +170,7 @@ where
         self.role = RoleState::Follower;
         self.leader = leader;
         self.noop_pending = false;
+        self.transfer = None;
         self.reset_election_timer();
         self.release_withheld();
     }
@@ -117,6 +185,7 @@ where
         }
         self.role = RoleState::Leader(progress);
         self.leader = Some(self.cfg.id);
+        self.transfer = None;
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         info!("{} became Leader at term {}", self.cfg.id, self.hs.term);
@@ -224,6 +293,16 @@ where
     pub(super) fn tick_leader<S: Storage<P>>(&mut self, storage: &S) {
         self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
         self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if let Some((to, elapsed)) = &mut self.transfer {
+            *elapsed += 1;
+            if *elapsed >= self.cfg.election_ticks {
+                warn!(
+                    "{} abandons its leadership transfer to {}",
+                    self.cfg.id, *to
+                );
+                self.transfer = None;
+            }
+        }
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {

@@ -158,6 +158,8 @@ pub struct Node<
     /// The last follower install this node reported as leader, per follower (kept across its
     /// terms: `InstallComplete` fires once per leader node and installation).
     pub(crate) reported_installs: heapless::Vec<(NodeId, SnapshotId), PEERS>,
+    /// Leader: a leadership transfer to this node, and the ticks it has taken.
+    pub(crate) transfer: Option<(NodeId, u32)>,
 }
 
 impl<
@@ -244,6 +246,7 @@ where
             next_tag: 0,
             reads: read::Reads::default(),
             reported_installs: heapless::Vec::new(),
+            transfer: None,
         };
         if reset {
             node.log.reset_to(app);
@@ -500,6 +503,10 @@ where
     /// Whether a snapshot install from the leader is in progress on this follower.
     pub fn is_installing(&self) -> bool {
         self.install.in_progress()
+    }
+    /// The target of a leadership transfer in progress on this leader.
+    pub fn transferring_to(&self) -> Option<NodeId> {
+        self.transfer.map(|(to, _)| to)
     }
     /// Counters of dropped, refused and ignored work.
     pub fn stats(&self) -> &Stats {

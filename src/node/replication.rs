@@ -45,6 +45,10 @@ where
                 data,
             });
         }
+        if self.transfer.is_some() {
+            self.stats.proposals_refused += 1;
+            return Err(ProposeError::Transferring(data));
+        }
         if self.noop_pending || self.log.room() == 0 {
             self.stats.proposals_refused += 1;
             return Err(ProposeError::Full(data));
@@ -355,6 +359,7 @@ where
                 } else {
                     while self.send_append(i, false, storage) {}
                 }
+                self.transfer_progress(from, match_index);
             }
             AppendResult::InstallInProgress => {
                 pr.recent_active = true;

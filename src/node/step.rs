@@ -23,7 +23,9 @@ where
     /// message's term, hints that point backwards.
     pub(super) fn well_formed(msg: &Message<P, BATCH>) -> bool {
         match &msg.body {
-            Body::VoteRequest { last_term, .. } => *last_term <= msg.term,
+            Body::VoteRequest { last_term, .. } | Body::VoteRequestTransfer { last_term, .. } => {
+                *last_term <= msg.term
+            }
             Body::Append {
                 prev_index,
                 prev_term,
@@ -209,6 +211,17 @@ where
             }
             Body::ReadConfirmAck { seq } => {
                 self.handle_read_confirm_ack(from, seq);
+                Ok(())
+            }
+            Body::TimeoutNow => {
+                self.handle_timeout_now(from);
+                Ok(())
+            }
+            Body::VoteRequestTransfer {
+                last_index,
+                last_term,
+            } => {
+                self.handle_vote_request(from, term, false, last_index, last_term);
                 Ok(())
             }
         }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub const WIRE_VERSION: u8 = 1;
 
 /// How many message kinds (`Body` variants) this version knows.
-pub const MESSAGE_KINDS: u64 = 14;
+pub const MESSAGE_KINDS: u64 = 16;
 
 /// Encodes and decodes frames of one cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,6 +60,8 @@ pub struct Faults {
     pub install_fail: f64,
     /// Per event: probability that a client asks a random node for a linearizable read.
     pub read: f64,
+    /// Per event: probability that the leader transfers leadership to a random voter.
+    pub transfer: f64,
 }
 
 impl Faults {
@@ -91,6 +93,7 @@ impl Faults {
             install_unavailable: pick(rng, 0.3, 0.3),
             install_fail: pick(rng, 0.3, 0.3),
             read: 0.01 + rng.f64() * 0.05,
+            transfer: pick(rng, 0.5, 0.003),
         }
     }
 }
@@ -164,6 +167,7 @@ pub struct RunStats {
     pub installs: u64,
     pub install_rounds: u64,
     pub install_complete_events: u64,
+    pub transfers: u64,
     pub reads_served: u64,
     pub reads_failed: u64,
     pub reads_refused: u64,
@@ -176,7 +180,7 @@ pub struct RunStats {
 
 impl RunStats {
     /// Every counter by name (for the soak report).
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 18] {
         [
             ("events", self.events),
             ("delivered", self.delivered),
@@ -193,6 +197,7 @@ impl RunStats {
             ("install_complete_events", self.install_complete_events),
             ("elections_won", self.elections_won),
             ("reads_served", self.reads_served),
+            ("transfers", self.transfers),
             ("reads_failed", self.reads_failed),
             ("reads_refused", self.reads_refused),
         ]
@@ -475,6 +480,21 @@ impl Sim {
             };
             let _ = self.read(id);
         }
+        if f.transfer > 0.0
+            && self.rng.f64() < f.transfer
+            && let Some(l) = self.leader()
+        {
+            let ids = self.ids();
+            let to = ids[self.rng.usize(0..ids.len())];
+            let slot = &mut self.slots[Self::ix(l)];
+            if let Some(node) = slot.node.as_mut()
+                && node.transfer_leadership(to, &slot.disk.durable).is_ok()
+            {
+                self.stats.transfers += 1;
+                self.log(format_args!("transfer leadership {l} -> {to}"));
+            }
+            self.drain(l);
+        }
         if f.propose > 0.0 && self.rng.f64() < f.propose {
             let id = self.slots[self.rng.usize(0..self.slots.len())].id;
             let _ = self.propose(id);
@@ -623,7 +643,7 @@ impl Sim {
                     "a node that refuses as not-leader named itself"
                 );
             }
-            Err(ProposeError::Full(_)) => {}
+            Err(ProposeError::Full(_) | ProposeError::Transferring(_)) => {}
         }
         self.drain(id);
         r
