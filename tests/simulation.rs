@@ -154,13 +154,14 @@ fn print_one_seed_stats() {
 ///   snapshot at or past its commit exists) and the leader polled forever. Fixed on both sides:
 ///   such a follower answers `AlreadyInstalled`, and a leader stops polling a follower whose
 ///   acknowledgements reach its log.
-/// * 94 (safety, found by the "committed is durable on a quorum" oracle): a follower that
-///   installed a snapshot older than entries it had acknowledged discarded its whole log,
-///   losing a committed entry's copy. Fixed by Raft §7: a log holding the snapshot's last entry
-///   is kept.
+/// * (94, safety, found by the "committed is durable on a quorum" oracle: a follower that
+///   installed a snapshot older than entries it had acknowledged discarded its whole log.
+///   Later simulator changes stopped this seed from reaching that path; the default sweep
+///   still catches the bug (first at seed 44) and the deterministic
+///   `installing_an_older_snapshot_keeps_the_log_after_it` in `tests/snapshots.rs` pins it.)
 #[test]
 fn regression_seeds() {
-    for seed in [10815, 13760, 19264, 148, 200775, 200863, 94] {
+    for seed in [10815, 13760, 19264, 148, 200775, 200863] {
         common::run_seed(seed, 10_000);
     }
 }

@@ -675,3 +675,127 @@ fn notifications_are_rate_limited() {
         "polling stopped: {sent} in {ticks} ticks"
     );
 }
+
+/// Raft §7, and the bug the "committed entries are durable on a quorum" oracle once found
+/// (seed 94 of an earlier simulator): a follower whose log already holds the installed
+/// snapshot's last entry keeps the entries after it (they may be acknowledged to the leader
+/// and counted toward commit); only a log that does not hold it is replaced.
+#[test]
+fn installing_an_older_snapshot_keeps_the_log_after_it() {
+    use common::store::MemStore;
+    use raftlet::{Action, Entry, EntryData, HardState, InstallResult};
+    let mut store = MemStore {
+        hs: HardState {
+            term: Term(1),
+            vote: None,
+            pending_install: None,
+        },
+        ..MemStore::default()
+    };
+    for i in 1..=10 {
+        store.log.push(Entry {
+            term: Term(1),
+            index: Index(i),
+            data: EntryData::Normal(i),
+        });
+    }
+    let mut c = Config::<5>::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+    c.snapshot_mode = SnapshotMode::Notify;
+    let mut node: common::SimNode = Node::new(c, &store).unwrap();
+    // The leader's log starts at 9: this follower (commit 0) is asked to install.
+    let request = InstallRequest::Notify {
+        first_available: SnapshotId {
+            index: Index(9),
+            term: Term(1),
+        },
+    };
+    let notify = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: Body::InstallSnapshot { tag: 1, request },
+    };
+    node.step(notify, &store).unwrap();
+    while node.poll_action().is_some() {}
+    assert!(node.is_installing());
+    // The application installs a snapshot at 8, which this log holds (same term).
+    node.snapshot_installed(
+        Ok(SnapshotId {
+            index: Index(8),
+            term: Term(1),
+        }),
+        &store,
+    )
+    .unwrap();
+    let mut reset = false;
+    let mut answered = None;
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Persist(p) => reset |= p.snapshot.is_some(),
+            Action::Send(m) => {
+                if let Body::InstallSnapshotResponse { result, .. } = m.body {
+                    answered = Some(result);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        answered,
+        Some(InstallResult::Installed(SnapshotId {
+            index: Index(8),
+            term: Term(1)
+        }))
+    );
+    assert!(
+        !reset,
+        "the log was replaced although it holds the snapshot's last entry"
+    );
+    assert_eq!(
+        node.last_index(),
+        Index(10),
+        "entries after the snapshot were dropped"
+    );
+    assert_eq!(node.commit_index(), Index(8));
+    // A snapshot this log does not hold replaces it.
+    // (The first request of the new term collects the earlier outcome; the next starts a round.)
+    for tag in [2, 3] {
+        let request = InstallRequest::Notify {
+            first_available: SnapshotId {
+                index: Index(30),
+                term: Term(2),
+            },
+        };
+        let notify = Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(2),
+            body: Body::InstallSnapshot { tag, request },
+        };
+        node.step(notify, &store).unwrap();
+        while node.poll_action().is_some() {}
+    }
+    assert!(node.is_installing());
+    node.snapshot_installed(
+        Ok(SnapshotId {
+            index: Index(29),
+            term: Term(2),
+        }),
+        &store,
+    )
+    .unwrap();
+    let mut reset = None;
+    while let Some(a) = node.poll_action() {
+        if let Action::Persist(p) = a {
+            reset = reset.or(p.snapshot);
+        }
+    }
+    assert_eq!(
+        reset,
+        Some(SnapshotId {
+            index: Index(29),
+            term: Term(2)
+        })
+    );
+    assert_eq!(node.last_index(), Index(29));
+}
