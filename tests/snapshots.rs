@@ -73,6 +73,23 @@ fn installed(id: SnapshotId) -> Vec<InstallOutcome> {
 
 const BOTH: [SnapshotMode; 2] = [SnapshotMode::Stream, SnapshotMode::Notify];
 
+/// Notify mode with fetches that never finish until a test says so: node 3 lags, the leader
+/// (`old`) compacted to `snap`, and `other` is the remaining node.
+fn slow_notify_install() -> (Sim, NodeId, NodeId, SnapshotId) {
+    let faults = Faults {
+        max_install_delay: STALLED,
+        ..Faults::none()
+    };
+    let mut sim = cluster(SnapshotMode::Notify, 3, faults);
+    let (old, snap) = lagging_node_setup(&mut sim, 3, 20);
+    let other = if old == NodeId(1) {
+        NodeId(2)
+    } else {
+        NodeId(1)
+    };
+    (sim, old, other, snap)
+}
+
 /// Scenario 1: a new node joins a cluster whose leader compacted its log; it installs the
 /// snapshot and then replicates new entries. The follower whose snapshot ends exactly at
 /// `next - 1` then gets appends, never another round (Ratis E6).
@@ -319,20 +336,7 @@ fn s6b_slow_unavailable_many_polls_one_event_per_round() {
 /// the new leader collects the result, and nobody is stuck.
 #[test]
 fn s7_leader_change_mid_install_new_leader_collects() {
-    let mut sim = cluster(
-        SnapshotMode::Notify,
-        3,
-        Faults {
-            max_install_delay: STALLED,
-            ..Faults::none()
-        },
-    );
-    let (old, snap) = lagging_node_setup(&mut sim, 3, 20);
-    let other = if old == NodeId(1) {
-        NodeId(2)
-    } else {
-        NodeId(1)
-    };
+    let (mut sim, old, other, snap) = slow_notify_install();
     assert_eq!(
         sim.node(other).log_start(),
         SnapshotId::ZERO,
@@ -375,20 +379,7 @@ fn s7_leader_change_mid_install_new_leader_collects() {
 /// it (it is of a later term) and delivered at its first notification.
 #[test]
 fn s7b_result_waits_for_the_next_leader() {
-    let mut sim = cluster(
-        SnapshotMode::Notify,
-        3,
-        Faults {
-            max_install_delay: STALLED,
-            ..Faults::none()
-        },
-    );
-    let (old, snap) = lagging_node_setup(&mut sim, 3, 20);
-    let other = if old == NodeId(1) {
-        NodeId(2)
-    } else {
-        NodeId(1)
-    };
+    let (mut sim, old, other, snap) = slow_notify_install();
     sim.take_snapshot(other).unwrap();
     // Two more entries that node 3's snapshot will not have: node 3 cannot win an election.
     write(&mut sim, old, 2, &[old.0, other.0]);

@@ -318,27 +318,16 @@ where
         let FollowerInstall::Done(d) = self.install else {
             return false;
         };
-        if term == d.term && tag == d.tag {
-            self.send(
-                from,
-                term,
-                Body::InstallSnapshotResponse {
-                    tag,
-                    result: d.result,
-                },
-            );
-            return true;
+        let same_request = term == d.term && tag == d.tag;
+        if !same_request {
+            self.install = FollowerInstall::None;
         }
-        self.install = FollowerInstall::None;
-        if term > d.term {
-            self.send(
-                from,
-                term,
-                Body::InstallSnapshotResponse {
-                    tag,
-                    result: d.result,
-                },
-            );
+        if same_request || term > d.term {
+            let body = Body::InstallSnapshotResponse {
+                tag,
+                result: d.result,
+            };
+            self.send(from, term, body);
             return true;
         }
         false

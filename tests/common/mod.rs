@@ -441,24 +441,14 @@ impl Sim {
             }
         }
         if f.crash > 0.0 && self.rng.f64() < f.crash {
-            let up: Vec<NodeId> = self
-                .slots
-                .iter()
-                .filter(|s| s.node.is_some())
-                .map(|s| s.id)
-                .collect();
+            let up = self.ids_where(|s| s.node.is_some());
             if up.len() > 1 {
                 let id = up[self.rng.usize(0..up.len())];
                 self.crash(id);
             }
         }
         if f.restart > 0.0 && self.rng.f64() < f.restart {
-            let down: Vec<NodeId> = self
-                .slots
-                .iter()
-                .filter(|s| s.node.is_none())
-                .map(|s| s.id)
-                .collect();
+            let down = self.ids_where(|s| s.node.is_none());
             if !down.is_empty() {
                 let id = down[self.rng.usize(0..down.len())];
                 self.restart(id);
@@ -467,12 +457,8 @@ impl Sim {
         if f.read > 0.0 && self.rng.f64() < f.read {
             // Half the reads go to a node that believes it leads (a deposed one included):
             // that is where a stale read would come from.
-            let leaders: Vec<NodeId> = self
-                .slots
-                .iter()
-                .filter(|s| s.node.as_ref().is_some_and(|n| n.role() == Role::Leader))
-                .map(|s| s.id)
-                .collect();
+            let leaders =
+                self.ids_where(|s| s.node.as_ref().is_some_and(|n| n.role() == Role::Leader));
             let id = if !leaders.is_empty() && self.rng.bool() {
                 leaders[self.rng.usize(0..leaders.len())]
             } else {
@@ -499,6 +485,15 @@ impl Sim {
             let id = self.slots[self.rng.usize(0..self.slots.len())].id;
             let _ = self.propose(id);
         }
+    }
+
+    /// The ids of the slots that satisfy `pred`.
+    fn ids_where(&self, pred: impl Fn(&Slot) -> bool) -> Vec<NodeId> {
+        self.slots
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| s.id)
+            .collect()
     }
 
     /// Splits the nodes into two random sides (symmetric), or isolates one direction of one
