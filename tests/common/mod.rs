@@ -226,7 +226,8 @@ pub struct Sim {
     pub install_rounds: Vec<(NodeId, SnapshotId)>,
     /// Who proposed each accepted payload (the client waits for that node to apply it).
     pub proposer: std::collections::HashMap<u64, NodeId>,
-    /// The highest index a client has seen acknowledged (applied on its proposer).
+    /// The highest index a client has seen acknowledged (applied on its proposer), or returned
+    /// by a completed read: a read asked later must return at least this.
     pub acked: Index,
     /// Pending reads: id -> (node, the acknowledged index when the read was asked).
     pub reads: std::collections::HashMap<u64, (NodeId, Index)>,
@@ -872,6 +873,10 @@ impl Sim {
                         ));
                     }
                     self.stats.reads_served += 1;
+                    // Reads asked from now on must not see older state than this one returned.
+                    if value > self.acked {
+                        self.acked = value;
+                    }
                 }
                 Action::ReadFailed { id: rid, reason } => {
                     self.log(format_args!("read {} failed at {id}: {reason:?}", rid.0));
