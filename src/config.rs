@@ -1,5 +1,6 @@
 //! Node configuration and its validation.
 
+use crate::membership::{ConfChangeError, Membership};
 use crate::types::{Index, NodeId, SnapshotId, SnapshotMode};
 use core::fmt;
 
@@ -8,10 +9,15 @@ use core::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config<const PEERS: usize> {
-    /// This node's id (non-zero, and one of `voters`).
+    /// This node's id (non-zero).
     pub id: NodeId,
-    /// Every voting member, this node included.
-    pub voters: heapless::Vec<NodeId, PEERS>,
+    /// The membership at [`snapshot`](Self::snapshot): for a new cluster, its initial members;
+    /// after a restart, the membership stored with the application's snapshot. The node then
+    /// applies every membership change in its stored log after the snapshot: the configuration
+    /// in use is always the latest in the log (Raft §6). A node joining a running cluster may
+    /// be given the cluster's current membership (or any membership that does not make it a
+    /// voter): it learns the real one from the leader's log or snapshot.
+    pub membership: Membership<PEERS>,
     /// Base election timeout in ticks. The effective timeout is drawn from
     /// `[election_ticks, 2 * election_ticks)` after every reset, from `seed`.
     pub election_ticks: u32,
@@ -31,6 +37,16 @@ pub struct Config<const PEERS: usize> {
     pub applied: Index,
     /// Seed of the election-jitter generator. Give each node a different seed.
     pub seed: u64,
+    /// Lease-based linearizable reads (thesis §6.4.1), off by default. A leader that heard
+    /// from a quorum recently serves reads without a confirmation round, relying on followers
+    /// refusing votes for an election timeout after hearing from it. Needs `check_quorum`.
+    /// Safe only while tick rates differ by less than
+    /// [`max_clock_drift_percent`](Self::max_clock_drift_percent) and the runner ticks without
+    /// pauses (see the README's "Linearizable reads").
+    pub lease_reads: bool,
+    /// The largest difference between two nodes' tick rates, in percent of the nominal rate,
+    /// that lease reads tolerate. The lease is shortened by this much (default 20).
+    pub max_clock_drift_percent: u32,
     /// The application's latest durable snapshot, which its state machine was restored from at
     /// start-up (`SnapshotId::ZERO` if none). If it is ahead of the stored log (a crash right
     /// after installing a snapshot), the node resets its log to it.
@@ -50,13 +66,21 @@ impl<const PEERS: usize> Config<PEERS> {
     /// pre-vote and check-quorum on, seed derived from the id.
     ///
     /// # Errors
-    /// [`ConfigError::TooManyVoters`] when `voters` exceeds the `PEERS` capacity. Everything
+    /// [`ConfigError::TooManyVoters`] when `voters` exceeds the `PEERS` capacity,
+    /// [`ConfigError::ZeroId`] or [`ConfigError::DuplicateVoter`] for a bad list. Everything
     /// else is checked by [`Config::validate`].
     pub fn new(id: NodeId, voters: &[NodeId]) -> Result<Self, ConfigError> {
-        let voters = heapless::Vec::from_slice(voters).map_err(|_| ConfigError::TooManyVoters)?;
-        Ok(Self {
+        let membership = Membership::new(voters).map_err(ConfigError::from)?;
+        Ok(Self::with_membership(id, membership))
+    }
+
+    /// A configuration with the defaults of [`Config::new`] and any membership (learners,
+    /// or one that does not include this node, for a node joining a running cluster).
+    #[must_use]
+    pub fn with_membership(id: NodeId, membership: Membership<PEERS>) -> Self {
+        Self {
             id,
-            voters,
+            membership,
             election_ticks: 10,
             heartbeat_ticks: 1,
             pre_vote: true,
@@ -68,7 +92,9 @@ impl<const PEERS: usize> Config<PEERS> {
             snapshot_mode: SnapshotMode::Stream,
             snapshot_resend_ticks: 3,
             log_retention: 0,
-        })
+            lease_reads: false,
+            max_clock_drift_percent: 20,
+        }
     }
 
     /// Checks the configuration for contradictions.
@@ -79,16 +105,8 @@ impl<const PEERS: usize> Config<PEERS> {
         if self.id.0 == 0 {
             return Err(ConfigError::ZeroId);
         }
-        if self.voters.iter().any(|v| v.0 == 0) {
-            return Err(ConfigError::ZeroId);
-        }
-        for (i, a) in self.voters.iter().enumerate() {
-            if self.voters[i + 1..].contains(a) {
-                return Err(ConfigError::DuplicateVoter(*a));
-            }
-        }
-        if !self.voters.contains(&self.id) {
-            return Err(ConfigError::NotAVoter);
+        if self.lease_reads && (!self.check_quorum || self.max_clock_drift_percent >= 100) {
+            return Err(ConfigError::BadLease);
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return Err(ConfigError::BadTimeouts);
@@ -112,12 +130,14 @@ impl<const PEERS: usize> Config<PEERS> {
 pub enum ConfigError {
     /// A node id was 0.
     ZeroId,
-    /// More voters than the node's `PEERS` capacity.
+    /// More members than the node's `PEERS` capacity.
     TooManyVoters,
+    /// An empty membership.
+    NoVoters,
     /// A voter appears twice.
     DuplicateVoter(NodeId),
-    /// `id` is not among `voters`.
-    NotAVoter,
+    /// Lease reads without check-quorum, or with a clock drift of 100 % or more.
+    BadLease,
     /// `heartbeat_ticks` is 0, or not below `election_ticks`, or `election_ticks` is absurd.
     BadTimeouts,
     /// `max_inflight` is 0.
@@ -126,18 +146,31 @@ pub enum ConfigError {
     ZeroCapacity,
     /// `applied` is beyond the last index in storage.
     AppliedBeyondLog,
-    /// Storage reports a hard state whose vote is not a voter, or whose last entry has a higher
-    /// term than the hard state.
+    /// Storage contradicts itself: a last entry of a higher term than the hard state, a log
+    /// that starts after the application's snapshot, or a membership change in the log that
+    /// cannot follow the membership before it.
     InconsistentStorage,
+}
+
+impl From<ConfChangeError> for ConfigError {
+    fn from(e: ConfChangeError) -> Self {
+        match e {
+            ConfChangeError::Duplicate(id) => Self::DuplicateVoter(id),
+            ConfChangeError::ZeroId => Self::ZeroId,
+            ConfChangeError::NoVoters => Self::NoVoters,
+            _ => Self::TooManyVoters,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ZeroId => f.write_str("node id 0 is reserved"),
-            Self::TooManyVoters => f.write_str("more voters than the PEERS capacity"),
+            Self::TooManyVoters => f.write_str("more members than the PEERS capacity"),
+            Self::NoVoters => f.write_str("a membership needs at least one voter"),
             Self::DuplicateVoter(id) => write!(f, "voter {id} listed twice"),
-            Self::NotAVoter => f.write_str("this node is not among the voters"),
+            Self::BadLease => f.write_str("lease reads need check_quorum and a drift below 100 %"),
             Self::BadTimeouts => f.write_str("need 0 < heartbeat_ticks < election_ticks"),
             Self::ZeroInflight => f.write_str("max_inflight must be at least 1"),
             Self::ZeroCapacity => f.write_str("every capacity must be at least 1"),

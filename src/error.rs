@@ -172,13 +172,49 @@ impl fmt::Display for ReadError {
 
 impl core::error::Error for ReadError {}
 
+/// A membership change was refused; nothing was appended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum MembershipError {
+    /// Only the leader changes the membership. `leader` names it if known.
+    NotLeader {
+        /// The current leader, if known: retry there.
+        leader: Option<NodeId>,
+    },
+    /// The previous change is not committed yet, or this leader has not yet committed an entry
+    /// of its own term (thesis §4.1 and the single-server-change fix): retry once it has.
+    Pending,
+    /// Leadership is being transferred.
+    Transferring,
+    /// The unstable log is full: retry once persists are acknowledged.
+    Full,
+    /// The change is impossible from the current membership.
+    Invalid(crate::membership::ConfChangeError),
+}
+
+impl fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader (leader is {l})"),
+            Self::NotLeader { leader: None } => f.write_str("not the leader (leader unknown)"),
+            Self::Pending => f.write_str("a membership change is still pending"),
+            Self::Transferring => f.write_str("leadership transfer in progress"),
+            Self::Full => f.write_str("unstable log full"),
+            Self::Invalid(e) => write!(f, "invalid membership change: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for MembershipError {}
+
 /// A leadership transfer was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TransferError {
     /// Only the leader can transfer leadership.
     NotLeader,
-    /// The target is not a voter of the cluster (or is this node).
+    /// The target is not another voter of the cluster: a learner, a node being removed, an
+    /// unknown node, or this node.
     NotAVoter,
 }
 

@@ -111,6 +111,7 @@ pub mod canary;
 mod config;
 mod error;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod progress;
@@ -124,8 +125,10 @@ pub mod wire;
 pub use action::{Action, Persist, PersistToken};
 pub use config::{Config, ConfigError};
 pub use error::{
-    InstallError, PersistError, ProposeError, ReadError, SnapshotError, StepError, TransferError,
+    InstallError, MembershipError, PersistError, ProposeError, ReadError, SnapshotError, StepError,
+    TransferError,
 };
+pub use membership::{Change, ConfChange, ConfChangeError, MAX_CONF_CHANGES, Membership};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
 pub use node::{MAX_PENDING_READS, Node};
 pub use progress::FlowState;
@@ -134,7 +137,7 @@ pub use storage::Storage;
 pub use time::{Duration, Instant};
 pub use types::{
     Entry, EntryData, HardState, Index, InstallOutcome, NodeId, ReadId, Role, SnapshotId,
-    SnapshotMode, Term,
+    SnapshotMeta, SnapshotMode, Term,
 };
 
 /// Entries per message and per persist in the default profile.

@@ -5,7 +5,8 @@
 //! [`Node::persisted`](crate::Node::persisted)), so a runner may execute persists asynchronously
 //! and still hand the node a view that contains writes not yet acknowledged.
 
-use crate::types::{Entry, HardState, Index, SnapshotId, Term};
+use crate::membership::ConfChange;
+use crate::types::{Entry, EntryData, HardState, Index, SnapshotId, Term};
 
 /// Durable state as the runner's storage holds it.
 ///
@@ -25,5 +26,22 @@ pub trait Storage<P> {
     /// or installed snapshot recorded); `term(snapshot().index)` must answer its term.
     fn snapshot(&self) -> SnapshotId {
         SnapshotId::ZERO
+    }
+    /// Calls `f` with every membership-change entry stored after index `after`, in index order.
+    /// Used once, when a node starts, to find the configuration in use (the latest in the
+    /// log). The default reads every entry; a store that indexes membership entries as it
+    /// writes them can answer without reading the log.
+    fn membership_changes(&self, after: Index, f: &mut dyn FnMut(Index, &ConfChange)) {
+        let mut i = after.next();
+        while i <= self.last_index() {
+            if let Some(Entry {
+                data: EntryData::Membership(change),
+                ..
+            }) = self.entry(i)
+            {
+                f(i, &change);
+            }
+            i = i.next();
+        }
     }
 }

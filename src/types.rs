@@ -76,6 +76,11 @@ pub enum EntryData<P> {
     Noop,
     /// An application command, applied to the state machine once committed.
     Normal(P),
+    /// A membership change ([`Node::propose_conf_change`](crate::Node::propose_conf_change)).
+    /// It takes effect on every node as soon as it is in the log (Raft §6), committed or not.
+    /// An application that applies it keeps its own copy of the membership up to date with
+    /// [`Membership::apply`](crate::Membership::apply), to store it with its snapshots.
+    Membership(crate::membership::ConfChange),
 }
 
 /// One log entry.
@@ -125,6 +130,19 @@ impl SnapshotId {
         index: Index(0),
         term: Term(0),
     };
+}
+
+/// A snapshot as the application stores it: its id and the membership in effect at its index
+/// (what an application reports with
+/// [`Node::snapshot_installed`](crate::Node::snapshot_installed), and gives back in
+/// [`Config`](crate::Config) after a restart).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SnapshotMeta<const N: usize> {
+    /// The snapshot's last entry.
+    pub id: SnapshotId,
+    /// The membership after applying every entry up to `id.index`.
+    pub membership: crate::membership::Membership<N>,
 }
 
 /// How a leader brings a follower that is behind its compacted log up to date. Cluster-wide:

@@ -5,8 +5,8 @@ mod common;
 
 use common::store::MemStore;
 use raftlet::{
-    Action, Body, Config, ConfigError, Duration, Entry, EntryData, HardState, Index, Instant, Node,
-    NodeId, PersistError, PersistToken, Role, Term,
+    Action, Body, Change, ConfChange, Config, ConfigError, Duration, Entry, EntryData, HardState,
+    Index, Instant, Node, NodeId, PersistError, PersistToken, Role, Term,
 };
 
 fn ids(n: u64) -> Vec<NodeId> {
@@ -28,13 +28,17 @@ fn bad_configurations_are_typed_errors() {
         Some(ConfigError::ZeroId)
     );
     assert_eq!(
-        new(Config::new(NodeId(9), &ids(3)).unwrap()),
-        Some(ConfigError::NotAVoter)
-    );
-    assert_eq!(
-        new(Config::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(2)]).unwrap()),
+        Config::<5>::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(2)]).err(),
         Some(ConfigError::DuplicateVoter(NodeId(2)))
     );
+    assert_eq!(
+        Config::<5>::new(NodeId(1), &[]).err(),
+        Some(ConfigError::NoVoters)
+    );
+    let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
+    c.lease_reads = true;
+    c.check_quorum = false;
+    assert_eq!(new(c), Some(ConfigError::BadLease));
     let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
     c.heartbeat_ticks = 10;
     assert_eq!(new(c), Some(ConfigError::BadTimeouts));
@@ -53,7 +57,7 @@ fn bad_configurations_are_typed_errors() {
 #[test]
 fn contradictory_storage_is_refused_on_restart() {
     let config = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
-    // A vote for a non-member.
+    // A membership change that cannot follow the membership before it (removes a non-member).
     let mut store = MemStore {
         hs: HardState {
             term: Term(2),
@@ -62,10 +66,16 @@ fn contradictory_storage_is_refused_on_restart() {
         },
         ..MemStore::default()
     };
+    store.log.push(Entry {
+        term: Term(1),
+        index: Index(1),
+        data: EntryData::Membership(ConfChange::single(Change::Remove(NodeId(9)))),
+    });
     assert_eq!(
         Small::new(config.clone(), &store).err(),
         Some(ConfigError::InconsistentStorage)
     );
+    store.log.clear();
     // An entry from a term later than the stored term.
     store.hs = HardState {
         term: Term(1),

@@ -13,7 +13,7 @@ mod common;
 use common::{Faults, Sim};
 use raftlet::{
     Body, Config, Index, InstallOutcome, InstallRequest, Message, Node, NodeId, Role,
-    SnapshotError, SnapshotId, SnapshotMode, StepError, Term,
+    SnapshotError, SnapshotId, SnapshotMeta, SnapshotMode, StepError, Term,
 };
 
 const ANY: u64 = 60_000;
@@ -711,9 +711,12 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
     assert!(node.is_installing());
     // The application installs a snapshot at 8, which this log holds (same term).
     node.snapshot_installed(
-        Ok(SnapshotId {
-            index: Index(8),
-            term: Term(1),
+        Ok(SnapshotMeta {
+            id: SnapshotId {
+                index: Index(8),
+                term: Term(1),
+            },
+            membership: node.membership().clone(),
         }),
         &store,
     )
@@ -768,9 +771,12 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
     }
     assert!(node.is_installing());
     node.snapshot_installed(
-        Ok(SnapshotId {
-            index: Index(29),
-            term: Term(2),
+        Ok(SnapshotMeta {
+            id: SnapshotId {
+                index: Index(29),
+                term: Term(2),
+            },
+            membership: node.membership().clone(),
         }),
         &store,
     )

@@ -6,8 +6,9 @@
 //! * pre-votes change no term and no vote anywhere;
 //! * a leader that has not heard from a quorum for an election timeout steps down.
 
-use super::{Node, RoleState, Tally, VoteSet};
+use super::{Node, RoleState, VoteSet};
 use crate::error::TransferError;
+use crate::membership::VoteResult;
 use crate::message::Body;
 use crate::progress::Progress;
 use crate::storage::Storage;
@@ -43,6 +44,11 @@ where
         let Some(i) = progress.iter().position(|p| p.id == to) else {
             return Err(TransferError::NotAVoter);
         };
+        // Only a voter of the incoming configuration may take over (a learner cannot campaign,
+        // a node being removed should not lead).
+        if !self.configs.current.voters().contains(&to) {
+            return Err(TransferError::NotAVoter);
+        }
         info!(
             "{} transfers leadership to {} at term {}",
             self.cfg.id, to, self.hs.term
@@ -66,7 +72,10 @@ where
 
     /// Follower: the leader asks this node to take over now.
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if matches!(self.role, RoleState::Follower) && self.leader == Some(from) {
+        if matches!(self.role, RoleState::Follower)
+            && self.leader == Some(from)
+            && self.can_campaign()
+        {
             info!("{} takes over leadership from {}", self.cfg.id, from);
             self.stats.campaigns += 1;
             self.become_candidate_with(true);
@@ -74,8 +83,16 @@ where
     }
 
     pub(super) fn start_election<S: Storage<P>>(&mut self, storage: &S) {
+        if !self.can_campaign() {
+            // Learners and removed nodes never campaign.
+            self.reset_election_timer();
+            return;
+        }
         self.stats.campaigns += 1;
-        if self.cfg.pre_vote {
+        // A node that is not a voter of its configuration (it campaigns only because the change
+        // that removed it may not be committed) always asks for pre-votes first: it is likely
+        // the one with a stale log, and must not inflate the terms of the nodes that can win.
+        if self.cfg.pre_vote || !self.is_voter() {
             self.become_pre_candidate(storage);
         } else {
             self.become_candidate();
@@ -114,12 +131,7 @@ where
                 last_index: self.log.last_index(),
                 last_term: self.log.last_term(),
             };
-            for i in 0..self.cfg.voters.len() {
-                let v = self.cfg.voters[i];
-                if v != self.cfg.id {
-                    self.send(v, self.hs.term, body.clone());
-                }
-            }
+            self.send_to_voters(self.hs.term, &body);
         } else {
             self.request_votes(false);
         }
@@ -136,11 +148,20 @@ where
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
         };
-        for i in 0..self.cfg.voters.len() {
-            let v = self.cfg.voters[i];
-            if v != self.cfg.id {
-                self.send(v, term, body.clone());
-            }
+        self.send_to_voters(term, &body);
+    }
+
+    /// Sends `body` to every other voter, of both halves of a joint configuration.
+    fn send_to_voters(&mut self, term: Term, body: &Body<P, BATCH>) {
+        let id = self.cfg.id;
+        let voters: heapless::Vec<NodeId, PEERS> = self
+            .configs
+            .current
+            .all_voters()
+            .filter(|v| *v != id)
+            .collect();
+        for v in voters {
+            self.send(v, term, body.clone());
         }
     }
 
@@ -156,6 +177,14 @@ where
             self.leader = None;
             self.release_withheld();
         }
+    }
+
+    /// Becomes a follower of `term` (leader unknown) without restarting the election timer.
+    pub(crate) fn step_down_to(&mut self, term: Term) {
+        let (elapsed, timeout) = (self.election_elapsed, self.election_timeout);
+        self.become_follower(term, None);
+        self.election_elapsed = elapsed;
+        self.election_timeout = timeout;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -178,9 +207,9 @@ where
     fn become_leader<S: Storage<P>>(&mut self, storage: &S) {
         let next = self.log.last_index().next();
         let mut progress = heapless::Vec::new();
-        for &v in &self.cfg.voters {
-            if v != self.cfg.id {
-                let _ = progress.push(Progress::new(v, next, self.cfg.max_inflight));
+        for m in self.configs.current.members() {
+            if m != self.cfg.id {
+                let _ = progress.push(Progress::new(m, next, self.cfg.max_inflight));
             }
         }
         self.role = RoleState::Leader(progress);
@@ -209,15 +238,15 @@ where
 
     pub(super) fn check_election_result<S: Storage<P>>(&mut self, storage: &S) {
         let (pre, tally) = match &self.role {
-            RoleState::PreCandidate(v) => (true, v.tally(&self.cfg.voters)),
-            RoleState::Candidate(v) => (false, v.tally(&self.cfg.voters)),
+            RoleState::PreCandidate(v) => (true, v.tally(&self.configs.current)),
+            RoleState::Candidate(v) => (false, v.tally(&self.configs.current)),
             _ => return,
         };
         match (tally, pre) {
-            (Tally::Won, true) => self.become_candidate(),
-            (Tally::Won, false) => self.become_leader(storage),
-            (Tally::Lost, _) => self.become_follower(self.hs.term, None),
-            (Tally::Pending, _) => {}
+            (VoteResult::Won, true) => self.become_candidate(),
+            (VoteResult::Won, false) => self.become_leader(storage),
+            (VoteResult::Lost, _) => self.become_follower(self.hs.term, None),
+            (VoteResult::Pending, _) => {}
         }
     }
 
@@ -306,14 +335,17 @@ where
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
+                let id = self.cfg.id;
                 let RoleState::Leader(progress) = &mut self.role else {
                     return;
                 };
-                let active = 1 + progress.iter().filter(|p| p.recent_active).count();
+                let active = self.configs.current.is_quorum(|v| {
+                    v == id || progress.iter().any(|p| p.id == v && p.recent_active)
+                });
                 for p in progress.iter_mut() {
                     p.recent_active = false;
                 }
-                if active < self.cfg.voters.len() / 2 + 1 {
+                if !active {
                     self.stats.quorum_lost += 1;
                     warn!(
                         "{} lost its quorum at term {}: stepping down",

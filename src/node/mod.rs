@@ -14,6 +14,7 @@
 //!   can be dropped (queue full), and each drop is counted.
 
 mod election;
+mod membership;
 mod read;
 mod replication;
 mod snapshot;
@@ -35,17 +36,12 @@ use crate::storage::Storage;
 use crate::time::{Duration, Instant};
 use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, Role, SnapshotId, Term};
 use heapless::Deque;
+use membership::Configs;
 
 /// Votes received in one (pre-)election: the first answer of each voter counts, duplicates do not.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct VoteSet<const N: usize> {
     votes: heapless::Vec<(NodeId, bool), N>,
-}
-
-enum Tally {
-    Won,
-    Lost,
-    Pending,
 }
 
 impl<const N: usize> VoteSet<N> {
@@ -57,21 +53,16 @@ impl<const N: usize> VoteSet<N> {
     fn has(&self, id: NodeId) -> bool {
         self.votes.iter().any(|(v, _)| *v == id)
     }
-    fn tally(&self, voters: &[NodeId]) -> Tally {
-        let quorum = voters.len() / 2 + 1;
-        let counted = |want: bool| {
+    fn tally<const M: usize>(
+        &self,
+        membership: &crate::membership::Membership<M>,
+    ) -> crate::membership::VoteResult {
+        membership.vote_result(|id| {
             self.votes
                 .iter()
-                .filter(|(id, g)| *g == want && voters.contains(id))
-                .count()
-        };
-        if counted(true) >= quorum {
-            Tally::Won
-        } else if counted(false) > voters.len() - quorum {
-            Tally::Lost
-        } else {
-            Tally::Pending
-        }
+                .find(|(v, _)| *v == id)
+                .map(|(_, granted)| *granted)
+        })
     }
 }
 
@@ -160,6 +151,8 @@ pub struct Node<
     pub(crate) reported_installs: heapless::Vec<(NodeId, SnapshotId), PEERS>,
     /// Leader: a leadership transfer to this node, and the ticks it has taken.
     pub(crate) transfer: Option<(NodeId, u32)>,
+    /// The membership in use (the latest in the log) and the one before it.
+    pub(crate) configs: Configs<PEERS>,
 }
 
 impl<
@@ -186,9 +179,6 @@ where
         config.validate()?;
         config.max_inflight = config.max_inflight.min(INFLIGHT);
         let mut hs = storage.hard_state();
-        if hs.vote.is_some_and(|v| !config.voters.contains(&v)) {
-            return Err(ConfigError::InconsistentStorage);
-        }
         let base = storage.snapshot();
         let last = storage.last_index();
         if last < base.index {
@@ -214,6 +204,15 @@ where
         if reset && hs.pending_install.is_none() {
             hs.pending_install = Some(app);
         }
+        // The configuration in use is the latest in the log: replay the membership changes
+        // stored after the application's snapshot (`config.membership` is the one at it).
+        let configs = if reset {
+            Configs::new(app.index, config.membership.clone())
+        } else {
+            let after = app.index.max(base.index);
+            Configs::replay(after, config.membership.clone(), storage)
+                .ok_or(ConfigError::InconsistentStorage)?
+        };
         let mut node = Self {
             rng: SplitMix64::new(config.seed),
             cfg: config,
@@ -247,6 +246,7 @@ where
             reads: read::Reads::default(),
             reported_installs: heapless::Vec::new(),
             transfer: None,
+            configs,
         };
         if reset {
             node.log.reset_to(app);
@@ -325,7 +325,10 @@ where
         msg: Message<P, BATCH>,
         storage: &S,
     ) -> Result<(), StepError> {
-        if msg.to != self.cfg.id || msg.from == self.cfg.id || !self.cfg.voters.contains(&msg.from)
+        if msg.to != self.cfg.id
+            || msg.from == self.cfg.id
+            || msg.from.0 == 0
+            || !self.accepts_from(msg.from, &msg.body)
         {
             self.stats.unknown_peer += 1;
             debug!(
@@ -435,9 +438,9 @@ where
     pub fn id(&self) -> NodeId {
         self.cfg.id
     }
-    /// The voting members.
+    /// The voters of the membership in use (of its incoming half, while joint).
     pub fn voters(&self) -> &[NodeId] {
-        &self.cfg.voters
+        self.configs.current.voters()
     }
     /// The current role.
     pub fn role(&self) -> Role {
@@ -592,6 +595,8 @@ where
             if self.noop_pending {
                 self.append_noop();
             }
+            // A leave of a joint configuration that found no room may go in now.
+            self.membership_after_commit();
             if self.maybe_commit(storage) {
                 self.bcast_append(storage);
             }

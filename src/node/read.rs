@@ -122,10 +122,6 @@ where
         }
     }
 
-    fn quorum(&self) -> usize {
-        self.cfg.voters.len() / 2 + 1
-    }
-
     /// Leader: starts the next confirmation round if reads wait for it and none is in flight.
     pub(super) fn maybe_start_read_round(&mut self) {
         let RoleState::Leader(progress) = &self.role else {
@@ -171,19 +167,21 @@ where
         let RoleState::Leader(progress) = &self.role else {
             return;
         };
-        let mut acked: heapless::Vec<u64, PEERS> = heapless::Vec::new();
-        let _ = acked.push(self.reads.seq_sent);
-        for p in progress {
-            let _ = acked.push(p.read_acked);
-        }
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum = if crate::canary::on(crate::canary::Canary::ReadWithoutQuorum) {
-            1
+        let id = self.cfg.id;
+        let sent = self.reads.seq_sent;
+        let confirmed = if crate::canary::on(crate::canary::Canary::ReadWithoutQuorum) {
+            sent
         } else {
-            self.quorum()
-        };
-        let Some(&confirmed) = acked.get(quorum - 1) else {
-            return;
+            self.configs.current.quorum_min(|v| {
+                if v == id {
+                    sent
+                } else {
+                    progress
+                        .iter()
+                        .find(|p| p.id == v)
+                        .map_or(0, |p| p.read_acked)
+                }
+            })
         };
         if confirmed <= self.reads.seq_confirmed {
             return;

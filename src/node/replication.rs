@@ -187,22 +187,22 @@ where
         let RoleState::Leader(progress) = &self.role else {
             return false;
         };
-        let mut matched: heapless::Vec<Index, PEERS> = heapless::Vec::new();
-        let _ = matched.push(
-            if crate::canary::on(crate::canary::Canary::LeaderCountsVolatile) {
-                self.log.last_index()
-            } else {
-                self.log.stable_last()
-            },
-        );
-        for pr in progress {
-            let _ = matched.push(pr.matched);
-        }
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum = self.cfg.voters.len() / 2 + 1;
-        let Some(&candidate) = matched.get(quorum - 1) else {
-            return false;
+        let own = if crate::canary::on(crate::canary::Canary::LeaderCountsVolatile) {
+            self.log.last_index()
+        } else {
+            self.log.stable_last()
         };
+        let id = self.cfg.id;
+        let candidate = Index(self.configs.current.quorum_min(|v| {
+            if v == id {
+                own.0
+            } else {
+                progress
+                    .iter()
+                    .find(|p| p.id == v)
+                    .map_or(0, |p| p.matched.0)
+            }
+        }));
         if candidate > self.commit
             && (self.log.term(candidate, storage) == Some(self.hs.term)
                 || crate::canary::on(crate::canary::Canary::CommitOldTerm)
@@ -214,6 +214,7 @@ where
             );
             self.commit = candidate;
             self.reads_after_commit();
+            self.membership_after_commit();
             true
         } else {
             false
@@ -276,7 +277,11 @@ where
                 }
                 return Err(StepError::LogFull);
             }
-            if conflict <= self.log.last_index() {
+            let truncating = conflict <= self.log.last_index();
+            let end = entries.len().min(first_new + room);
+            let configs =
+                self.configs_after_append(conflict, truncating, &entries[first_new..end])?;
+            if truncating {
                 debug!("{} truncates its log from {}", self.cfg.id, conflict);
                 self.log.truncate_from(conflict, storage);
                 if let Some((_, _, m)) = &mut self.pending_ack {
@@ -288,6 +293,9 @@ where
                 if self.log.push(e).is_err() {
                     break;
                 }
+            }
+            if let Some(configs) = configs {
+                self.configs = configs;
             }
         }
         let new_commit = if crate::canary::on(crate::canary::Canary::CommitNotClamped) {

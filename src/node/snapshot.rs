@@ -25,13 +25,15 @@
 //!   adopting the snapshot (the pending event is in the hard state, so it survives a restart),
 //!   and `InstallComplete(Unavailable)` once per round.
 
+use super::membership::Configs;
 use super::{Node, RoleState};
 use crate::action::Action;
 use crate::error::{InstallError, SnapshotError, StepError};
+use crate::membership::Membership;
 use crate::message::{AppendResult, Body, InstallRequest, InstallResult};
 use crate::progress::FlowState;
 use crate::storage::Storage;
-use crate::types::{Index, InstallOutcome, NodeId, SnapshotId, SnapshotMode, Term};
+use crate::types::{Index, InstallOutcome, NodeId, SnapshotId, SnapshotMeta, SnapshotMode, Term};
 
 /// The follower side of an installation from the leader.
 #[derive(Debug)]
@@ -145,15 +147,17 @@ where
     }
 
     /// The application's report on the install it was asked for
-    /// ([`Action::InstallSnapshotFromLeader`] or [`Action::RestoreSnapshot`]): `Ok(id)` once the
-    /// state machine holds snapshot `id` durably.
+    /// ([`Action::InstallSnapshotFromLeader`] or [`Action::RestoreSnapshot`]): `Ok(meta)` once
+    /// the state machine holds snapshot `meta.id` durably. `meta.membership` is the membership
+    /// stored with the snapshot (the one in effect at its index): when the snapshot replaces
+    /// the log, it becomes the configuration in use.
     ///
     /// # Errors
     /// [`SnapshotError::NoInstall`] when no install is waiting for a report;
     /// [`SnapshotError::Stale`] for a snapshot below the commit index (treated as a failure).
     pub fn snapshot_installed<S: Storage<P>>(
         &mut self,
-        result: Result<SnapshotId, InstallError>,
+        result: Result<SnapshotMeta<PEERS>, InstallError>,
         storage: &S,
     ) -> Result<(), SnapshotError> {
         let install = core::mem::replace(&mut self.install, FollowerInstall::None);
@@ -162,9 +166,9 @@ where
                 let result = match result {
                     // A snapshot older than what is committed here is of no use: fail the round
                     // quietly so the next notification starts another.
-                    Ok(id) if id.index < self.commit => return Err(SnapshotError::Stale),
-                    Ok(id) => {
-                        self.adopt_snapshot(id, storage);
+                    Ok(meta) if meta.id.index < self.commit => return Err(SnapshotError::Stale),
+                    Ok(SnapshotMeta { id, membership }) => {
+                        self.adopt_snapshot(id, membership, storage);
                         InstallResult::Installed(id)
                     }
                     Err(InstallError::Unavailable) => {
@@ -176,8 +180,8 @@ where
                 (result, round.last_request, round.leader)
             }
             FollowerInstall::Stream(rx) if rx.restoring => match result {
-                Ok(id) if id.index >= self.commit => {
-                    self.adopt_snapshot(id, storage);
+                Ok(SnapshotMeta { id, membership }) if id.index >= self.commit => {
+                    self.adopt_snapshot(id, membership, storage);
                     (
                         InstallResult::Installed(id),
                         (rx.term, rx.tag),
@@ -254,12 +258,18 @@ where
     /// the snapshot's last entry with the same term, the log is kept as it is: entries after the
     /// snapshot may already be acknowledged to the leader and counted toward commit, so they must
     /// not be dropped. Otherwise the whole log is replaced by the snapshot.
-    fn adopt_snapshot<S: Storage<P>>(&mut self, id: SnapshotId, storage: &S) {
+    fn adopt_snapshot<S: Storage<P>>(
+        &mut self,
+        id: SnapshotId,
+        membership: Membership<PEERS>,
+        storage: &S,
+    ) {
         info!(
             "{} installed snapshot {} at term {}",
             self.cfg.id, id.index, id.term
         );
         if self.log.term(id.index, storage) != Some(id.term) {
+            self.configs = Configs::new(id.index, membership);
             self.log.reset_to(id);
             self.reset_due = Some(id);
             self.compact_due = None;

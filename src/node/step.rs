@@ -110,27 +110,58 @@ where
                 | Body::Heartbeat { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => self.become_follower(msg.term, Some(msg.from)),
-                _ => self.become_follower(msg.term, None),
+                // A reply from a later term: step down, but keep the election timer running.
+                // Restarting it here would hand the race for the next term to whichever node
+                // keeps refusing us (a fast-clocked node with a stale log whose configuration
+                // does not include us outpaced a real candidate forever this way: seed 5373).
+                _ => {
+                    let campaigning = matches!(
+                        self.role,
+                        RoleState::PreCandidate(_) | RoleState::Candidate(_)
+                    );
+                    self.step_down_to(msg.term);
+                    if campaigning && matches!(msg.body, Body::VoteResponse { granted: false, .. })
+                    {
+                        // Refused for asking in a stale term: ask again in the next one at the
+                        // next tick. A candidate that learns terms only from refusals (the
+                        // voter's configuration does not include it) would otherwise always ask
+                        // one term too late (seed 1934).
+                        self.election_elapsed = self.election_timeout;
+                    }
+                }
             }
         } else if msg.term < term {
             self.stats.stale_term += 1;
             match msg.body {
-                // Tell a stale leader the current term, so it steps down. Without pre-vote or
-                // check-quorum the stale leader's own timers would do that.
+                // Tell a stale leader the current term, so it steps down (Raft figure 2: every
+                // reply carries the term). Its own timers cannot be relied on: a leader whose
+                // configuration does not include the nodes that moved on (a learner, a removed
+                // node) hears no vote request from them and keeps its quorum.
                 Body::Append { .. }
                 | Body::Heartbeat { .. }
                 | Body::InstallSnapshot { .. }
-                | Body::ReadConfirm { .. }
-                    if self.cfg.check_quorum || self.cfg.pre_vote =>
-                {
+                | Body::ReadConfirm { .. } => {
                     self.send(msg.from, term, Body::HeartbeatResponse);
                 }
-                Body::VoteRequest { pre_vote: true, .. } => {
+                // Refuse a stale candidate with the current term (Raft figure 2), so it moves on:
+                // a candidate whose configuration does not include the nodes ahead of it hears
+                // from them in no other way (found by the simulator with membership changes).
+                Body::VoteRequest { pre_vote, .. } => {
                     self.send(
                         msg.from,
                         term,
                         Body::VoteResponse {
-                            pre_vote: true,
+                            pre_vote,
+                            granted: false,
+                        },
+                    );
+                }
+                Body::VoteRequestTransfer { .. } => {
+                    self.send(
+                        msg.from,
+                        term,
+                        Body::VoteResponse {
+                            pre_vote: false,
                             granted: false,
                         },
                     );

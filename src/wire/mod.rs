@@ -241,7 +241,15 @@ const VARIANT: usize = 5;
 #[must_use]
 pub const fn max_frame_len_for(batch: usize, max_payload: usize) -> usize {
     let header = 1 + U64 + 3 * U64 + VARIANT;
-    let entry = 2 * U64 + VARIANT + max_payload;
+    // An entry carries a payload or a membership change (a count, up to MAX_CONF_CHANGES
+    // changes of a variant and a node id, and a flag).
+    let conf_change = 1 + crate::membership::MAX_CONF_CHANGES * (VARIANT + U64) + 1;
+    let data = if max_payload > conf_change {
+        max_payload
+    } else {
+        conf_change
+    };
+    let entry = 2 * U64 + VARIANT + data;
     let append = 3 * U64 + varint_len(batch) + batch * entry;
     let response = VARIANT + 3 * U64;
     let vote = 1 + 2 * U64;

@@ -12,8 +12,8 @@ pub mod store;
 
 use oracle::Oracle;
 use raftlet::{
-    Action, Config, Index, InstallError, InstallOutcome, Message, Node, NodeId, ProposeError, Role,
-    SnapshotId, SnapshotMode, Storage, Term,
+    Action, Change, ConfChange, Config, Index, InstallError, InstallOutcome, Membership, Message,
+    Node, NodeId, ProposeError, Role, SnapshotId, SnapshotMeta, SnapshotMode, Storage, Term,
 };
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -62,6 +62,8 @@ pub struct Faults {
     pub read: f64,
     /// Per event: probability that the leader transfers leadership to a random voter.
     pub transfer: f64,
+    /// Per event: probability that the leader is asked for a random membership change.
+    pub membership: f64,
 }
 
 impl Faults {
@@ -94,21 +96,39 @@ impl Faults {
             install_fail: pick(rng, 0.3, 0.3),
             read: 0.01 + rng.f64() * 0.05,
             transfer: pick(rng, 0.5, 0.003),
+            membership: 0.0,
         }
     }
 }
 
-/// A snapshot of the simulated state machine: the hash chain of the applied prefix.
+/// A snapshot of the simulated state machine: the hash chain of the applied prefix and the
+/// membership it reached (encoded, see `oracle::encode_membership`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimSnapshot {
     pub id: SnapshotId,
     pub hash: u64,
+    pub conf: u64,
 }
 
 impl SimSnapshot {
+    /// The state before any entry, with the initial membership.
+    pub fn initial(membership: &Membership<5>) -> Self {
+        Self {
+            id: SnapshotId::ZERO,
+            hash: 0,
+            conf: oracle::encode_membership(membership),
+        }
+    }
     /// The snapshot as chunks of the stream protocol, and their checksum.
-    pub fn words(&self) -> [u64; 3] {
-        [self.id.index.0, self.id.term.0, self.hash]
+    pub fn words(&self) -> [u64; 4] {
+        [self.id.index.0, self.id.term.0, self.hash, self.conf]
+    }
+    /// What the application reports when it installed this snapshot.
+    pub fn meta(&self) -> SnapshotMeta<5> {
+        SnapshotMeta {
+            id: self.id,
+            membership: oracle::decode_membership(self.conf),
+        }
     }
     pub fn checksum(words: &[u64]) -> u64 {
         words.iter().fold(0xCBF2_9CE4_8422_2325, |h, w| {
@@ -171,6 +191,7 @@ pub struct RunStats {
     pub reads_served: u64,
     pub reads_failed: u64,
     pub reads_refused: u64,
+    pub conf_changes: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
     pub partitions: u64,
@@ -180,7 +201,7 @@ pub struct RunStats {
 
 impl RunStats {
     /// Every counter by name (for the soak report).
-    pub fn counters(&self) -> [(&'static str, u64); 18] {
+    pub fn counters(&self) -> [(&'static str, u64); 19] {
         [
             ("events", self.events),
             ("delivered", self.delivered),
@@ -200,6 +221,7 @@ impl RunStats {
             ("transfers", self.transfers),
             ("reads_failed", self.reads_failed),
             ("reads_refused", self.reads_refused),
+            ("conf_changes", self.conf_changes),
         ]
     }
 }
@@ -239,6 +261,10 @@ pub struct Sim {
     pub wire_frames: u64,
     trace_hash: std::collections::hash_map::DefaultHasher,
     pub trace: Option<String>,
+    /// The membership the cluster started with.
+    pub initial: Membership<5>,
+    /// Nodes shut down for good (removed from the cluster).
+    pub retired: BTreeSet<NodeId>,
 }
 
 impl Sim {
@@ -253,12 +279,25 @@ impl Sim {
         faults: Faults,
         tweak: impl Fn(&mut Config<5>),
     ) -> Self {
+        Self::with_members(seed, n, n, faults, tweak)
+    }
+
+    /// `n` nodes with ids `1..=n`, of which `1..=voters` form the initial cluster; the others
+    /// run, outside the cluster, until a membership change adds them.
+    pub fn with_members(
+        seed: u64,
+        n: usize,
+        voters: usize,
+        faults: Faults,
+        tweak: impl Fn(&mut Config<5>),
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let ids: Vec<NodeId> = (1..=n as u64).map(NodeId).collect();
+        let initial = Membership::new(&ids[..voters]).expect("membership");
         let slots = ids
             .iter()
             .map(|&id| {
-                let mut config = Config::new(id, &ids).expect("config");
+                let mut config = Config::with_membership(id, initial.clone());
                 config.seed = rng.u64(..);
                 config.election_ticks = 10;
                 config.heartbeat_ticks = 2;
@@ -275,10 +314,7 @@ impl Sim {
                     next_tick: rng.u64(1..=tick_period),
                     config,
                     incarnation: 0,
-                    sm: SimSnapshot {
-                        id: SnapshotId::ZERO,
-                        hash: 0,
-                    },
+                    sm: SimSnapshot::initial(&initial),
                     app_snapshot: None,
                     snapshot_history: Vec::new(),
                     staging: Vec::new(),
@@ -297,7 +333,8 @@ impl Sim {
             faults,
             cut: BTreeSet::new(),
             stalled_disks: BTreeSet::new(),
-            oracle: Oracle::new(n),
+            oracle: Oracle::new(n, initial.clone()),
+            initial,
             stats: RunStats::default(),
             install_events: Vec::new(),
             install_rounds: Vec::new(),
@@ -311,6 +348,7 @@ impl Sim {
             wire_frames: 0,
             trace_hash: Default::default(),
             trace,
+            retired: BTreeSet::new(),
         }
     }
 
@@ -482,6 +520,9 @@ impl Sim {
             }
             self.drain(l);
         }
+        if f.membership > 0.0 && self.rng.f64() < f.membership {
+            self.random_membership_change();
+        }
         if f.propose > 0.0 && self.rng.f64() < f.propose {
             let id = self.slots[self.rng.usize(0..self.slots.len())].id;
             let _ = self.propose(id);
@@ -588,20 +629,20 @@ impl Sim {
 
     pub fn restart(&mut self, id: NodeId) {
         let i = Self::ix(id);
-        if self.slots[i].node.is_some() {
+        if self.slots[i].node.is_some() || self.retired.contains(&id) {
             return;
         }
+        let initial = SimSnapshot::initial(&self.initial);
         let slot = &mut self.slots[i];
         slot.incarnation += 1;
-        // The application restores its state machine from its latest durable snapshot.
-        let restored = slot.app_snapshot.unwrap_or(SimSnapshot {
-            id: SnapshotId::ZERO,
-            hash: 0,
-        });
+        // The application restores its state machine from its latest durable snapshot, and
+        // gives the node the membership stored with it.
+        let restored = slot.app_snapshot.unwrap_or(initial);
         slot.sm = restored;
         let mut config = slot.config.clone();
         config.snapshot = restored.id;
         config.applied = restored.id.index;
+        config.membership = oracle::decode_membership(restored.conf);
         let node = SimNode::new(config, &slot.disk.durable)
             .unwrap_or_else(|e| panic!("restart of {id} from its durable state failed: {e}"));
         slot.node = Some(node);
@@ -643,6 +684,76 @@ impl Sim {
         }
         self.drain(id);
         r
+    }
+
+    /// Asks node `at` to change the membership.
+    pub fn change_membership(
+        &mut self,
+        at: NodeId,
+        change: ConfChange,
+    ) -> Result<Index, raftlet::MembershipError> {
+        let slot = &mut self.slots[Self::ix(at)];
+        let Some(node) = slot.node.as_mut() else {
+            return Err(raftlet::MembershipError::NotLeader { leader: None });
+        };
+        let r = node.propose_conf_change(change, &slot.disk.durable);
+        if r.is_ok() {
+            self.stats.conf_changes += 1;
+        }
+        self.log(format_args!(
+            "membership change {change:?} at {at} -> {r:?}"
+        ));
+        self.drain(at);
+        r
+    }
+
+    /// The leader is asked for a random membership change: add a learner or a voter, promote,
+    /// demote, remove a voter, a learner or the leader itself, replace a voter, or leave a
+    /// joint configuration; a quarter of them leave their joint configuration only when asked.
+    pub fn random_membership_change(&mut self) {
+        let Some(l) = self.leader() else {
+            return;
+        };
+        let m = self.node(l).membership().clone();
+        let outside: Vec<NodeId> = self
+            .ids()
+            .into_iter()
+            .filter(|id| !m.is_member(*id) && !self.retired.contains(id))
+            .collect();
+        let learners: Vec<NodeId> = m
+            .learners()
+            .iter()
+            .copied()
+            .filter(|id| !m.is_voter(*id))
+            .collect();
+        let voters: Vec<NodeId> = m.voters().to_vec();
+        let kind = self.rng.u8(0..9);
+        let rng = &mut self.rng;
+        let mut pick = |v: &[NodeId]| (!v.is_empty()).then(|| v[rng.usize(0..v.len())]);
+        let one = |c: Option<Change>| c.map(ConfChange::single);
+        let change = match kind {
+            0 => one(pick(&outside).map(Change::AddLearner)),
+            1 => one(pick(&learners).map(Change::AddVoter)),
+            2 => one(pick(&outside).map(Change::AddVoter)),
+            3 => one(pick(&voters).map(Change::Remove)),
+            4 => one(Some(Change::Remove(l))),
+            5 => match (pick(&outside), pick(&voters)) {
+                (Some(a), Some(r)) => ConfChange::single(Change::AddVoter(a))
+                    .with(Change::Remove(r))
+                    .ok(),
+                _ => None,
+            },
+            6 => one(pick(&voters).map(Change::AddLearner)),
+            7 => one(pick(&learners).map(Change::Remove)),
+            _ => Some(ConfChange::leave_joint()),
+        };
+        let Some(mut change) = change else {
+            return;
+        };
+        if self.rng.u8(0..4) == 0 {
+            change = change.with_explicit_leave();
+        }
+        let _ = self.change_membership(l, change);
     }
 
     /// A client asks node `id` for a linearizable read; returns its id if the node took it.
@@ -783,6 +894,16 @@ impl Sim {
                             index: e.index,
                             term: e.term,
                         };
+                        if let raftlet::EntryData::Membership(c) = &e.data {
+                            // The application keeps its membership with its state.
+                            let m =
+                                oracle::decode_membership(sm.conf)
+                                    .apply(c)
+                                    .unwrap_or_else(|err| {
+                                        panic!("{id} applied membership change {c:?}: {err}")
+                                    });
+                            sm.conf = oracle::encode_membership(&m);
+                        }
                         if let raftlet::EntryData::Normal(p) = e.data
                             && self.proposer.get(&p) == Some(&id)
                             && e.index > self.acked
@@ -1029,7 +1150,7 @@ impl Sim {
                     .node
                     .as_ref()
                     .map_or(Index(0), |n| n.commit_index());
-                let good = staging.len() == 3
+                let good = staging.len() == 4
                     && SimSnapshot::checksum(staging) == checksum
                     && staging[0] == snapshot.index.0
                     && staging[1] == snapshot.term.0
@@ -1038,6 +1159,7 @@ impl Sim {
                     Ok(SimSnapshot {
                         id: snapshot,
                         hash: staging[2],
+                        conf: staging[3],
                     })
                 } else {
                     Err(InstallError::Failed)
@@ -1062,7 +1184,7 @@ impl Sim {
         }
         let slot = &mut self.slots[i];
         if let Some(node) = slot.node.as_mut() {
-            let _ = node.snapshot_installed(result.map(|s| s.id), &slot.disk.durable);
+            let _ = node.snapshot_installed(result.map(|s| s.meta()), &slot.disk.durable);
         }
         self.drain(id);
     }
@@ -1148,15 +1270,76 @@ impl Sim {
         if let Some(v) = self.oracle.take_violation() {
             self.fail(v);
         }
-        if let Some(v) = self
-            .oracle
-            .check_committed_durable(self.slots.iter().map(|s| &s.disk.durable))
-        {
+        let disks: Vec<&store::MemStore> = self.slots.iter().map(|s| &s.disk.durable).collect();
+        if let Some(v) = self.oracle.check_committed_durable(&disks) {
             self.fail(v);
         }
     }
 
     // ----- liveness ----------------------------------------------------------------------
+
+    /// Waits until the membership is settled: a leader whose term no log entry exceeds has committed an
+    /// entry of its term and its configuration, which is not joint (a joint configuration that
+    /// waits for an explicit leave is left). No later leader can hold another configuration
+    /// then. Nodes outside it are shut down for good, as an operator decommissions removed
+    /// nodes (left running, a removed node that still sees itself as a voter disrupts the
+    /// cluster when neither pre-vote nor check-quorum is on, thesis §4.2.3). Returns the
+    /// members.
+    fn settle_membership(&mut self, max_events: u64) -> Result<Vec<NodeId>, String> {
+        let start = self.stats.events;
+        let mut asked: Option<(NodeId, Term)> = None;
+        while self.stats.events - start < max_events {
+            // The newest term any log holds an entry of: a leader of a later term than this
+            // one's could have appended another configuration.
+            let max_term = self
+                .slots
+                .iter()
+                .filter_map(|s| s.node.as_ref())
+                .map(|n| n.last_term())
+                .max()
+                .unwrap_or(Term(0));
+            if let Some(l) = self.leader() {
+                let n = self.node(l);
+                let m = n.membership().clone();
+                let settled = n.term() >= max_term
+                    && n.term_at(n.commit_index(), &self.slots[Self::ix(l)].disk.durable)
+                        == Some(n.term())
+                    && n.commit_index() >= n.membership_index();
+                if settled && !m.is_joint() {
+                    let members: Vec<NodeId> = self
+                        .ids()
+                        .into_iter()
+                        .filter(|id| m.is_member(*id))
+                        .collect();
+                    for id in self.ids() {
+                        if !m.is_member(id) && !self.retired.contains(&id) {
+                            self.crash(id);
+                            self.retired.insert(id);
+                            self.log(format_args!("{id} retired (not a member of {m:?})"));
+                        }
+                    }
+                    return Ok(members);
+                }
+                let term = n.term();
+                if asked != Some((l, term)) {
+                    // Once per leader and term: leave a joint configuration that waits for it,
+                    // or commit an entry of this term, so that the configuration is final.
+                    asked = Some((l, term));
+                    if m.is_joint() && !m.auto_leave() {
+                        let _ = self.change_membership(l, ConfChange::leave_joint());
+                    } else {
+                        let _ = self.propose(l);
+                    }
+                } else if settled && m.is_joint() && !m.auto_leave() {
+                    let _ = self.change_membership(l, ConfChange::leave_joint());
+                }
+            }
+            self.step();
+        }
+        Err(format!(
+            "the membership did not settle within {max_events} events after faults stopped"
+        ))
+    }
 
     /// Stops every fault, heals, restarts every node, and returns once a leader exists and a new
     /// proposal is applied on every node (or `Err` describing what did not happen).
@@ -1175,6 +1358,7 @@ impl Sim {
                 "no leader within {max_events} events after faults stopped"
             ));
         }
+        let members = self.settle_membership(max_events)?;
         // Propose until one proposal is applied everywhere. A proposal to a leader that is about
         // to be deposed may rightly be lost; then propose again to the new leader.
         while self.stats.events - start < max_events {
@@ -1189,7 +1373,7 @@ impl Sim {
             }
             let payload = self.next_payload - 1;
             let done = |s: &Self| {
-                s.ids()
+                members
                     .iter()
                     .all(|&id| s.oracle.applied_payload(id, payload))
             };
@@ -1212,7 +1396,14 @@ impl Sim {
 pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5EED);
     let n = if rng.bool() { 3 } else { 5 };
-    let faults = Faults::swarm(&mut rng);
+    let mut faults = Faults::swarm(&mut rng);
+    // A third of the 5-node seeds start with fewer voters and change the membership as they go.
+    let voters = if n == 5 && rng.u8(0..3) == 0 {
+        faults.membership = 0.002 + rng.f64() * 0.01;
+        [1, 2, 3, 3, 4][rng.usize(0..5)]
+    } else {
+        n
+    };
     let (pre_vote, check_quorum) = match rng.u8(0..6) {
         0 => (false, false),
         1 => (true, false),
@@ -1225,7 +1416,7 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         SnapshotMode::Stream
     };
     let retention = [0, 2, 10][rng.usize(0..3)];
-    let mut sim = Sim::with_config(seed, n, faults, |c| {
+    let mut sim = Sim::with_members(seed, n, voters, faults, |c| {
         c.pre_vote = pre_vote;
         c.check_quorum = check_quorum;
         c.snapshot_mode = mode;
@@ -1242,7 +1433,7 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         for s in &sim.slots {
             if let Some(n) = &s.node {
                 eprintln!(
-                    "{} {:?} term {} commit {} last {} durable {} leader {:?} {:?}",
+                    "{} {:?} term {} commit {} last {} durable {} leader {:?} membership {:?} at {} {:?}",
                     n.id(),
                     n.role(),
                     n.term(),
@@ -1250,6 +1441,8 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
                     n.last_index(),
                     n.durable_index(),
                     n.leader(),
+                    n.membership(),
+                    n.membership_index(),
                     n.stats()
                 );
             }

@@ -9,7 +9,12 @@
 //!   applies are in order, none skipped, none repeated (per incarnation of a node).
 //! * Commit index never decreases (per incarnation; it is volatile state).
 //! * One vote per term per node, across restarts (observed on the wire).
-//! * Committed means durable on a quorum: the last committed entry is on a majority of disks.
+//! * Committed means durable on a quorum: the last committed entry is on a majority of disks
+//!   (of both halves of a joint configuration) of the configuration in effect at it, or of a
+//!   later configuration some node adopted (a leader counts with the latest configuration in
+//!   its log, which may be newer than the entry).
+//! * Membership: every committed membership change follows from the configuration before it;
+//!   a snapshot carries the membership in effect at its index.
 //! * Snapshots: every snapshot a state machine is restored from or installs is exactly the
 //!   committed prefix up to its index (same last term, same hash chain); after it, applies
 //!   continue at the next index (no entry applied twice or skipped across an install).
@@ -19,14 +24,58 @@
 use crate::common::SimNode;
 use crate::common::SimSnapshot;
 use crate::common::store::MemStore;
-use raftlet::{AppendResult, Body, Entry, Index, Message, NodeId, Role, Storage, Term};
+use raftlet::{
+    AppendResult, Body, ConfChange, Entry, EntryData, Index, Membership, Message, NodeId, Role,
+    Storage, Term,
+};
 use std::collections::{HashMap, HashSet};
+
+/// A membership as the simulated application stores it: bit masks of voters, outgoing voters
+/// and learners (node ids 1..=8), and the auto-leave flag.
+pub fn encode_membership(m: &Membership<5>) -> u64 {
+    let mask = |ids: &[NodeId]| ids.iter().fold(0u64, |a, id| a | 1 << (id.0 - 1));
+    mask(m.voters())
+        | mask(m.outgoing()) << 8
+        | mask(m.learners()) << 16
+        | u64::from(m.auto_leave()) << 24
+}
+
+pub fn decode_membership(x: u64) -> Membership<5> {
+    let ids = |mask: u64| -> Vec<NodeId> {
+        (0..8)
+            .filter(|b| mask >> b & 1 == 1)
+            .map(|b| NodeId(b + 1))
+            .collect()
+    };
+    Membership::from_parts(
+        &ids(x & 0xFF),
+        &ids(x >> 8 & 0xFF),
+        &ids(x >> 16 & 0xFF),
+        x >> 24 & 1 == 1,
+    )
+    .expect("a stored membership decodes")
+}
+
+/// A stable key of a membership change (for hashing and comparing entries).
+pub fn conf_key(c: &ConfChange) -> u64 {
+    let mut k = 0x4D45_4D42u64 ^ u64::from(c.is_leave_joint());
+    for ch in c.changes() {
+        let code = match ch {
+            raftlet::Change::AddVoter(_) => 1,
+            raftlet::Change::AddLearner(_) => 2,
+            raftlet::Change::Remove(_) => 3,
+        };
+        k = k.wrapping_mul(31).wrapping_add(code * 64 + ch.node().0);
+    }
+    k | 1 << 63
+}
 
 /// The state-machine hash after applying `e` to a state whose hash is `h`.
 pub fn chain(h: u64, e: &Entry<u64>) -> u64 {
-    let p = match e.data {
-        raftlet::EntryData::Normal(p) => p.wrapping_add(1),
-        raftlet::EntryData::Noop => 0,
+    let p = match &e.data {
+        EntryData::Normal(p) => p.wrapping_add(1),
+        EntryData::Noop => 0,
+        EntryData::Membership(c) => conf_key(c),
     };
     let mut x = h
         ^ e.index.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -59,20 +108,34 @@ pub struct Oracle {
     prefix: Vec<u64>,
     votes: HashMap<(NodeId, Term), NodeId>,
     views: Vec<NodeView>,
+    /// The membership after each committed membership entry (the initial one at index 0).
+    committed_confs: Vec<(Index, Membership<5>)>,
+    /// Every (index, membership) some node has used.
+    seen_confs: Vec<(Index, Membership<5>)>,
     violation: Option<String>,
     pub checks: u64,
 }
 
 fn payload(e: &Entry<u64>) -> Option<u64> {
+    match &e.data {
+        EntryData::Normal(p) => Some(*p),
+        EntryData::Noop => None,
+        EntryData::Membership(c) => Some(conf_key(c)),
+    }
+}
+
+fn normal(e: &Entry<u64>) -> Option<u64> {
     match e.data {
-        raftlet::EntryData::Normal(p) => Some(p),
-        raftlet::EntryData::Noop => None,
+        EntryData::Normal(p) => Some(p),
+        _ => None,
     }
 }
 
 impl Oracle {
-    pub fn new(n: usize) -> Self {
+    pub fn new(n: usize, initial: Membership<5>) -> Self {
         Self {
+            committed_confs: vec![(Index(0), initial.clone())],
+            seen_confs: vec![(Index(0), initial)],
             leaders: HashMap::new(),
             canonical: HashMap::new(),
             committed: Vec::new(),
@@ -94,7 +157,34 @@ impl Oracle {
         self.violation.take()
     }
 
+    /// The membership in effect at `index` of the committed prefix.
+    pub fn membership_at(&self, index: Index) -> &Membership<5> {
+        &self
+            .committed_confs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .expect("the initial membership is at 0")
+            .1
+    }
+
+    /// The membership of the newest committed configuration.
+    pub fn committed_membership(&self) -> (Index, &Membership<5>) {
+        let (i, m) = self.committed_confs.last().expect("initial");
+        (*i, m)
+    }
+
     fn push_committed(&mut self, e: Entry<u64>, term: Term) {
+        if let EntryData::Membership(c) = &e.data {
+            let before = self.committed_confs.last().expect("initial").1.clone();
+            match before.apply(c) {
+                Ok(next) => self.committed_confs.push((e.index, next)),
+                Err(err) => self.fail(format!(
+                    "committed membership change {c:?} at {} cannot follow {before:?}: {err}",
+                    e.index
+                )),
+            }
+        }
         let h = chain(*self.prefix.last().unwrap(), &e);
         self.prefix.push(h);
         self.committed.push((e, term));
@@ -123,30 +213,53 @@ impl Oracle {
                 snap.id
             ));
         }
+        let m = decode_membership(snap.conf);
+        if &m != self.membership_at(snap.id.index) {
+            return Some(format!(
+                "{id} restored snapshot {:?} with membership {m:?}, but {:?} is in effect there",
+                snap.id,
+                self.membership_at(snap.id.index)
+            ));
+        }
+        let v = &mut self.views[id.0 as usize - 1];
         for (e, _) in &self.committed[..i] {
-            if let raftlet::EntryData::Normal(p) = e.data {
+            if let Some(p) = normal(e) {
                 v.applied_payloads.insert(p);
             }
         }
         None
     }
 
-    /// Checks that the newest committed entry is in a majority of the durable images.
-    pub fn check_committed_durable<'a>(
-        &mut self,
-        disks: impl Iterator<Item = &'a MemStore>,
-    ) -> Option<String> {
+    /// Checks that the newest committed entry is in a quorum of the durable images.
+    pub fn check_committed_durable(&mut self, disks: &[&MemStore]) -> Option<String> {
         let (e, _) = self.committed.last()?;
-        let (mut have, mut n) = (0, 0);
-        for d in disks {
-            n += 1;
-            // A durable snapshot at or past the entry covers it (snapshots are of committed state).
-            if d.term(e.index) == Some(e.term) || d.snapshot().index > e.index {
-                have += 1;
-            }
+        // A durable snapshot at or past the entry covers it (snapshots are of committed state).
+        let has = |id: NodeId| {
+            disks
+                .get(id.0 as usize - 1)
+                .is_some_and(|d| d.term(e.index) == Some(e.term) || d.snapshot().index > e.index)
+        };
+        let at = self.membership_at(e.index).clone();
+        let later = self
+            .seen_confs
+            .iter()
+            .filter(|(i, _)| *i > e.index)
+            .map(|(_, m)| m);
+        let quorum = |m: &Membership<5>| {
+            let half = |ids: &[NodeId]| {
+                ids.is_empty() || ids.iter().filter(|id| has(**id)).count() > ids.len() / 2
+            };
+            half(m.voters()) && half(m.outgoing())
+        };
+        if quorum(&at) || later.clone().any(quorum) {
+            return None;
         }
-        (have < n / 2 + 1)
-            .then(|| format!("committed entry {e:?} is durable on only {have} of {n} nodes"))
+        let holders: Vec<u64> = (1..=disks.len() as u64)
+            .filter(|&i| has(NodeId(i)))
+            .collect();
+        Some(format!(
+            "committed entry {e:?} is durable only on {holders:?}, not on a quorum of {at:?} or of a later configuration"
+        ))
     }
 
     /// How many terms had a leader.
@@ -217,7 +330,7 @@ impl Oracle {
             return;
         }
         v.applied_last = e.index;
-        if let Some(p) = payload(e)
+        if let Some(p) = normal(e)
             && !v.applied_payloads.insert(p)
         {
             self.fail(format!("{id} applied payload {p} twice"));
@@ -249,7 +362,12 @@ impl Oracle {
         let term = node.term();
         let is_leader = node.role() == Role::Leader;
 
-        // Election safety.
+        let conf = (node.membership_index(), node.membership().clone());
+        if !self.seen_confs.contains(&conf) {
+            self.seen_confs.push(conf);
+        }
+
+        // Election safety (one leader per term: never two leaders elected by two majorities).
         if is_leader
             && let Some(other) = self.leaders.insert(term, id)
             && other != id
