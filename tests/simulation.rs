@@ -159,9 +159,18 @@ fn print_one_seed_stats() {
 ///   Later simulator changes stopped this seed from reaching that path; the default sweep
 ///   still catches the bug (first at seed 44) and the deterministic
 ///   `installing_an_older_snapshot_keeps_the_log_after_it` in `tests/snapshots.rs` pins it.)
+/// * 656, 1933 (liveness, membership changes): a leader whose configuration left out the
+///   nodes that had moved to later terms (a learner, removed nodes) never heard of those terms:
+///   nobody sent it a vote request, and stale appends got no answer when neither pre-vote nor
+///   check-quorum was on. Its learner ignored it forever. Fixed by Raft's rule that every reply
+///   carries the term: a stale append or heartbeat is always answered.
+/// * 1934 (liveness, membership changes): a candidate whose voters' configuration did not
+///   include it learned their terms only from refusals, one term too late each time, while a
+///   fast-clocked stale voter kept moving on. Fixed: a (pre-)candidate refused for a stale term
+///   asks again in the next term at the next tick.
 #[test]
 fn regression_seeds() {
-    for seed in [10815, 13760, 19264, 148, 200775, 200863] {
+    for seed in [10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934] {
         common::run_seed(seed, 10_000);
     }
 }

@@ -110,10 +110,10 @@ where
                 | Body::Heartbeat { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => self.become_follower(msg.term, Some(msg.from)),
-                // A reply from a later term: step down, but keep the election timer running.
-                // Restarting it here would hand the race for the next term to whichever node
-                // keeps refusing us (a fast-clocked node with a stale log whose configuration
-                // does not include us outpaced a real candidate forever this way: seed 5373).
+                // A reply from a later term: step down, but keep the election timer running
+                // (Raft restarts it only on hearing a leader or granting a vote). Restarting it
+                // here would hand the race for the next term to whichever node keeps refusing
+                // us.
                 _ => {
                     let campaigning = matches!(
                         self.role,
