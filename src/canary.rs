@@ -26,6 +26,8 @@ pub enum Canary {
     CommitNotClamped,
     /// A leader fires `InstallComplete` again for a duplicated `Installed` reply.
     InstallEventTwice,
+    /// A leader's read lease ignores clock drift and lasts two election timeouts.
+    LeaseIgnoresDrift,
 }
 
 #[cfg(feature = "_canary")]

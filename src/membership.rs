@@ -239,7 +239,12 @@ pub(crate) enum VoteResult {
     Pending,
 }
 
-/// A cluster configuration. See the [module docs](self) for its invariants.
+/// A cluster configuration: voters, the outgoing voters of a joint configuration, learners.
+///
+/// There is always at least one voter; no node is both a voter and a learner (a voter being
+/// demoted stays in `outgoing` until the joint configuration is left); a configuration changes
+/// only through [`apply`](Self::apply), which sends every change of the voters through a joint
+/// configuration. A quorum of a joint configuration is a majority of each half.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Membership<const N: usize> {

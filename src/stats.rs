@@ -28,4 +28,6 @@ pub struct Stats {
     pub quorum_lost: u64,
     /// Snapshot messages refused because the peer uses the other snapshot mode.
     pub snapshot_mode_mismatch: u64,
+    /// Linearizable reads this leader served within its lease, without a confirmation round.
+    pub lease_reads: u64,
 }

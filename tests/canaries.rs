@@ -32,6 +32,7 @@ fn the_simulator_catches_every_canary() {
         (Canary::LeaderCountsVolatile, 50),
         (Canary::CommitNotClamped, 100),
         (Canary::InstallEventTwice, 200),
+        (Canary::LeaseIgnoresDrift, 50),
     ];
     let mut report = Vec::new();
     for (c, bound) in bounds {

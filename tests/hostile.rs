@@ -32,6 +32,26 @@ enum Input {
     Campaign,
     Read(u64),
     Transfer(u64),
+    /// Propose a membership change derived from the number.
+    Conf(u64),
+}
+
+/// A membership change (or, every fifth, a leave of the joint configuration) from a number:
+/// any kind, about nodes 1-6, so most are impossible from the node's membership.
+fn conf_change(x: u64) -> raftlet::ConfChange {
+    let id = NodeId(1 + (x >> 3) % 6);
+    let change = match x % 5 {
+        0 => return raftlet::ConfChange::leave_joint(),
+        1 => raftlet::Change::AddVoter(id),
+        2 => raftlet::Change::AddLearner(id),
+        _ => raftlet::Change::Remove(id),
+    };
+    let c = raftlet::ConfChange::single(change);
+    if x & 0x100 == 0 {
+        return c;
+    }
+    c.with(raftlet::Change::Remove(NodeId(1 + (x >> 9) % 6)))
+        .unwrap_or(c)
 }
 
 fn index() -> impl Strategy<Value = Index> {
@@ -174,10 +194,16 @@ fn message() -> impl Strategy<Value = Msg> {
                     } else {
                         Index(p % 16)
                     };
+                    // One entry in eight changes the membership.
+                    let data = if p % 8 == 7 {
+                        EntryData::Membership(conf_change(p >> 3))
+                    } else {
+                        EntryData::Normal(p)
+                    };
                     let _ = entries.push(Entry {
                         term: Term(t),
                         index,
-                        data: EntryData::Normal(p),
+                        data,
                     });
                 }
             }
@@ -199,6 +225,7 @@ fn input() -> impl Strategy<Value = Input> {
         1 => any::<u64>().prop_map(Input::Propose),
         1 => any::<u64>().prop_map(Input::Read),
         1 => (0u64..5).prop_map(Input::Transfer),
+        1 => any::<u64>().prop_map(Input::Conf),
         1 => Just(Input::Campaign),
     ]
 }
@@ -333,6 +360,28 @@ impl Harness {
         self.last_commit = commit;
         prop_assert!(commit <= self.node.last_index());
         prop_assert!(self.node.durable_index() <= self.node.last_index());
+        // The membership in use is the one the log says: the initial one, then every change
+        // in the log applied in order (checks how truncations revert it).
+        if self.node.log_start().index.0 == 0 {
+            let mut m = raftlet::Membership::<5>::new(&[NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+            for i in 1..=self.node.last_index().0 {
+                if let Some(Entry {
+                    data: EntryData::Membership(c),
+                    ..
+                }) = self.node.entry_at(Index(i), &self.store)
+                {
+                    let next = m.apply(&c);
+                    prop_assert!(
+                        next.is_ok(),
+                        "the log holds an impossible change {:?} at {}",
+                        c,
+                        i
+                    );
+                    m = next.unwrap();
+                }
+            }
+            prop_assert_eq!(&m, self.node.membership(), "membership is not the log's");
+        }
         let mut prev = Term(0);
         for i in 1..=self.node.last_index().0 {
             let t = self.node.term_at(Index(i), &self.store);
@@ -424,6 +473,12 @@ proptest! {
                 }
                 Input::Transfer(to) => {
                     let _ = h.node.transfer_leadership(NodeId(to), &h.store);
+                }
+                Input::Conf(x) => {
+                    let last = h.node.last_index();
+                    if h.node.propose_conf_change(conf_change(x), &h.store).is_err() {
+                        prop_assert_eq!(h.node.last_index(), last, "a refused change appended");
+                    }
                 }
             }
             h.drain()?;

@@ -8,8 +8,8 @@ use raftlet::wire::frame::{
 };
 use raftlet::wire::{Codec, DecodeError, EncodeError, WIRE_VERSION, max_frame_len};
 use raftlet::{
-    AppendResult, Body, Entry, EntryData, Index, InstallRequest, InstallResult, Message, NodeId,
-    SnapshotId, Term,
+    AppendResult, Body, Change, ConfChange, Entry, EntryData, Index, InstallRequest, InstallResult,
+    MAX_CONF_CHANGES, Message, NodeId, SnapshotId, Term,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,6 +173,23 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
             msg(Body::VoteRequestTransfer {
                 last_index: Index(10),
                 last_term: Term(6),
+            }),
+        ),
+        (
+            "append-membership",
+            msg(Body::Append {
+                prev_index: Index(12),
+                prev_term: Term(7),
+                commit: Index(12),
+                entries: heapless::Vec::from_iter([Entry {
+                    term: Term(7),
+                    index: Index(13),
+                    data: EntryData::Membership(
+                        ConfChange::single(Change::AddVoter(NodeId(4)))
+                            .with(Change::Remove(NodeId(1)))
+                            .unwrap(),
+                    ),
+                }]),
             }),
         ),
     ]
@@ -389,16 +406,41 @@ fn arb_index() -> impl Strategy<Value = Index> {
 fn arb_term() -> impl Strategy<Value = Term> {
     any::<u64>().prop_map(Term)
 }
+fn arb_conf_change() -> impl Strategy<Value = ConfChange> {
+    (
+        prop::collection::vec((0u8..3, 1u64..u64::MAX), 0..=MAX_CONF_CHANGES),
+        any::<bool>(),
+    )
+        .prop_map(|(changes, explicit)| {
+            let mut c = ConfChange::leave_joint();
+            for (kind, id) in changes {
+                let change = match kind {
+                    0 => Change::AddVoter(NodeId(id)),
+                    1 => Change::AddLearner(NodeId(id)),
+                    _ => Change::Remove(NodeId(id)),
+                };
+                c = c.with(change).unwrap_or(c);
+            }
+            if explicit {
+                c = c.with_explicit_leave();
+            }
+            c
+        })
+}
 fn arb_entry() -> impl Strategy<Value = Entry<Payload>> {
     (
         arb_term(),
         arb_index(),
         prop::option::of(prop::collection::vec(any::<u8>(), 0..=64)),
+        prop::option::weighted(0.2, arb_conf_change()),
     )
-        .prop_map(|(term, index, d)| Entry {
+        .prop_map(|(term, index, d, conf)| Entry {
             term,
             index,
-            data: d.map_or(EntryData::Noop, |d| EntryData::Normal(payload(&d))),
+            data: match conf {
+                Some(c) => EntryData::Membership(c),
+                None => d.map_or(EntryData::Noop, |d| EntryData::Normal(payload(&d))),
+            },
         })
 }
 fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
@@ -686,4 +728,42 @@ fn decoding_and_framing_do_not_allocate() {
     COUNT_HERE.with(|c| c.set(false));
     assert!(sink > 0);
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the codec allocated");
+}
+
+/// A membership change that cannot exist is refused by the decoder: more changes than
+/// `MAX_CONF_CHANGES`, a node named twice, node 0, an unknown change kind.
+#[test]
+fn impossible_membership_changes_are_refused() {
+    let good = encode(&one_of_each().last().unwrap().1);
+    // ... 0d (index 13) 02 (Membership) 02 (two changes) 00 04 (AddVoter 4) 02 01 (Remove 1) 00
+    let n = good.len();
+    assert_eq!(
+        &good[n - 8..],
+        &[0x0d, 0x02, 0x02, 0x00, 0x04, 0x02, 0x01, 0x00]
+    );
+    assert!(CODEC.decode::<Payload, B>(&good).is_ok());
+    let with = |changes: &[u8], count: u8| {
+        let mut f = good[..n - 6].to_vec();
+        f.push(count);
+        f.extend_from_slice(changes);
+        f.push(0);
+        CODEC.decode::<Payload, B>(&f)
+    };
+    assert!(with(&[0, 4, 2, 1, 1, 5], 3).is_ok());
+    assert_eq!(
+        with(&[0, 4, 2, 1, 1, 5, 1, 6], 4).err(),
+        Some(DecodeError::Invalid),
+        "more than MAX_CONF_CHANGES"
+    );
+    assert_eq!(
+        with(&[0, 4, 2, 4], 2).err(),
+        Some(DecodeError::Invalid),
+        "node twice"
+    );
+    assert_eq!(with(&[0, 0], 1).err(), Some(DecodeError::Invalid), "node 0");
+    assert_eq!(
+        with(&[7, 4], 1).err(),
+        Some(DecodeError::Invalid),
+        "unknown kind"
+    );
 }

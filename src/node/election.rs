@@ -53,8 +53,11 @@ where
             "{} transfers leadership to {} at term {}",
             self.cfg.id, to, self.hs.term
         );
+        let caught_up = progress[i].matched == last;
         self.transfer = Some((to, 0));
-        if progress[i].matched == last {
+        // The target will be elected through the followers' leases: this one ends now.
+        self.drop_lease();
+        if caught_up {
             self.send(to, self.hs.term, Body::TimeoutNow);
         } else {
             self.send_append(i, true, storage);
@@ -359,6 +362,7 @@ where
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
             self.bcast_heartbeat();
+            self.renew_lease();
         }
         self.tick_snapshots(storage);
     }

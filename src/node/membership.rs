@@ -190,6 +190,9 @@ where
         });
         self.configs.push(index, next);
         self.sync_progress();
+        // A lease proves that a quorum of the old configuration heard from this leader; the
+        // new configuration's quorums need not overlap it. The next round renews it.
+        self.drop_lease();
         index
     }
 

@@ -153,6 +153,11 @@ pub struct Node<
     pub(crate) transfer: Option<(NodeId, u32)>,
     /// The membership in use (the latest in the log) and the one before it.
     pub(crate) configs: Configs<PEERS>,
+    /// Ticks since start (the clock of read leases).
+    pub(crate) ticks: u64,
+    /// Lease reads: after a (re)start, vote requests are refused for an election timeout, as
+    /// if a leader had just been heard (it may have been, just before the restart).
+    pub(crate) startup_quiet: bool,
 }
 
 impl<
@@ -247,7 +252,10 @@ where
             reported_installs: heapless::Vec::new(),
             transfer: None,
             configs,
+            ticks: 0,
+            startup_quiet: false,
         };
+        node.startup_quiet = node.cfg.lease_reads;
         if reset {
             node.log.reset_to(app);
             node.reset_due = Some(app);
@@ -265,6 +273,10 @@ where
 
     /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
     pub fn tick<S: Storage<P>>(&mut self, storage: &S) {
+        self.ticks += 1;
+        if self.startup_quiet && self.election_elapsed >= self.cfg.election_ticks {
+            self.startup_quiet = false;
+        }
         self.tick_reads();
         if matches!(self.role, RoleState::Leader(_)) {
             self.tick_leader(storage);
@@ -302,6 +314,9 @@ where
             budget -= 1;
         }
         if next <= now {
+            // Time jumped further than the ticks run: this node's count of time fell behind,
+            // so a read lease it holds can no longer be trusted.
+            self.drop_lease();
             next = now.saturating_add(step);
         }
         self.clock = Some(next);
@@ -347,8 +362,31 @@ where
             );
             return Err(StepError::Malformed);
         }
+        // An append is checked against the log first: one refused as malformed must not even
+        // move the term or the role.
+        let plan = match &msg.body {
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                ..
+            } if msg.term >= self.hs.term => {
+                match self.plan_append(*prev_index, *prev_term, entries, storage) {
+                    Ok(plan) => Some(plan),
+                    Err(e) => {
+                        self.stats.malformed += 1;
+                        debug!(
+                            "{} ignored an impossible append from {}",
+                            self.cfg.id, msg.from
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         self.step_term(&msg)?;
-        self.dispatch(msg, storage)
+        self.dispatch(msg, plan, storage)
     }
 
     /// Asks this node to start an election now (as if its election timeout fired). Does nothing

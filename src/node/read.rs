@@ -59,6 +59,10 @@ pub(crate) struct Reads {
     seq_confirmed: u64,
     /// Leader: the index of this term's first entry (reads wait until it commits).
     pub(crate) term_start: Index,
+    /// Leader: the tick at which round `seq_sent` was sent.
+    round_tick: u64,
+    /// Leader, lease reads: reads are served without a round while `ticks < lease_until`.
+    lease_until: u64,
 }
 
 impl<
@@ -111,8 +115,11 @@ where
         Ok(())
     }
 
-    fn new_leader_read_state(&self) -> ReadState {
-        if self.commit >= self.reads.term_start {
+    fn new_leader_read_state(&mut self) -> ReadState {
+        if self.commit >= self.reads.term_start && self.lease_valid() {
+            self.stats.lease_reads += 1;
+            ReadState::Confirmed(self.commit)
+        } else if self.commit >= self.reads.term_start {
             ReadState::Unconfirmed {
                 seq: self.reads.seq_sent + 1,
                 index: self.commit,
@@ -124,9 +131,6 @@ where
 
     /// Leader: starts the next confirmation round if reads wait for it and none is in flight.
     pub(super) fn maybe_start_read_round(&mut self) {
-        let RoleState::Leader(progress) = &self.role else {
-            return;
-        };
         if self.reads.seq_sent != self.reads.seq_confirmed {
             return; // a round is in flight
         }
@@ -136,10 +140,19 @@ where
             .queue
             .iter()
             .any(|r| matches!(r.state, ReadState::Unconfirmed { seq, .. } if seq == next));
-        if !waiting {
-            return;
+        if waiting {
+            self.start_round();
         }
+    }
+
+    /// Leader: sends confirmation round `seq_sent + 1` to every follower.
+    fn start_round(&mut self) {
+        let RoleState::Leader(progress) = &self.role else {
+            return;
+        };
+        let next = self.reads.seq_sent + 1;
         self.reads.seq_sent = next;
+        self.reads.round_tick = self.ticks;
         let peers: heapless::Vec<NodeId, PEERS> = progress.iter().map(|p| p.id).collect();
         for to in peers {
             self.send(to, self.hs.term, Body::ReadConfirm { seq: next });
@@ -187,6 +200,9 @@ where
             return;
         }
         self.reads.seq_confirmed = confirmed;
+        if self.cfg.lease_reads && self.transfer.is_none() {
+            self.reads.lease_until = self.reads.round_tick + self.lease_ticks();
+        }
         let term = self.hs.term;
         let mut i = 0;
         while i < self.reads.queue.len() {
@@ -244,6 +260,15 @@ where
             return;
         }
         let state = self.new_leader_read_state();
+        if let ReadState::Confirmed(index) = state {
+            // Within the lease: answer at once.
+            let body = Body::ReadIndexResponse {
+                ctx,
+                index: Some(index),
+            };
+            self.send(from, self.hs.term, body);
+            return;
+        }
         let read = PendingRead {
             id: ReadId(ctx),
             origin: Some(from),
@@ -291,6 +316,53 @@ where
     pub(super) fn reset_read_rounds(&mut self) {
         self.reads.seq_sent = 0;
         self.reads.seq_confirmed = 0;
+        self.drop_lease();
+    }
+
+    // ----- lease reads (thesis §6.4.1) -------------------------------------------------------
+    //
+    // A follower that hears from the leader refuses vote requests for `election_ticks` of its
+    // own ticks (the check-quorum lease), from at least `election_ticks - 1` tick periods after
+    // receipt. So no other leader can be elected before `(election_ticks - 1) * T_f` has passed
+    // since a confirmation round was sent, for every follower `f` of a quorum that acknowledged
+    // it. The leader, whose ticks last `T_l`, serves reads while fewer than
+    // `L = floor((election_ticks - 1) * (100 - drift) / 100)` of its ticks have passed since it
+    // sent the round: that is less than `L * T_l <= (election_ticks - 1) * T_f` as long as no
+    // tick period is shorter than `(100 - drift) %` of another's. The lease ends at once on a
+    // transfer (the target is elected through the followers' leases), a term or role change, or
+    // a time jump `handle_timeout` could not tick through; a (re)started node refuses votes for
+    // an election timeout, since it may have acknowledged a round just before it went down.
+
+    /// Ticks a lease lasts from the sending of the round that established it.
+    fn lease_ticks(&self) -> u64 {
+        let e = u64::from(self.cfg.election_ticks.saturating_sub(1));
+        let keep = 100 - u64::from(self.cfg.max_clock_drift_percent.min(100));
+        if crate::canary::on(crate::canary::Canary::LeaseIgnoresDrift) {
+            return u64::from(self.cfg.election_ticks) * 2;
+        }
+        e * keep / 100
+    }
+
+    /// Leader: whether reads may be served now without a round.
+    fn lease_valid(&self) -> bool {
+        self.cfg.lease_reads
+            && self.transfer.is_none()
+            && matches!(self.role, RoleState::Leader(_))
+            && self.ticks < self.reads.lease_until
+    }
+
+    pub(super) fn drop_lease(&mut self) {
+        self.reads.lease_until = 0;
+    }
+
+    /// Leader, at every heartbeat: a confirmation round keeps the lease alive.
+    pub(super) fn renew_lease(&mut self) {
+        if !self.cfg.lease_reads || self.transfer.is_some() {
+            return;
+        }
+        if self.reads.seq_sent == self.reads.seq_confirmed {
+            self.start_round();
+        }
     }
 
     /// Per tick: age reads, fail the ones that waited too long, re-send an unconfirmed round.

@@ -8,12 +8,30 @@
 //!   its durable index) has it;
 //! * a follower adopts a commit index only up to the last entry it knows matches the leader.
 
+use super::membership::Configs;
 use super::{Node, RoleState};
 use crate::error::{ProposeError, StepError};
 use crate::message::{AppendResult, Body, Message};
 use crate::progress::FlowState;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
+
+/// What a follower does with an append (see `plan_append`).
+pub(super) enum AppendPlan<const N: usize> {
+    /// A snapshot install runs: refuse without moving the leader's next index.
+    Installing,
+    /// `prev` is below the commit index: acknowledge the commit index.
+    BelowCommit,
+    /// `prev` does not match: reject with a hint.
+    Mismatch,
+    /// Append `room` entries from `first_new` (truncating a conflicting tail first), then
+    /// adopt `configs` if they change.
+    Append {
+        first_new: usize,
+        room: usize,
+        configs: Option<Configs<N>>,
+    },
+}
 
 impl<
     P,
@@ -221,33 +239,27 @@ where
         }
     }
 
-    pub(super) fn handle_append<S: Storage<P>>(
-        &mut self,
-        from: NodeId,
+    /// What a follower will do with an append, decided before anything changes, so that an
+    /// append refused as malformed changes nothing at all (not even the term or the role).
+    ///
+    /// # Errors
+    /// [`StepError::Malformed`]: it would overwrite a committed entry, or carries a membership
+    /// change that cannot follow the one before it.
+    pub(super) fn plan_append<S: Storage<P>>(
+        &self,
         prev_index: Index,
         prev_term: Term,
-        commit: Index,
-        entries: heapless::Vec<Entry<P>, BATCH>,
+        entries: &[Entry<P>],
         storage: &S,
-    ) -> Result<(), StepError> {
-        if self.refuse_append_while_installing(from) {
-            return Ok(());
+    ) -> Result<AppendPlan<PEERS>, StepError> {
+        if self.install.in_progress() {
+            return Ok(AppendPlan::Installing);
         }
         if prev_index < self.commit {
-            // Everything up to our commit index already matches the leader (Log Matching).
-            self.queue_ack(from, self.commit);
-            return Ok(());
+            return Ok(AppendPlan::BelowCommit);
         }
         if self.log.term(prev_index, storage) != Some(prev_term) {
-            let hint = core::cmp::min(prev_index, self.log.last_index());
-            let (hint_index, hint_term) = self.log.find_conflict_by_term(hint, prev_term, storage);
-            let result = AppendResult::Rejected {
-                rejected: prev_index,
-                hint_index,
-                hint_term,
-            };
-            self.send(from, self.hs.term, Body::AppendResponse(result));
-            return Ok(());
+            return Ok(AppendPlan::Mismatch);
         }
         // Skip the entries we already have; find the first that is new or conflicts.
         let no_truncate = crate::canary::on(crate::canary::Canary::NoTruncate);
@@ -261,15 +273,70 @@ where
                 }
             })
             .unwrap_or(entries.len());
+        let Some(conflict) = entries.get(first_new).map(|e| e.index) else {
+            return Ok(AppendPlan::Append {
+                first_new,
+                room: 0,
+                configs: None,
+            });
+        };
+        if conflict <= self.commit {
+            // A leader asking to overwrite a committed entry: impossible in Raft.
+            return Err(StepError::Malformed);
+        }
+        let kept = conflict.0.saturating_sub(self.log.stable_last().0 + 1) as usize;
+        let room = LOG - core::cmp::min(kept, LOG);
+        let truncating = conflict <= self.log.last_index();
+        let end = entries.len().min(first_new + room);
+        let configs = self.configs_after_append(conflict, truncating, &entries[first_new..end])?;
+        Ok(AppendPlan::Append {
+            first_new,
+            room,
+            configs,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_append<S: Storage<P>>(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        commit: Index,
+        entries: heapless::Vec<Entry<P>, BATCH>,
+        plan: AppendPlan<PEERS>,
+        storage: &S,
+    ) -> Result<(), StepError> {
+        let (first_new, room, configs) = match plan {
+            AppendPlan::Installing => {
+                self.refuse_append_while_installing(from);
+                return Ok(());
+            }
+            AppendPlan::BelowCommit => {
+                // Everything up to our commit index already matches the leader (Log Matching).
+                self.queue_ack(from, self.commit);
+                return Ok(());
+            }
+            AppendPlan::Mismatch => {
+                let hint = core::cmp::min(prev_index, self.log.last_index());
+                let (hint_index, hint_term) =
+                    self.log.find_conflict_by_term(hint, prev_term, storage);
+                let result = AppendResult::Rejected {
+                    rejected: prev_index,
+                    hint_index,
+                    hint_term,
+                };
+                self.send(from, self.hs.term, Body::AppendResponse(result));
+                return Ok(());
+            }
+            AppendPlan::Append {
+                first_new,
+                room,
+                configs,
+            } => (first_new, room, configs),
+        };
         let mut last_new = Index(prev_index.0 + first_new as u64);
         if let Some(conflict) = entries.get(first_new).map(|e| e.index) {
-            if conflict <= self.commit {
-                // A leader asking to overwrite a committed entry: impossible in Raft.
-                self.stats.malformed += 1;
-                return Err(StepError::Malformed);
-            }
-            let kept = conflict.0.saturating_sub(self.log.stable_last().0 + 1) as usize;
-            let room = LOG - core::cmp::min(kept, LOG);
             if room == 0 {
                 self.stats.log_full += 1;
                 if first_new > 0 {
@@ -277,11 +344,7 @@ where
                 }
                 return Err(StepError::LogFull);
             }
-            let truncating = conflict <= self.log.last_index();
-            let end = entries.len().min(first_new + room);
-            let configs =
-                self.configs_after_append(conflict, truncating, &entries[first_new..end])?;
-            if truncating {
+            if conflict <= self.log.last_index() {
                 debug!("{} truncates its log from {}", self.cfg.id, conflict);
                 self.log.truncate_from(conflict, storage);
                 if let Some((_, _, m)) = &mut self.pending_ack {

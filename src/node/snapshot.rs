@@ -469,16 +469,12 @@ where
     }
 
     /// Appends are refused while a notify round runs (without moving the leader's next index).
-    pub(super) fn refuse_append_while_installing(&mut self, from: NodeId) -> bool {
-        if self.install.in_progress() {
-            self.send(
-                from,
-                self.hs.term,
-                Body::AppendResponse(AppendResult::InstallInProgress),
-            );
-            return true;
-        }
-        false
+    pub(super) fn refuse_append_while_installing(&mut self, from: NodeId) {
+        self.send(
+            from,
+            self.hs.term,
+            Body::AppendResponse(AppendResult::InstallInProgress),
+        );
     }
 
     // ----- leader -----------------------------------------------------------------------------

@@ -75,7 +75,7 @@ where
                     // Check-quorum lease: while we hear from a leader, a higher-term candidate is
                     // a disruptive rejoining node, not a sign the leader is gone.
                     let in_lease = self.cfg.check_quorum
-                        && self.leader.is_some()
+                        && (self.leader.is_some() || self.startup_quiet)
                         && self.election_elapsed < self.cfg.election_ticks;
                     if in_lease {
                         self.stats.ignored_in_lease += 1;
@@ -176,6 +176,7 @@ where
     pub(super) fn dispatch<S: Storage<P>>(
         &mut self,
         msg: Message<P, BATCH>,
+        plan: Option<super::replication::AppendPlan<PEERS>>,
         storage: &S,
     ) -> Result<(), StepError> {
         let Message {
@@ -200,9 +201,13 @@ where
                 commit,
                 entries,
             } => {
+                let plan = match plan {
+                    Some(plan) => plan,
+                    None => self.plan_append(prev_index, prev_term, &entries, storage)?,
+                };
                 self.accept_leader(from)?;
                 self.report_uncollected(from);
-                self.handle_append(from, prev_index, prev_term, commit, entries, storage)
+                self.handle_append(from, prev_index, prev_term, commit, entries, plan, storage)
             }
             Body::Heartbeat { commit } => {
                 self.accept_leader(from)?;

@@ -1416,11 +1416,16 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         SnapshotMode::Stream
     };
     let retention = [0, 2, 10][rng.usize(0..3)];
+    // Lease reads in half the seeds that can have them, with a drift bound that covers the
+    // simulated clock skew (tick periods of 6 to 14 time units: 6 / 14 > 1 - 60 %).
+    let lease_reads = check_quorum && rng.bool();
     let mut sim = Sim::with_members(seed, n, voters, faults, |c| {
         c.pre_vote = pre_vote;
         c.check_quorum = check_quorum;
         c.snapshot_mode = mode;
         c.log_retention = retention;
+        c.lease_reads = lease_reads;
+        c.max_clock_drift_percent = 60;
     });
     sim.run(events);
     if let Err(e) = sim.converge(20_000) {
