@@ -1,6 +1,6 @@
 //! A simulated cluster driven by the fuzzer: which in-flight message is delivered or lost next,
-//! crashes (with torn writes), restarts, partitions, proposals, reads and snapshots, in both
-//! snapshot modes, with every oracle of the test simulator checked after every event, and
+//! crashes (with torn writes), restarts, partitions, proposals, membership changes, reads and
+//! snapshots, in both snapshot modes, with or without lease reads, with every oracle of the test simulator checked after every event, and
 //! liveness once the input ends. A violation panics: that is a finding.
 #![no_main]
 
@@ -17,12 +17,16 @@ fuzz_target!(|data: &[u8]| {
     let seed = u64::from_le_bytes(head[..8].try_into().unwrap());
     let flags = head[8];
     let n = if flags & 1 == 0 { 3 } else { 5 };
+    // With 5 nodes, flag 32 starts the cluster with 3 voters and 2 nodes outside it.
+    let voters = if n == 5 && flags & 32 != 0 { 3 } else { n };
     let faults = Faults { max_delay: 8, max_disk_delay: 4, torn_writes: flags & 2 != 0, ..Faults::none() };
     let mode = if flags & 4 == 0 { SnapshotMode::Stream } else { SnapshotMode::Notify };
-    let mut sim = Sim::with_config(seed, n, faults, |c| {
+    let mut sim = Sim::with_members(seed, n, voters, faults, |c| {
         c.snapshot_mode = mode;
         c.pre_vote = flags & 8 == 0;
         c.check_quorum = flags & 16 == 0;
+        c.lease_reads = c.check_quorum && flags & 64 != 0;
+        c.max_clock_drift_percent = 60;
     });
     for &op in ops.iter().take(4096) {
         let arg = usize::from(op >> 4);
@@ -42,9 +46,10 @@ fuzz_target!(|data: &[u8]| {
                 sim.partition(&side);
             }
             11 => sim.heal(),
-            12 | 13 => {
+            12 => {
                 let _ = sim.propose(sim.leader().unwrap_or(node));
             }
+            13 => sim.random_membership_change(),
             14 => {
                 let _ = sim.read(node);
             }
