@@ -1,0 +1,530 @@
+//! A replicated key-value store on the runner: its state machine, its client protocol, the
+//! server side of that protocol (any node accepts a request; writes go to the leader), and a
+//! client.
+//!
+//! # Client protocol
+//! A client connects to a node's port and sends one byte, `C`. Then, any number of times, it
+//! sends a request and reads the reply, each a frame: a 4-byte little-endian length and the
+//! postcard encoding of an [`Envelope`] (client to node) or a [`Reply`] (node to client).
+//!
+//! | reply | meaning | `raftlet-kv` exit code |
+//! |---|---|---|
+//! | `Applied`, `Value(..)`, `Status(..)` | done | 0 (4 for `get` of a missing key) |
+//! | `CasFailed { current }` | the expected value did not match: nothing written | 2 |
+//! | `NotApplied(why)` | refused before it was proposed (no leader, log full, ...): nothing written | 2 |
+//! | `Unknown(why)` | proposed, outcome unknown (the leader was lost): it may or may not be applied | 3 |
+//!
+//! A client that cannot connect, or whose connection fails before the request is sent, knows
+//! the request was not applied (exit 2). A timeout, or a connection lost after sending, is
+//! unknown (exit 3). A node never answers `NotApplied` for a write that may still be applied.
+//!
+//! `get` is linearizable (ReadIndex, served by whichever node was asked); `get --stale` reads
+//! the node's state as it is.
+
+use crate::net::{read_frame, write_frame};
+use crate::runner::{ClientError, Handle, StateMachine};
+use raftlet::{Change, ConfChange, Index, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// The largest client frame.
+pub const MAX_CLIENT_FRAME: usize = 1 << 20;
+
+/// A command in the log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum KvCommand {
+    /// Set a key.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Set a key if its value is `expect` (`None`: if it is absent).
+    Cas {
+        /// The key.
+        key: Vec<u8>,
+        /// The value it must have.
+        expect: Option<Vec<u8>>,
+        /// The value to set.
+        new: Vec<u8>,
+    },
+    /// Record the address of a node (replicated, so every node can reach it).
+    SetPeer {
+        /// The node.
+        id: u64,
+        /// Its address.
+        addr: SocketAddr,
+    },
+}
+
+/// A state-machine answer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum KvAnswer {
+    /// Written.
+    Done,
+    /// A compare-and-set found another value.
+    CasFailed {
+        /// The value found.
+        current: Option<Vec<u8>>,
+    },
+    /// A value read.
+    Value(Option<Vec<u8>>),
+    /// A digest of the whole store.
+    Digest {
+        /// Number of keys.
+        keys: u64,
+        /// FNV-1a over every key and value, in key order.
+        hash: u64,
+    },
+}
+
+/// A query.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum KvQuery {
+    /// The value of a key.
+    Get {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// A digest of the store (to compare nodes).
+    Digest,
+}
+
+/// The key-value state machine.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Kv {
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    peers: BTreeMap<u64, SocketAddr>,
+}
+
+fn encode<T: Serialize>(t: &T) -> Vec<u8> {
+    postcard::to_allocvec(t).expect("serializes")
+}
+
+/// The command that sets `key` to `value`.
+pub fn put(key: &[u8], value: &[u8]) -> Vec<u8> {
+    encode(&KvCommand::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    })
+}
+
+/// The query for `key`.
+pub fn get(key: &[u8]) -> Vec<u8> {
+    encode(&KvQuery::Get { key: key.to_vec() })
+}
+
+/// The digest query.
+pub fn digest() -> Vec<u8> {
+    encode(&KvQuery::Digest)
+}
+
+/// Decodes a state-machine answer.
+pub fn answer(bytes: &[u8]) -> Option<KvAnswer> {
+    postcard::from_bytes(bytes).ok()
+}
+
+impl Kv {
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    fn digest(&self) -> KvAnswer {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (k, v) in &self.data {
+            for b in k
+                .iter()
+                .chain([0xFFu8].iter())
+                .chain(v.iter())
+                .chain([0xFEu8].iter())
+            {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        KvAnswer::Digest {
+            keys: self.data.len() as u64,
+            hash: h,
+        }
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(
+        &mut self,
+        _index: Index,
+        command: &[u8],
+        peers: &mut Vec<(NodeId, SocketAddr)>,
+    ) -> Vec<u8> {
+        let Ok(cmd) = postcard::from_bytes::<KvCommand>(command) else {
+            // Every node refuses the same garbage the same way: determinism is kept.
+            return encode(&KvAnswer::CasFailed { current: None });
+        };
+        let answer = match cmd {
+            KvCommand::Put { key, value } => {
+                self.data.insert(key, value);
+                KvAnswer::Done
+            }
+            KvCommand::Cas { key, expect, new } => {
+                let current = self.data.get(&key).cloned();
+                if current == expect {
+                    self.data.insert(key, new);
+                    KvAnswer::Done
+                } else {
+                    KvAnswer::CasFailed { current }
+                }
+            }
+            KvCommand::SetPeer { id, addr } => {
+                self.peers.insert(id, addr);
+                peers.push((NodeId(id), addr));
+                KvAnswer::Done
+            }
+        };
+        encode(&answer)
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        let answer = match postcard::from_bytes::<KvQuery>(query) {
+            Ok(KvQuery::Get { key }) => KvAnswer::Value(self.data.get(&key).cloned()),
+            Ok(KvQuery::Digest) | Err(_) => self.digest(),
+        };
+        encode(&answer)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        *self = postcard::from_bytes(data).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.peers.iter().map(|(&id, &a)| (NodeId(id), a)).collect()
+    }
+}
+
+// ----- the client protocol ------------------------------------------------------------------
+
+/// A client request.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Set a key.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Read a key: linearizable, or this node's state as it is (`stale`).
+    Get {
+        /// The key.
+        key: Vec<u8>,
+        /// Skip the linearizable read barrier.
+        stale: bool,
+    },
+    /// Compare-and-set.
+    Cas {
+        /// The key.
+        key: Vec<u8>,
+        /// The expected value (`None`: absent).
+        expect: Option<Vec<u8>>,
+        /// The new value.
+        new: Vec<u8>,
+    },
+    /// The node's status, as text.
+    Status,
+    /// Record a node's address and add it as a learner.
+    AddLearner {
+        /// The node.
+        id: u64,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The node.
+        id: u64,
+    },
+    /// Remove a node.
+    Remove {
+        /// The node.
+        id: u64,
+    },
+    /// A digest of the node's store (stale read).
+    Digest,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        !matches!(self, Self::Get { .. } | Self::Status | Self::Digest)
+    }
+}
+
+/// A request as sent: forwarded requests count their hops, so that stale leader hints cannot
+/// bounce a request around forever.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// How many nodes forwarded it.
+    pub hops: u8,
+    /// The request.
+    pub request: Request,
+}
+
+/// A node's reply.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The write is applied.
+    Applied,
+    /// The value read (`None`: no such key).
+    Value(Option<Vec<u8>>),
+    /// The compare-and-set did not match: nothing written.
+    CasFailed {
+        /// The value found.
+        current: Option<Vec<u8>>,
+    },
+    /// Certainly not applied.
+    NotApplied(String),
+    /// May or may not be applied.
+    Unknown(String),
+    /// Status or digest, as text.
+    Status(String),
+}
+
+/// Serves client connections handed over by the transport.
+pub async fn serve_clients(handle: Handle, mut streams: mpsc::Receiver<TcpStream>) {
+    while let Some(stream) = streams.recv().await {
+        tokio::spawn(serve_client(handle.clone(), stream));
+    }
+}
+
+async fn serve_client(handle: Handle, mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_secs(300),
+            read_frame(&mut stream, MAX_CLIENT_FRAME, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(true)) => {}
+            _ => return,
+        }
+        let reply = match postcard::from_bytes::<Envelope>(&buf) {
+            Ok(env) => execute(&handle, env).await,
+            Err(_) => Reply::NotApplied("undecodable request".into()),
+        };
+        if write_frame(&mut stream, &encode(&reply)).await.is_err() || stream.flush().await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn from_answer(bytes: &[u8]) -> Reply {
+    match answer(bytes) {
+        Some(KvAnswer::Done) => Reply::Applied,
+        Some(KvAnswer::CasFailed { current }) => Reply::CasFailed { current },
+        Some(KvAnswer::Value(v)) => Reply::Value(v),
+        Some(KvAnswer::Digest { keys, hash }) => {
+            Reply::Status(format!("keys {keys} digest {hash:016x}"))
+        }
+        None => Reply::Unknown("undecodable answer".into()),
+    }
+}
+
+/// Executes a request on this node, forwarding writes to the leader.
+pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
+    let request = env.request.clone();
+    let result = match &request {
+        Request::Put { key, value } => handle
+            .propose(put(key, value))
+            .await
+            .map(|a| from_answer(&a)),
+        Request::Cas { key, expect, new } => handle
+            .propose(encode(&KvCommand::Cas {
+                key: key.clone(),
+                expect: expect.clone(),
+                new: new.clone(),
+            }))
+            .await
+            .map(|a| from_answer(&a)),
+        Request::Get { key, stale: false } => handle.read(get(key)).await.map(|a| from_answer(&a)),
+        Request::Get { key, stale: true } => {
+            handle.local_read(get(key)).await.map(|a| from_answer(&a))
+        }
+        Request::Digest => handle.local_read(digest()).await.map(|a| from_answer(&a)),
+        Request::Status => Ok(match handle.status().await {
+            Some(s) => Reply::Status(format!(
+                "node {} {:?} term {} leader {:?} commit {} applied {} last {} log-start {} voters {:?} learners {:?}{}",
+                s.id,
+                s.role,
+                s.term,
+                s.leader,
+                s.commit,
+                s.applied,
+                s.last_index,
+                s.log_start.index,
+                s.membership.voters(),
+                s.membership.learners(),
+                if s.membership.is_joint() {
+                    " (joint)"
+                } else {
+                    ""
+                }
+            )),
+            None => Reply::NotApplied("node stopped".into()),
+        }),
+        Request::AddLearner { id, addr } => {
+            let set = handle
+                .propose(encode(&KvCommand::SetPeer {
+                    id: *id,
+                    addr: *addr,
+                }))
+                .await;
+            match set {
+                Ok(_) => handle
+                    .change_membership(ConfChange::single(Change::AddLearner(NodeId(*id))))
+                    .await
+                    .map(|_| Reply::Applied),
+                Err(e) => Err(e),
+            }
+        }
+        Request::Promote { id } => handle
+            .change_membership(ConfChange::single(Change::AddVoter(NodeId(*id))))
+            .await
+            .map(|_| Reply::Applied),
+        Request::Remove { id } => handle
+            .change_membership(ConfChange::single(Change::Remove(NodeId(*id))))
+            .await
+            .map(|_| Reply::Applied),
+    };
+    match result {
+        Ok(reply) => reply,
+        Err(ClientError::NotLeader { leader: Some(l) }) if request.is_write() && env.hops < 3 => {
+            let Some(addr) = handle.peer_address(l) else {
+                return Reply::NotApplied(format!("leader {l} has no known address"));
+            };
+            let fwd = Envelope {
+                hops: env.hops + 1,
+                request,
+            };
+            match call(addr, &fwd, Duration::from_secs(10)).await {
+                Ok(reply) => reply,
+                Err(CallError::NotSent(e)) => {
+                    Reply::NotApplied(format!("leader {l} unreachable: {e}"))
+                }
+                Err(e) => Reply::Unknown(format!("forwarded to leader {l}: {e}")),
+            }
+        }
+        Err(e) if e.is_certainly_not_applied() => Reply::NotApplied(e.to_string()),
+        Err(e) => Reply::Unknown(e.to_string()),
+    }
+}
+
+// ----- the client -----------------------------------------------------------------------------
+
+/// Why a call got no reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// The request was not sent (cannot connect, or the connection failed before): certainly
+    /// not applied.
+    NotSent(std::io::Error),
+    /// The connection failed after the request was sent: unknown.
+    Lost(std::io::Error),
+    /// No reply in time: unknown.
+    Timeout,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotSent(e) => write!(f, "not sent: {e}"),
+            Self::Lost(e) => write!(f, "connection lost after sending: {e}"),
+            Self::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+impl std::error::Error for CallError {}
+
+/// A connection to one node.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to the node at `addr`.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(b"C").await?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and waits up to `timeout` for the reply.
+    ///
+    /// # Errors
+    /// [`CallError`], which tells a request that was never sent from one whose outcome is
+    /// unknown.
+    pub async fn call(&mut self, request: Request, timeout: Duration) -> Result<Reply, CallError> {
+        let env = Envelope { hops: 0, request };
+        self.call_envelope(&env, timeout).await
+    }
+
+    async fn call_envelope(
+        &mut self,
+        env: &Envelope,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        let bytes = encode(env);
+        let sent = async {
+            write_frame(&mut self.stream, &bytes).await?;
+            self.stream.flush().await
+        };
+        // A write that fails may still have reached the node: only a connection that never
+        // carried the request is "not sent".
+        sent.await.map_err(CallError::Lost)?;
+        match tokio::time::timeout(
+            timeout,
+            read_frame(&mut self.stream, MAX_CLIENT_FRAME, &mut self.buf),
+        )
+        .await
+        {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Err(e)) => Err(CallError::Lost(e)),
+            Ok(Ok(false)) => Err(CallError::Lost(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(true)) => postcard::from_bytes(&self.buf)
+                .map_err(|e| CallError::Lost(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Connects to `addr`, sends one request, returns the reply.
+///
+/// # Errors
+/// [`CallError`].
+pub async fn call(addr: SocketAddr, env: &Envelope, timeout: Duration) -> Result<Reply, CallError> {
+    let mut client = match tokio::time::timeout(timeout, Client::connect(addr)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(CallError::NotSent(e)),
+        Err(_) => return Err(CallError::NotSent(std::io::ErrorKind::TimedOut.into())),
+    };
+    client.call_envelope(env, timeout).await
+}

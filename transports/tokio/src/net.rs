@@ -1,0 +1,369 @@
+//! The TCP transport: length-prefixed frames of the core's wire format, a handshake that names
+//! the cluster and the sender, one bounded queue and one writer task per peer.
+//!
+//! * **Outbound**: [`Network::send`] puts a message in its peer's queue ([`PEER_QUEUE`]
+//!   messages) and never waits: a full queue drops the message and counts it (Raft tolerates
+//!   loss; a slow or dead peer never holds up the others). Each peer's writer connects, sends
+//!   the handshake, then writes frames, batching what is queued; on an error it reconnects
+//!   with exponential back-off (50 ms to 1 s), dropping what queued meanwhile.
+//! * **Inbound**: every connection starts with one byte: `P` for a peer, `C` for a client
+//!   (handed to the application). A peer then sends `Hello { magic, cluster, from }` as a
+//!   length-prefixed postcard frame; a wrong magic, another cluster or a node missing from the
+//!   address book is refused and logged. After that, frames of at most the codec's maximum
+//!   length are decoded (typed errors from the core's codec: a bad frame is counted and
+//!   skipped; an oversized length closes the connection, since the stream cannot be
+//!   resynchronised) and handed to the runner. A connection that does not complete its
+//!   handshake within [`HANDSHAKE_TIMEOUT`] is closed.
+
+use crate::storage::Payload;
+use raftlet::NodeId;
+use raftlet::wire::Codec;
+use raftlet::wire::frame::encode_length_prefixed;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Messages of the tokio runner.
+pub type Msg = raftlet::DefaultMessage<Payload>;
+
+/// Messages queued per peer before sends are dropped.
+pub const PEER_QUEUE: usize = 1024;
+/// Time a new connection has to identify itself.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HELLO_MAGIC: u32 = 0x524C_4554; // "RLET"
+
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    magic: u32,
+    cluster: u64,
+    from: u64,
+}
+
+/// Counters of the transport.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NetStats {
+    /// Messages dropped because a peer's queue was full or no address was known.
+    pub dropped: u64,
+    /// Connections refused at the handshake (unknown node, other cluster, garbage).
+    pub refused: u64,
+    /// Frames that failed to decode (skipped) or had an impossible length (connection closed).
+    pub bad_frames: u64,
+    /// Messages received and handed to the runner.
+    pub received: u64,
+}
+
+struct Peer {
+    addr: SocketAddr,
+    tx: mpsc::Sender<Msg>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    id: NodeId,
+    codec: Codec,
+    peers: Mutex<HashMap<NodeId, Peer>>,
+    dropped: AtomicU64,
+    refused: AtomicU64,
+    bad_frames: AtomicU64,
+    received: AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The transport of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+/// Reads one length-prefixed frame into `buf`. `Ok(false)` at a clean end of stream.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {max}"),
+        ));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    Ok(true)
+}
+
+/// Writes `bytes` as one length-prefixed frame.
+pub(crate) async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
+    w.write_all(bytes).await
+}
+
+impl Network {
+    /// A transport for node `id` of cluster `cluster`, with frames of at most `max_frame`
+    /// bytes.
+    pub fn new(id: NodeId, cluster: u64, max_frame: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                codec: Codec::new(cluster, max_frame),
+                peers: Mutex::new(HashMap::new()),
+                dropped: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                bad_frames: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Sets (or changes) the address of `peer`.
+    pub fn set_address(&self, peer: NodeId, addr: SocketAddr) {
+        if peer == self.inner.id {
+            return;
+        }
+        let mut peers = self.inner.peers.lock().expect("peers lock");
+        if peers.get(&peer).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        if let Some(old) = peers.remove(&peer) {
+            old.task.abort();
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let task = tokio::spawn(peer_writer(self.inner.clone(), peer, addr, rx));
+        peers.insert(peer, Peer { addr, tx, task });
+    }
+
+    /// The known address of `peer`.
+    pub fn address(&self, peer: NodeId) -> Option<SocketAddr> {
+        self.inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .get(&peer)
+            .map(|p| p.addr)
+    }
+
+    /// Queues `msg` for its recipient, or drops and counts it.
+    pub fn send(&self, msg: Msg) {
+        let peers = self.inner.peers.lock().expect("peers lock");
+        let sent = peers
+            .get(&msg.to)
+            .is_some_and(|p| p.tx.try_send(msg).is_ok());
+        if !sent {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Accepts connections on `listener`: peer messages go to `inbound`, client connections
+    /// (first byte `C`) to `clients`.
+    pub fn serve(
+        &self,
+        listener: TcpListener,
+        inbound: mpsc::Sender<Msg>,
+        clients: Option<mpsc::Sender<TcpStream>>,
+    ) {
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(
+                    inner.clone(),
+                    stream,
+                    inbound.clone(),
+                    clients.clone(),
+                ));
+            }
+        });
+        self.inner.tasks.lock().expect("tasks lock").push(task);
+    }
+
+    /// Stops accepting and sending (connections in progress end when their peers notice).
+    pub fn shutdown(&self) {
+        for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+        for (_, p) in self.inner.peers.lock().expect("peers lock").drain() {
+            p.task.abort();
+        }
+    }
+
+    /// The transport's counters.
+    pub fn stats(&self) -> NetStats {
+        NetStats {
+            dropped: self.inner.dropped.load(Ordering::Relaxed),
+            refused: self.inner.refused.load(Ordering::Relaxed),
+            bad_frames: self.inner.bad_frames.load(Ordering::Relaxed),
+            received: self.inner.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Msg>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut buf = vec![0u8; inner.codec.max_frame() + 4];
+    let hello = postcard::to_allocvec(&Hello {
+        magic: HELLO_MAGIC,
+        cluster: inner.codec.cluster(),
+        from: inner.id.0,
+    })
+    .expect("hello serializes");
+    loop {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("{}: cannot reach {to} at {addr}: {e}", inner.id);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // What queued while the peer was away is stale: drop it.
+                while rx.try_recv().is_ok() {
+                    inner.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut w = BufWriter::with_capacity(256 << 10, stream);
+        let greeted = async {
+            w.write_all(b"P").await?;
+            write_frame(&mut w, &hello).await?;
+            w.flush().await
+        }
+        .await;
+        if greeted.is_err() {
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        log::debug!("{}: connected to {to} at {addr}", inner.id);
+        let result: std::io::Result<()> = async {
+            loop {
+                let Some(msg) = rx.recv().await else {
+                    return Ok(());
+                };
+                let mut next = Some(msg);
+                while let Some(m) = next.take() {
+                    match encode_length_prefixed(&inner.codec, &m, &mut buf) {
+                        Ok(n) => w.write_all(&buf[..n]).await?,
+                        Err(e) => {
+                            log::warn!("{}: cannot encode a message to {to}: {e}", inner.id);
+                            inner.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                w.flush().await?;
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => log::debug!("{}: connection to {to} lost: {e}", inner.id),
+        }
+    }
+}
+
+async fn serve_connection(
+    inner: Arc<Inner>,
+    mut stream: TcpStream,
+    inbound: mpsc::Sender<Msg>,
+    clients: Option<mpsc::Sender<TcpStream>>,
+) {
+    let peer_addr = stream.peer_addr().ok();
+    let mut kind = [0u8; 1];
+    let mut buf = Vec::new();
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        stream.read_exact(&mut kind).await?;
+        if kind[0] == b'P' {
+            read_frame(&mut stream, 64, &mut buf).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    let refuse = |why: &str| {
+        inner.refused.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "{}: refused a connection from {peer_addr:?}: {why}",
+            inner.id
+        );
+    };
+    match hello {
+        Err(_) => return refuse("no handshake in time"),
+        Ok(Err(e)) => return refuse(&format!("handshake failed: {e}")),
+        Ok(Ok(())) => {}
+    }
+    match kind[0] {
+        b'C' => {
+            if let Some(clients) = clients {
+                let _ = clients.send(stream).await;
+            }
+            return;
+        }
+        b'P' => {}
+        _ => return refuse("unknown connection kind"),
+    }
+    let Ok(hello) = postcard::from_bytes::<Hello>(&buf) else {
+        return refuse("undecodable hello");
+    };
+    if hello.magic != HELLO_MAGIC {
+        return refuse("not a raftlet peer");
+    }
+    if hello.cluster != inner.codec.cluster() {
+        return refuse(&format!("cluster {} is not ours", hello.cluster));
+    }
+    let from = NodeId(hello.from);
+    if !inner.peers.lock().expect("peers lock").contains_key(&from) {
+        return refuse(&format!("node {from} is not in the address book"));
+    }
+    let max = inner.codec.max_frame();
+    loop {
+        match read_frame(&mut stream, max, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    inner.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("{}: closing the connection from {from}: {e}", inner.id);
+                }
+                return;
+            }
+        }
+        match inner
+            .codec
+            .decode::<Payload, { raftlet::DEFAULT_BATCH }>(&buf)
+        {
+            Ok(msg) if msg.from == from && msg.to == inner.id => {
+                inner.received.fetch_add(1, Ordering::Relaxed);
+                if inbound.send(msg).await.is_err() {
+                    return; // the runner stopped
+                }
+            }
+            Ok(_) => {
+                inner.bad_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                inner.bad_frames.fetch_add(1, Ordering::Relaxed);
+                log::warn!("{}: skipped a bad frame from {from}: {e}", inner.id);
+            }
+        }
+    }
+}

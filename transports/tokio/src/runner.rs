@@ -1,0 +1,852 @@
+//! The runner: one task that owns a node, its disk log, its snapshots and the application's
+//! state machine, and executes the node's actions in order, as the core's action contract
+//! says.
+//!
+//! After every input (a tick, a message, a command from a [`Handle`]) the runner drains
+//! `poll_action`:
+//! * `Send`: queued on the peer's connection at once (the node withholds votes and
+//!   acknowledgements until they are durable, so nothing sent promises more than the disk holds);
+//! * `Persist`: the hard state and any snapshot reset are made durable at once; entries are
+//!   written to the segment and made durable together with every other persist of the same
+//!   drain (group commit: one `fdatasync`), and only then acknowledged with `persisted`;
+//! * `Apply`: committed, durable entries are applied in order; each answers the proposal that
+//!   is waiting on it (a different entry at its index means the proposal was lost);
+//! * snapshots: `Compact` deletes covered segments; `ReadSnapshotChunk` answers from the
+//!   snapshot file; `WriteSnapshotChunk` / `RestoreSnapshot` stage, verify and restore;
+//!   `InstallSnapshotFromLeader` asks the state machine to fetch one;
+//! * `ReadReady` / `ReadFailed`: answer linearizable reads.
+//!
+//! A storage error stops the runner (a node that cannot persist must not go on); waiting
+//! callers get [`ClientError::Unknown`].
+
+use crate::net::{Msg, NetStats, Network};
+use crate::snapshot::{Meta, SnapshotStore};
+use crate::storage::{DiskLog, Payload, Recovery, StorageError};
+use raftlet::{
+    Action, ConfChange, Config, EntryData, Index, InstallError, InstallOutcome, Membership,
+    MembershipError, NodeId, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMode,
+    Storage, Term,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The node profile of the tokio runner: up to 7 members, 256 unstable entries, 16 entries per
+/// message.
+pub type TokioNode = raftlet::DefaultNode<Payload>;
+
+/// The largest command or query, in bytes.
+pub const MAX_COMMAND: usize = 60 << 10;
+
+/// The largest frame between nodes (16 entries of the largest command, or a snapshot chunk).
+pub const MAX_FRAME: usize = raftlet::wire::max_frame_len_for(
+    raftlet::DEFAULT_BATCH,
+    if MAX_COMMAND > crate::snapshot::CHUNK {
+        MAX_COMMAND + 4
+    } else {
+        crate::snapshot::CHUNK + 4
+    },
+);
+
+/// The application: a deterministic state machine over the committed commands.
+pub trait StateMachine: Send + 'static {
+    /// Applies the command committed at `index`; returns the answer for its proposer.
+    /// `peers` records peer addresses the command announces (membership is the log's business,
+    /// addresses the application's).
+    fn apply(
+        &mut self,
+        index: Index,
+        command: &[u8],
+        peers: &mut Vec<(NodeId, SocketAddr)>,
+    ) -> Vec<u8>;
+    /// Answers a query against the current state.
+    fn query(&self, query: &[u8]) -> Vec<u8>;
+    /// The whole state, serialized.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the state by a snapshot's.
+    ///
+    /// # Errors
+    /// A snapshot it cannot read: the install fails and the leader starts another.
+    fn restore(&mut self, data: &[u8]) -> Result<(), String>;
+    /// Peer addresses the state holds (announced after a restore).
+    fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
+        Vec::new()
+    }
+    /// Notify mode: fetch, by the application's own means, a snapshot that reaches at least
+    /// `first_available.index - 1`. `None`: no snapshot is available.
+    fn fetch_snapshot(
+        &mut self,
+        leader: NodeId,
+        first_available: SnapshotId,
+    ) -> Option<(Meta, Vec<u8>)> {
+        let _ = (leader, first_available);
+        None
+    }
+    /// An installation is over (`peer` is this node on the follower side): an incremental
+    /// state machine drops its checkpoints here.
+    fn install_complete(&mut self, peer: NodeId, outcome: InstallOutcome) {
+        let _ = (peer, outcome);
+    }
+}
+
+/// How a request ended when it did not succeed. The three outcomes a client must tell apart:
+/// success, certainly not applied ([`ClientError::is_certainly_not_applied`]), unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// Not the leader: nothing was proposed.
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Refused before it was proposed: the log is full, a transfer runs, the command is too
+    /// large.
+    Refused(String),
+    /// It was proposed, but another leader's entry took its place: it is not applied and never
+    /// will be.
+    Lost,
+    /// A read could not be confirmed.
+    Read(ReadError),
+    /// A membership change was refused.
+    Membership(MembershipError),
+    /// The runner stopped before the outcome was known: it may or may not be applied.
+    Unknown,
+}
+
+impl ClientError {
+    /// Whether the request certainly had no effect.
+    pub fn is_certainly_not_applied(&self) -> bool {
+        !matches!(self, Self::Unknown)
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader (leader is {l})"),
+            Self::NotLeader { leader: None } => f.write_str("not the leader (leader unknown)"),
+            Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::Lost => f.write_str("lost to a leader change (not applied)"),
+            Self::Read(e) => write!(f, "read failed: {e}"),
+            Self::Membership(e) => write!(f, "membership change refused: {e}"),
+            Self::Unknown => f.write_str("outcome unknown"),
+        }
+    }
+}
+impl std::error::Error for ClientError {}
+
+/// Something worth telling observers about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The node saw a new leader (or none) at a term.
+    Leader {
+        /// The term.
+        term: Term,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// `InstallComplete` (on a leader about `peer`, on a follower about itself).
+    InstallComplete {
+        /// The node that emitted it.
+        at: NodeId,
+        /// The follower whose install ended.
+        peer: NodeId,
+        /// How it ended.
+        outcome: InstallOutcome,
+    },
+    /// The node took a snapshot and compacted its log.
+    Snapshot {
+        /// The snapshot.
+        id: SnapshotId,
+    },
+}
+
+/// A node's state, as [`Handle::status`] reports it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: Index,
+    /// Applied index.
+    pub applied: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// Where the log starts.
+    pub log_start: SnapshotId,
+    /// The membership in use.
+    pub membership: Membership<7>,
+    /// Sends dropped by the node (full queue) and by the transport.
+    pub dropped_sends: u64,
+    /// Transport counters.
+    pub net: NetStats,
+    /// Segment files of the log.
+    pub segments: usize,
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// This node.
+    pub id: NodeId,
+    /// The cluster id (in the handshake and in every frame).
+    pub cluster: u64,
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Known peer addresses (more can be added later).
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    /// The voters of a new cluster (ignored once the node has a snapshot or a log). A node
+    /// joining a running cluster passes a set it is not a voter of (for example the current
+    /// voters).
+    pub initial_voters: Vec<NodeId>,
+    /// The length of a tick.
+    pub tick: Duration,
+    /// Election timeout in ticks.
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Take a snapshot every this many applied entries (0: only when asked).
+    pub snapshot_every: u64,
+    /// Entries kept after a compaction for slow followers.
+    pub log_retention: u64,
+    /// How lagging followers catch up.
+    pub snapshot_mode: SnapshotMode,
+}
+
+impl RunnerConfig {
+    /// Defaults: ticks of 50 ms, election timeout 10 ticks (0.5-1 s), heartbeat every 2,
+    /// a snapshot every 10,000 entries keeping 1,000, stream mode.
+    pub fn new(id: NodeId, dir: impl Into<PathBuf>, initial_voters: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            cluster: 0x5241_4654,
+            dir: dir.into(),
+            peers: Vec::new(),
+            initial_voters,
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_every: 10_000,
+            log_retention: 1_000,
+            snapshot_mode: SnapshotMode::Stream,
+        }
+    }
+}
+
+/// Why a runner could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The data directory.
+    Storage(StorageError),
+    /// The node refused its configuration or storage.
+    Config(raftlet::ConfigError),
+    /// The listening socket.
+    Io(std::io::Error),
+    /// The snapshot could not be restored.
+    Restore(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Storage(e) => write!(f, "storage: {e}"),
+            Self::Config(e) => write!(f, "configuration: {e}"),
+            Self::Io(e) => write!(f, "I/O: {e}"),
+            Self::Restore(e) => write!(f, "restoring the snapshot: {e}"),
+        }
+    }
+}
+impl std::error::Error for StartError {}
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+enum Command {
+    Propose(Vec<u8>, Reply<Vec<u8>>),
+    Read(Vec<u8>, Reply<Vec<u8>>),
+    LocalRead(Vec<u8>, oneshot::Sender<Vec<u8>>),
+    Status(oneshot::Sender<Status>),
+    Membership(ConfChange, Reply<Index>),
+    Transfer(NodeId, Reply<()>),
+    Snapshot(oneshot::Sender<Option<SnapshotId>>),
+    SetAddress(NodeId, SocketAddr),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Talks to a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    id: NodeId,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    task: std::sync::Arc<tokio::task::JoinHandle<()>>,
+    net: Network,
+}
+
+impl Handle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).await.is_err() {
+            return Err(ClientError::Unknown);
+        }
+        rx.await.unwrap_or(Err(ClientError::Unknown))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// The address it listens on (peers and clients).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Proposes `command`; returns the state machine's answer once it is applied here.
+    ///
+    /// # Errors
+    /// [`ClientError`]: not the leader, refused, lost to a leader change, unknown.
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        if command.len() > MAX_COMMAND {
+            return Err(ClientError::Refused("command too large".into()));
+        }
+        self.ask(|r| Command::Propose(command, r)).await
+    }
+
+    /// A linearizable read (ReadIndex, from any node): `query` is answered by the state
+    /// machine once it reflects every write acknowledged before the call.
+    ///
+    /// # Errors
+    /// [`ClientError::Read`] when it cannot be confirmed (retry), or `Unknown`.
+    pub async fn read(&self, query: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        self.ask(|r| Command::Read(query, r)).await
+    }
+
+    /// A read of this node's state as it is (may be stale).
+    ///
+    /// # Errors
+    /// `Unknown` if the runner stopped.
+    pub async fn local_read(&self, query: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::LocalRead(query, tx)).await.is_err() {
+            return Err(ClientError::Unknown);
+        }
+        rx.await.map_err(|_| ClientError::Unknown)
+    }
+
+    /// The node's state; `None` if it stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Changes the membership; returns once the change is committed and applied here.
+    ///
+    /// # Errors
+    /// [`ClientError::Membership`] (refused), `NotLeader`, `Lost`, `Unknown`.
+    pub async fn change_membership(&self, change: ConfChange) -> Result<Index, ClientError> {
+        self.ask(|r| Command::Membership(change, r)).await
+    }
+
+    /// Hands leadership to `to`.
+    ///
+    /// # Errors
+    /// `Refused` with the core's reason, or `Unknown`.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), ClientError> {
+        self.ask(|r| Command::Transfer(to, r)).await
+    }
+
+    /// Takes a snapshot now and compacts the log; returns it (`None` if nothing new was
+    /// applied, or a snapshot was refused).
+    pub async fn snapshot(&self) -> Option<SnapshotId> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Snapshot(tx)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Sets the address of a peer.
+    pub async fn set_peer_address(&self, id: NodeId, addr: SocketAddr) {
+        let _ = self.tx.send(Command::SetAddress(id, addr)).await;
+    }
+
+    /// The address this node knows for `peer`.
+    pub fn peer_address(&self, peer: NodeId) -> Option<SocketAddr> {
+        self.net.address(peer)
+    }
+
+    /// Events (leader changes, installs, snapshots).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stops the node gracefully: pending writes are made durable, connections close.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.net.shutdown();
+    }
+
+    /// Stops the node at once, as a crash would: nothing more is written (what was not yet
+    /// durable may be lost, which the node never acknowledged).
+    pub fn kill(&self) {
+        self.task.abort();
+        self.net.shutdown();
+    }
+
+    /// Whether the runner has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+struct Runner<S> {
+    node: TokioNode,
+    log: DiskLog,
+    snaps: SnapshotStore,
+    sm: S,
+    net: Network,
+    /// The membership after the last applied entry (stored with snapshots).
+    membership: Membership<7>,
+    snapshot_every: u64,
+    last_snapshot: Index,
+    proposals: BTreeMap<Index, (Term, Reply<Vec<u8>>)>,
+    conf_waiters: BTreeMap<Index, (Term, Reply<Index>)>,
+    reads: HashMap<u64, (Vec<u8>, Reply<Vec<u8>>)>,
+    next_read: u64,
+    events: broadcast::Sender<Event>,
+    seen_leader: (Term, Option<NodeId>),
+}
+
+/// Starts a node: opens (or creates) its data directory, restores the state machine from the
+/// newest snapshot, binds `listen`, and runs until shut down. Client connections (first byte
+/// `C`) go to `clients`, if given.
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start<S: StateMachine>(
+    config: RunnerConfig,
+    mut sm: S,
+    listen: SocketAddr,
+    clients: Option<mpsc::Sender<TcpStream>>,
+) -> Result<(Handle, Recovery), StartError> {
+    let (log, recovery) = DiskLog::open(&config.dir).map_err(StartError::Storage)?;
+    let snaps = SnapshotStore::open(&config.dir).map_err(StartError::Io)?;
+    let initial = Membership::new(&config.initial_voters)
+        .map_err(|e| StartError::Config(raftlet::ConfigError::from(e)))?;
+    let (snapshot, membership) = match snaps.latest().map_err(StartError::Io)? {
+        Some((meta, data)) => {
+            sm.restore(&data).map_err(StartError::Restore)?;
+            (meta.id, meta.membership)
+        }
+        None => (SnapshotId::ZERO, initial),
+    };
+    let mut cfg = Config::with_membership(config.id, membership.clone());
+    cfg.election_ticks = config.election_ticks;
+    cfg.heartbeat_ticks = config.heartbeat_ticks;
+    cfg.snapshot = snapshot;
+    cfg.applied = snapshot.index;
+    cfg.snapshot_mode = config.snapshot_mode;
+    cfg.log_retention = config.log_retention;
+    cfg.seed = config.id.0 ^ u64::from(std::process::id()).rotate_left(32) ^ nanos();
+    let node = TokioNode::new(cfg, &log).map_err(StartError::Config)?;
+    let listener = TcpListener::bind(listen).await.map_err(StartError::Io)?;
+    let addr = listener.local_addr().map_err(StartError::Io)?;
+    let net = Network::new(config.id, config.cluster, MAX_FRAME);
+    for &(id, a) in &config.peers {
+        net.set_address(id, a);
+    }
+    for (id, a) in sm.peers() {
+        net.set_address(id, a);
+    }
+    let (in_tx, in_rx) = mpsc::channel::<Msg>(4096);
+    net.serve(listener, in_tx, clients);
+    let (tx, rx) = mpsc::channel(1024);
+    let (events, _) = broadcast::channel(1024);
+    let runner = Runner {
+        node,
+        log,
+        snaps,
+        sm,
+        net: net.clone(),
+        membership,
+        snapshot_every: config.snapshot_every,
+        last_snapshot: snapshot.index,
+        proposals: BTreeMap::new(),
+        conf_waiters: BTreeMap::new(),
+        reads: HashMap::new(),
+        next_read: 1,
+        events: events.clone(),
+        seen_leader: (Term(0), None),
+    };
+    let id = config.id;
+    let tick = config.tick;
+    let task = tokio::spawn(async move {
+        if let Err(e) = runner.run(tick, in_rx, rx).await {
+            log::error!("{id}: the runner stopped: {e}");
+        }
+    });
+    Ok((
+        Handle {
+            id,
+            addr,
+            tx,
+            events,
+            task: std::sync::Arc::new(task),
+            net,
+        },
+        recovery,
+    ))
+}
+
+/// Runs blocking disk work (fsync) without stalling the other tasks of a multi-threaded
+/// runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl<S: StateMachine> Runner<S> {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut inbound: mpsc::Receiver<Msg>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<(), std::io::Error> {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.node.tick(&self.log),
+                Some(msg) = inbound.recv() => {
+                    let _ = self.node.step(msg, &self.log);
+                    // Take whatever else arrived in the same drain.
+                    let mut more = 0;
+                    while more < 256 {
+                        let Ok(msg) = inbound.try_recv() else { break };
+                        self.drain()?;
+                        let _ = self.node.step(msg, &self.log);
+                        more += 1;
+                    }
+                }
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { return Ok(()) };
+                    if let Command::Shutdown(done) = cmd {
+                        self.drain()?;
+                        self.log.sync()?;
+                        let _ = done.send(());
+                        return Ok(());
+                    }
+                    self.command(cmd)?;
+                }
+            }
+            self.drain()?;
+            self.note_leader();
+        }
+    }
+
+    fn note_leader(&mut self) {
+        let now = (self.node.term(), self.node.leader());
+        if now != self.seen_leader {
+            self.seen_leader = now;
+            let _ = self.events.send(Event::Leader {
+                term: now.0,
+                leader: now.1,
+            });
+        }
+    }
+
+    fn command(&mut self, cmd: Command) -> std::io::Result<()> {
+        match cmd {
+            Command::Propose(data, reply) => match self.node.propose(data, &self.log) {
+                Ok(index) => {
+                    self.proposals.insert(index, (self.node.term(), reply));
+                }
+                Err(e) => {
+                    let err = match e {
+                        ProposeError::NotLeader { leader, .. } => ClientError::NotLeader { leader },
+                        ProposeError::Full(_) => ClientError::Refused("log full".into()),
+                        ProposeError::Transferring(_) => {
+                            ClientError::Refused("leadership transfer in progress".into())
+                        }
+                    };
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Command::Read(query, reply) => {
+                let id = self.next_read;
+                self.next_read += 1;
+                match self.node.read_index(ReadId(id), &self.log) {
+                    Ok(()) => {
+                        self.reads.insert(id, (query, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ClientError::Read(e)));
+                    }
+                }
+            }
+            Command::LocalRead(query, reply) => {
+                let _ = reply.send(self.sm.query(&query));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Membership(change, reply) => {
+                match self.node.propose_conf_change(change, &self.log) {
+                    Ok(index) => {
+                        self.conf_waiters.insert(index, (self.node.term(), reply));
+                    }
+                    Err(MembershipError::NotLeader { leader }) => {
+                        let _ = reply.send(Err(ClientError::NotLeader { leader }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ClientError::Membership(e)));
+                    }
+                }
+            }
+            Command::Transfer(to, reply) => {
+                let r = self
+                    .node
+                    .transfer_leadership(to, &self.log)
+                    .map_err(|e| ClientError::Refused(e.to_string()));
+                let _ = reply.send(r);
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.take_snapshot()?);
+            }
+            Command::SetAddress(id, addr) => self.net.set_address(id, addr),
+            Command::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let n = &self.node;
+        Status {
+            id: n.id(),
+            role: n.role(),
+            term: n.term(),
+            leader: n.leader(),
+            commit: n.commit_index(),
+            applied: n.applied_index(),
+            last_index: n.last_index(),
+            log_start: n.log_start(),
+            membership: n.membership().clone(),
+            dropped_sends: n.stats().dropped_sends + self.net.stats().dropped,
+            net: self.net.stats(),
+            segments: self.log.segment_count(),
+        }
+    }
+
+    /// Executes every action, acknowledging persists once durable, until there is none.
+    fn drain(&mut self) -> std::io::Result<()> {
+        loop {
+            let mut last_token = None;
+            while let Some(action) = self.node.poll_action() {
+                match action {
+                    Action::Send(msg) => self.net.send(msg),
+                    Action::Persist(p) => {
+                        self.log.write(&p)?;
+                        last_token = Some(p.token);
+                    }
+                    Action::Apply { first, last } => self.apply(first, last)?,
+                    Action::Compact { through } => self.log.compact(through)?,
+                    Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                        if let Some((data, checksum)) = self.snaps.chunk(snapshot, seq)? {
+                            let _ = self.node.snapshot_chunk(to, snapshot, seq, data, checksum);
+                        }
+                    }
+                    Action::WriteSnapshotChunk {
+                        snapshot,
+                        seq,
+                        data,
+                    } => self.snaps.stage(snapshot, seq, &data)?,
+                    Action::RestoreSnapshot { snapshot, checksum } => {
+                        let result = match self.snaps.finish_staging(snapshot, checksum)? {
+                            Some((meta, data)) => self.restore(meta, &data),
+                            None => {
+                                log::warn!(
+                                    "{}: snapshot {snapshot:?} failed its checksum",
+                                    self.node.id()
+                                );
+                                Err(InstallError::Failed)
+                            }
+                        };
+                        let _ = self.node.snapshot_installed(result, &self.log);
+                    }
+                    Action::InstallSnapshotFromLeader {
+                        leader,
+                        first_available,
+                    } => {
+                        let result = match self.sm.fetch_snapshot(leader, first_available) {
+                            Some((meta, data)) => {
+                                self.snaps.save(&meta, &data)?;
+                                self.restore(meta, &data)
+                            }
+                            None => Err(InstallError::Unavailable),
+                        };
+                        let _ = self.node.snapshot_installed(result, &self.log);
+                    }
+                    Action::InstallComplete { peer, outcome } => {
+                        log::info!(
+                            "{}: install complete for {peer}: {outcome:?}",
+                            self.node.id()
+                        );
+                        self.sm.install_complete(peer, outcome);
+                        let _ = self.events.send(Event::InstallComplete {
+                            at: self.node.id(),
+                            peer,
+                            outcome,
+                        });
+                    }
+                    Action::ReadReady { id, .. } => {
+                        if let Some((query, reply)) = self.reads.remove(&id.0) {
+                            let _ = reply.send(Ok(self.sm.query(&query)));
+                        }
+                    }
+                    Action::ReadFailed { id, reason } => {
+                        if let Some((_, reply)) = self.reads.remove(&id.0) {
+                            let _ = reply.send(Err(ClientError::Read(reason)));
+                        }
+                    }
+                }
+            }
+            // Group commit: one fsync for every persist of this round, then acknowledge.
+            let Some(token) = last_token else {
+                return Ok(());
+            };
+            if self.log.is_dirty() {
+                blocking(|| self.log.sync())?;
+            }
+            let _ = self.node.persisted(token, &self.log);
+        }
+    }
+
+    fn restore(
+        &mut self,
+        meta: Meta,
+        data: &[u8],
+    ) -> Result<raftlet::SnapshotMeta<7>, InstallError> {
+        if let Err(e) = self.sm.restore(data) {
+            log::warn!(
+                "{}: cannot restore snapshot {:?}: {e}",
+                self.node.id(),
+                meta.id
+            );
+            return Err(InstallError::Failed);
+        }
+        for (id, addr) in self.sm.peers() {
+            self.net.set_address(id, addr);
+        }
+        self.membership = meta.membership.clone();
+        self.last_snapshot = meta.id.index;
+        // Proposals the snapshot jumped over: their outcome is not known here.
+        let later = self.proposals.split_off(&meta.id.index.next());
+        for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
+            let _ = reply.send(Err(ClientError::Unknown));
+        }
+        let later = self.conf_waiters.split_off(&meta.id.index.next());
+        for (_, (_, reply)) in std::mem::replace(&mut self.conf_waiters, later) {
+            let _ = reply.send(Err(ClientError::Unknown));
+        }
+        Ok(meta)
+    }
+
+    fn apply(&mut self, first: Index, last: Index) -> std::io::Result<()> {
+        let mut peers = Vec::new();
+        for i in first.0..=last.0 {
+            let index = Index(i);
+            let Some(entry) = self.log.get(index) else {
+                return Err(std::io::Error::other(format!(
+                    "asked to apply {index}, which the log does not hold"
+                )));
+            };
+            let term = entry.term;
+            let answer = match &entry.data {
+                EntryData::Normal(cmd) => Some(self.sm.apply(index, cmd, &mut peers)),
+                EntryData::Membership(c) => {
+                    match self.membership.apply(c) {
+                        Ok(m) => self.membership = m,
+                        Err(e) => log::error!(
+                            "{}: committed change {c:?} does not apply: {e}",
+                            self.node.id()
+                        ),
+                    }
+                    None
+                }
+                EntryData::Noop => None,
+            };
+            if let Some((t, reply)) = self.proposals.remove(&index) {
+                let r = match answer {
+                    Some(a) if t == term => Ok(a),
+                    _ => Err(ClientError::Lost),
+                };
+                let _ = reply.send(r);
+            }
+            if let Some((t, reply)) = self.conf_waiters.remove(&index) {
+                let ok = t == term && matches!(entry.data, EntryData::Membership(_));
+                let _ = reply.send(if ok {
+                    Ok(index)
+                } else {
+                    Err(ClientError::Lost)
+                });
+            }
+        }
+        for (id, addr) in peers {
+            self.net.set_address(id, addr);
+        }
+        if self.snapshot_every > 0 && last.0 >= self.last_snapshot.0 + self.snapshot_every {
+            self.take_snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots the state machine at the applied index and lets the node compact.
+    fn take_snapshot(&mut self) -> std::io::Result<Option<SnapshotId>> {
+        let applied = self.node.applied_index();
+        if applied <= self.last_snapshot {
+            return Ok(None);
+        }
+        let Some(term) = self.log.term(applied) else {
+            return Ok(None);
+        };
+        let id = SnapshotId {
+            index: applied,
+            term,
+        };
+        let meta = Meta {
+            id,
+            membership: self.membership.clone(),
+        };
+        let data = self.sm.snapshot();
+        blocking(|| self.snaps.save(&meta, &data))?;
+        self.last_snapshot = applied;
+        match self.node.snapshot_taken(id, &self.log) {
+            Ok(()) => {
+                let _ = self.events.send(Event::Snapshot { id });
+                Ok(Some(id))
+            }
+            Err(e) => {
+                log::debug!("{}: snapshot {id:?} refused: {e}", self.node.id());
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! A durable raft log on disk: an append-only segmented log with a CRC per record, and a state
+//! file (hard state and the log's start) replaced atomically.
+//!
+//! # Layout of a data directory
+//! * `state`: `magic, crc32, postcard(HardState, log start)`; replaced by write to `state.tmp`,
+//!   fsync, rename, fsync of the directory.
+//! * `log/seg-NNNNNNNNNN.log`: segments, replayed in sequence order. Each record is
+//!   `magic (4) | length (4) | crc32 of the payload (4) | payload`, the payload being the postcard
+//!   encoding of a [`Record`]: a batch of entries (which replaces every entry at or after its
+//!   first index, as a `Persist` says), or a reset to an installed snapshot.
+//!
+//! # Durability
+//! [`DiskLog::write`] buffers entries; [`DiskLog::sync`] makes them durable (flush and
+//! `fdatasync`). The runner acknowledges a persist only after `sync`. A new state (hard state,
+//! compaction, reset) is durable when `write` or `compact` returns.
+//!
+//! # Recovery
+//! [`DiskLog::open`] replays every segment. A record that fails its checks at the end of the
+//! last segment is a torn write: the segment is truncated there (those entries were never
+//! acknowledged). A bad record followed by a valid one, or a bad record in an earlier segment,
+//! is corruption of acknowledged data: `open` fails with [`StorageError::Corrupt`] rather than
+//! serve a log with a hole. A log without a state file is refused ([`StorageError::MissingState`]):
+//! starting from an empty hard state could vote twice in a term.
+//!
+//! Entries after the log's start are also kept in memory (the node reads them through
+//! [`Storage`]); compaction bounds them.
+
+use raftlet::{ConfChange, Entry, EntryData, HardState, Index, Persist, SnapshotId, Storage, Term};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The payload type of the tokio runner.
+pub type Payload = Vec<u8>;
+/// A log entry of the tokio runner.
+pub type LogEntry = Entry<Payload>;
+
+const RECORD_MAGIC: u32 = 0x5446_4152; // "RAFT" little-endian
+const STATE_MAGIC: u32 = 0x4554_5453; // "STTE"
+const HEADER: usize = 12;
+/// A record longer than this is corrupt (a batch of entries of at most a few MiB).
+const MAX_RECORD: usize = 64 << 20;
+/// A segment is sealed and a new one started once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// One record of a segment.
+#[derive(Serialize, Deserialize, Debug)]
+enum Record {
+    /// Entries, contiguous; they replace every entry at or after the first one's index.
+    Entries(Vec<LogEntry>),
+    /// The log was replaced by an installed snapshot: nothing before this record counts.
+    Reset(SnapshotId),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+struct StateFile {
+    hs: HardState,
+    base: SnapshotId,
+}
+
+/// Why a data directory could not be opened or written.
+#[derive(Debug)]
+pub enum StorageError {
+    /// An I/O error.
+    Io(io::Error),
+    /// Acknowledged data is damaged: a record that fails its checks before the end of the log.
+    Corrupt {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The log has entries but the state file is missing.
+    MissingState,
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Corrupt { file, offset, what } => {
+                write!(
+                    f,
+                    "corrupt log: {} at offset {offset}: {what}",
+                    file.display()
+                )
+            }
+            Self::MissingState => f.write_str("the log has entries but no state file"),
+        }
+    }
+}
+impl std::error::Error for StorageError {}
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// What recovery found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments replayed.
+    pub segments: usize,
+    /// Records replayed.
+    pub records: usize,
+    /// Bytes of a torn tail that were cut off, if any.
+    pub truncated_tail: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    /// The highest index a record of this segment wrote.
+    max_index: Index,
+    bytes: u64,
+}
+
+/// The durable log of one node. See the [module docs](self).
+#[derive(Debug)]
+pub struct DiskLog {
+    dir: PathBuf,
+    state: StateFile,
+    entries: VecDeque<LogEntry>,
+    segments: Vec<Segment>,
+    writer: BufWriter<File>,
+    dirty: bool,
+}
+
+fn encode_record(r: &Record) -> Vec<u8> {
+    let payload = postcard::to_allocvec(r).expect("records serialize");
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Parses the record at `at`; `None` if it is not a whole, valid record.
+fn parse_record(buf: &[u8], at: usize) -> Option<(Record, usize)> {
+    let head = buf.get(at..at + HEADER)?;
+    let word = |k: usize| u32::from_le_bytes(head[k..k + 4].try_into().expect("4 bytes"));
+    if word(0) != RECORD_MAGIC {
+        return None;
+    }
+    let len = word(4) as usize;
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = buf.get(at + HEADER..at + HEADER + len)?;
+    if crc32fast::hash(payload) != word(8) {
+        return None;
+    }
+    let record = postcard::from_bytes(payload).ok()?;
+    Some((record, HEADER + len))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join("log").join(format!("seg-{seq:010}.log"))
+}
+
+impl DiskLog {
+    /// Opens (or creates) the log in `dir`, recovering as the [module docs](self) describe.
+    ///
+    /// # Errors
+    /// I/O errors, corruption of acknowledged data, a missing state file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<(Self, Recovery), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("log"))?;
+        let mut seqs: Vec<u64> = fs::read_dir(dir.join("log"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("seg-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        let state = match fs::read(dir.join("state")) {
+            Ok(bytes) => Self::parse_state(&dir, &bytes)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => StateFile {
+                hs: HardState::default(),
+                base: SnapshotId::ZERO,
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let state_missing = !dir.join("state").exists();
+        let mut recovery = Recovery::default();
+        let mut log = VecDeque::new();
+        let mut base = state.base;
+        let mut segments = Vec::new();
+        for (k, &seq) in seqs.iter().enumerate() {
+            let path = segment_path(&dir, seq);
+            let mut bytes = Vec::new();
+            File::open(&path)?.read_to_end(&mut bytes)?;
+            let last_segment = k + 1 == seqs.len();
+            let mut at = 0;
+            let mut max_index = Index(0);
+            while at < bytes.len() {
+                let Some((record, len)) = parse_record(&bytes, at) else {
+                    let later_valid =
+                        (at + 1..bytes.len()).any(|p| parse_record(&bytes, p).is_some());
+                    if !last_segment || later_valid {
+                        return Err(StorageError::Corrupt {
+                            file: path,
+                            offset: at as u64,
+                            what: "a record fails its checks before the end of the log",
+                        });
+                    }
+                    // A torn write at the tail: never acknowledged, cut it off.
+                    let f = OpenOptions::new().write(true).open(&path)?;
+                    f.set_len(at as u64)?;
+                    f.sync_all()?;
+                    recovery.truncated_tail = Some((bytes.len() - at) as u64);
+                    bytes.truncate(at);
+                    break;
+                };
+                recovery.records += 1;
+                match record {
+                    Record::Reset(id) => {
+                        log.clear();
+                        if id.index > base.index {
+                            base = id;
+                        }
+                    }
+                    Record::Entries(batch) => {
+                        let Some(first) = batch.first().map(|e| e.index) else {
+                            at += len;
+                            continue;
+                        };
+                        max_index = max_index.max(batch.last().map_or(first, |e| e.index));
+                        let last = Index(base.index.0 + log.len() as u64);
+                        if first > last.next() && first > base.index.next() {
+                            return Err(StorageError::Corrupt {
+                                file: path,
+                                offset: at as u64,
+                                what: "a batch leaves a gap after the entries before it",
+                            });
+                        }
+                        for e in batch {
+                            if e.index <= base.index {
+                                continue;
+                            }
+                            let keep = (e.index.0 - base.index.0 - 1) as usize;
+                            log.truncate(keep);
+                            log.push_back(e);
+                        }
+                    }
+                }
+                at += len;
+            }
+            recovery.segments += 1;
+            segments.push(Segment {
+                seq,
+                path,
+                max_index,
+                bytes: bytes.len() as u64,
+            });
+        }
+        if state_missing && (!log.is_empty() || base.index.0 > 0) {
+            return Err(StorageError::MissingState);
+        }
+        let state = StateFile { base, ..state };
+        if segments.is_empty() {
+            let path = segment_path(&dir, 1);
+            File::create(&path)?;
+            sync_dir(&dir.join("log"))?;
+            segments.push(Segment {
+                seq: 1,
+                path,
+                max_index: Index(0),
+                bytes: 0,
+            });
+        }
+        let current = segments.last().expect("one segment");
+        let file = OpenOptions::new().append(true).open(&current.path)?;
+        let mut disk = Self {
+            dir,
+            state,
+            entries: log,
+            segments,
+            writer: BufWriter::with_capacity(1 << 20, file),
+            dirty: false,
+        };
+        if state_missing {
+            disk.write_state()?;
+        }
+        Ok((disk, recovery))
+    }
+
+    fn parse_state(dir: &Path, bytes: &[u8]) -> Result<StateFile, StorageError> {
+        let corrupt = |what| StorageError::Corrupt {
+            file: dir.join("state"),
+            offset: 0,
+            what,
+        };
+        if bytes.len() < 8 || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != STATE_MAGIC
+        {
+            return Err(corrupt("not a state file"));
+        }
+        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4"));
+        if crc32fast::hash(&bytes[8..]) != crc {
+            return Err(corrupt("checksum mismatch"));
+        }
+        postcard::from_bytes(&bytes[8..]).map_err(|_| corrupt("undecodable"))
+    }
+
+    fn write_state(&mut self) -> io::Result<()> {
+        let body = postcard::to_allocvec(&self.state).expect("state serializes");
+        let mut bytes = Vec::with_capacity(8 + body.len());
+        bytes.extend_from_slice(&STATE_MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        write_atomic(&self.dir.join("state"), &bytes)
+    }
+
+    fn append(&mut self, record: &Record) -> io::Result<()> {
+        let current = self.segments.last().expect("one segment");
+        if current.bytes >= SEGMENT_BYTES {
+            self.roll()?;
+        }
+        let bytes = encode_record(record);
+        self.writer.write_all(&bytes)?;
+        let current = self.segments.last_mut().expect("one segment");
+        current.bytes += bytes.len() as u64;
+        if let Record::Entries(batch) = record
+            && let Some(last) = batch.last()
+        {
+            current.max_index = current.max_index.max(last.index);
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Seals the current segment and starts the next.
+    fn roll(&mut self) -> io::Result<()> {
+        self.sync()?;
+        let seq = self.segments.last().expect("one segment").seq + 1;
+        let path = segment_path(&self.dir, seq);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        sync_dir(&self.dir.join("log"))?;
+        self.writer = BufWriter::with_capacity(1 << 20, file);
+        self.segments.push(Segment {
+            seq,
+            path,
+            max_index: Index(0),
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Executes a `Persist` (hard state and snapshot reset durably at once; entries buffered
+    /// until [`sync`](Self::sync)).
+    ///
+    /// # Errors
+    /// I/O errors: the runner must not acknowledge the persist then.
+    pub fn write<const B: usize>(&mut self, p: &Persist<Payload, B>) -> io::Result<()> {
+        let mut state = self.state;
+        if let Some(hs) = p.hard_state {
+            state.hs = hs;
+        }
+        if let Some(id) = p.snapshot {
+            // The reset is recorded in a new segment before the state file names the new
+            // start, so that a replay never keeps entries from before it.
+            self.roll()?;
+            self.append(&Record::Reset(id))?;
+            self.sync()?;
+            self.entries.clear();
+            state.base = id;
+        }
+        if state != self.state {
+            self.state = state;
+            self.write_state()?;
+        }
+        if p.snapshot.is_some() {
+            self.delete_segments_up_to(None)?;
+        }
+        if let Some(first) = p.entries.first() {
+            let keep = first.index.0.saturating_sub(self.state.base.index.0 + 1) as usize;
+            self.entries.truncate(keep);
+            self.entries.extend(p.entries.iter().cloned());
+            self.append(&Record::Entries(p.entries.to_vec()))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every buffered write durable.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.writer.flush()?;
+            self.writer.get_ref().sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Whether writes wait for [`sync`](Self::sync).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Records `through` as the log's start (durably) and deletes what it covers.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn compact(&mut self, through: SnapshotId) -> io::Result<()> {
+        if through.index <= self.state.base.index {
+            return Ok(());
+        }
+        let drop = ((through.index.0 - self.state.base.index.0) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.state.base = through;
+        self.write_state()?;
+        self.delete_segments_up_to(Some(through.index))
+    }
+
+    /// Deletes sealed segments that hold nothing after `upto` (all sealed ones for `None`).
+    fn delete_segments_up_to(&mut self, upto: Option<Index>) -> io::Result<()> {
+        let current = self.segments.pop().expect("one segment");
+        let mut kept = Vec::with_capacity(self.segments.len() + 1);
+        let mut deleted = false;
+        for seg in std::mem::take(&mut self.segments) {
+            if upto.is_none_or(|u| seg.max_index <= u) {
+                fs::remove_file(&seg.path)?;
+                deleted = true;
+            } else {
+                kept.push(seg);
+            }
+        }
+        kept.push(current);
+        self.segments = kept;
+        if deleted {
+            sync_dir(&self.dir.join("log"))?;
+        }
+        Ok(())
+    }
+
+    /// The number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pos(&self, index: Index) -> Option<usize> {
+        index
+            .0
+            .checked_sub(self.state.base.index.0 + 1)
+            .map(|k| k as usize)
+    }
+}
+
+impl Storage<Payload> for DiskLog {
+    fn hard_state(&self) -> HardState {
+        self.state.hs
+    }
+    fn last_index(&self) -> Index {
+        Index(self.state.base.index.0 + self.entries.len() as u64)
+    }
+    fn term(&self, index: Index) -> Option<Term> {
+        if index == self.state.base.index {
+            return Some(self.state.base.term);
+        }
+        self.entries.get(self.pos(index)?).map(|e| e.term)
+    }
+    fn entry(&self, index: Index) -> Option<LogEntry> {
+        self.entries.get(self.pos(index)?).cloned()
+    }
+    fn snapshot(&self) -> SnapshotId {
+        self.state.base
+    }
+    fn membership_changes(&self, after: Index, f: &mut dyn FnMut(Index, &ConfChange)) {
+        for e in &self.entries {
+            if let (true, EntryData::Membership(c)) = (e.index > after, &e.data) {
+                f(e.index, c);
+            }
+        }
+    }
+}
+
+impl DiskLog {
+    /// The entry at `index` without copying it (for applying).
+    pub fn get(&self, index: Index) -> Option<&LogEntry> {
+        self.entries.get(self.pos(index)?)
+    }
+
+    /// The path of the segment being written.
+    pub fn current_segment(&self) -> &Path {
+        &self.segments.last().expect("one segment").path
+    }
+}
