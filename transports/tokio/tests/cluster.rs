@@ -1,0 +1,253 @@
+//! Real TCP on loopback, in one process: a 3-node cluster commits, survives its leader being
+//! killed, and a node restarted from its data directory rejoins with its data. Bad input on the
+//! wire (garbage, oversized lengths, a wrong cluster id, an unknown node, a half-open
+//! connection) leaves the node up and serving.
+
+use raftlet::{NodeId, Role, Term};
+use raftlet_tokio::kv::{self, Kv, KvAnswer};
+use raftlet_tokio::runner::{self, Handle, RunnerConfig};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    addrs: Vec<(NodeId, SocketAddr)>,
+    nodes: HashMap<NodeId, Handle>,
+}
+
+impl Cluster {
+    async fn new(n: u64) -> Self {
+        let mut c = Self {
+            dir: tempfile::tempdir().unwrap(),
+            addrs: (1..=n).map(|i| (NodeId(i), free_addr())).collect(),
+            nodes: HashMap::new(),
+        };
+        for i in 1..=n {
+            c.start(NodeId(i)).await;
+        }
+        c
+    }
+
+    async fn start(&mut self, id: NodeId) -> Handle {
+        let voters: Vec<NodeId> = self.addrs.iter().map(|(i, _)| *i).collect();
+        let mut cfg = RunnerConfig::new(id, self.dir.path().join(id.to_string()), voters);
+        cfg.peers = self
+            .addrs
+            .iter()
+            .copied()
+            .filter(|(i, _)| *i != id)
+            .collect();
+        cfg.tick = Duration::from_millis(20);
+        let addr = self.addrs.iter().find(|(i, _)| *i == id).unwrap().1;
+        let mut tries = 0;
+        let h = loop {
+            match runner::start(cfg.clone(), Kv::default(), addr, None).await {
+                Ok((h, _)) => break h,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{id}: {e}"),
+            }
+        };
+        self.nodes.insert(id, h.clone());
+        h
+    }
+
+    async fn leader(&self, newer_than: Term) -> (NodeId, Term) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            for h in self.nodes.values() {
+                if let Some(s) = h.status().await
+                    && s.role == Role::Leader
+                    && s.term > newer_than
+                {
+                    return (s.id, s.term);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no leader");
+    }
+
+    async fn put(&self, leader: NodeId, key: &str) {
+        let answer = self.nodes[&leader]
+            .propose(kv::put(key.as_bytes(), b"v"))
+            .await
+            .unwrap();
+        assert_eq!(kv::answer(&answer), Some(KvAnswer::Done));
+    }
+
+    /// Waits until every running node has applied `leader`'s commit index, then compares
+    /// their digests.
+    async fn converged(&self, leader: NodeId) -> KvAnswer {
+        let target = self.nodes[&leader].status().await.unwrap().commit;
+        let mut digests = Vec::new();
+        for h in self.nodes.values() {
+            let t0 = Instant::now();
+            while h.status().await.unwrap().applied < target {
+                assert!(t0.elapsed() < Duration::from_secs(20), "{} lags", h.id());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            digests.push(kv::answer(&h.local_read(kv::digest()).await.unwrap()).unwrap());
+        }
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+        digests.pop().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_commits_survives_its_leader_and_a_restarted_node_rejoins_with_its_data() {
+    let mut c = Cluster::new(3).await;
+    let (l1, t1) = c.leader(Term(0)).await;
+    for k in 0..50 {
+        c.put(l1, &format!("a{k}")).await;
+    }
+    assert_eq!(
+        c.converged(l1).await,
+        KvAnswer::Digest {
+            keys: 50,
+            hash: digest_of(&c, l1).await
+        }
+    );
+    // Kill the leader: the others elect a new one and go on.
+    let durable = c.nodes[&l1].status().await.unwrap().commit;
+    let h1 = c.nodes.remove(&l1).unwrap();
+    h1.kill();
+    let (l2, t2) = c.leader(t1).await;
+    assert_ne!(l2, l1);
+    assert!(t2 > t1);
+    for k in 0..50 {
+        c.put(l2, &format!("b{k}")).await;
+    }
+    // A linearizable read on the other follower sees the new leader's writes.
+    let other = *c.nodes.keys().find(|&&i| i != l2).unwrap();
+    let got = c.nodes[&other].read(kv::get(b"b49")).await.unwrap();
+    assert_eq!(kv::answer(&got), Some(KvAnswer::Value(Some(b"v".to_vec()))));
+    // The old leader restarts from its data directory: its log is there before it hears from
+    // anyone (the state machine replays it once the commit index is known again), and it
+    // catches up.
+    let h1 = c.start(l1).await;
+    let st = h1.status().await.unwrap();
+    assert!(
+        st.last_index >= durable,
+        "{st:?} lost entries committed before the kill"
+    );
+    assert!(st.term >= t1);
+    let d = c.converged(l2).await;
+    assert!(matches!(d, KvAnswer::Digest { keys: 100, .. }), "{d:?}");
+    let local = h1.local_read(kv::get(b"a49")).await.unwrap();
+    assert_eq!(
+        kv::answer(&local),
+        Some(KvAnswer::Value(Some(b"v".to_vec())))
+    );
+    for h in c.nodes.values() {
+        h.shutdown().await;
+    }
+}
+
+async fn digest_of(c: &Cluster, id: NodeId) -> u64 {
+    match kv::answer(&c.nodes[&id].local_read(kv::digest()).await.unwrap()) {
+        Some(KvAnswer::Digest { hash, .. }) => hash,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_wire_leaves_the_node_serving() {
+    let c = Cluster::new(3).await;
+    let (l, _) = c.leader(Term(0)).await;
+    c.put(l, "before").await;
+    let target = c.addrs.iter().find(|(i, _)| *i == l).unwrap().1;
+    let hello = |cluster: u64, from: u64| {
+        let body = postcard::to_allocvec(&(0x524C_4554u32, cluster, from)).unwrap();
+        let mut f = b"P".to_vec();
+        f.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        f.extend_from_slice(&body);
+        f
+    };
+    let other = c.addrs.iter().find(|(i, _)| *i != l).unwrap().0;
+    let cluster_id = RunnerConfig::new(NodeId(1), ".", vec![NodeId(1)]).cluster;
+    let mut attacks: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "garbage",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("wrong cluster", hello(cluster_id ^ 1, other.0)),
+        ("unknown node", hello(cluster_id, 99)),
+        ("oversized frame", {
+            let mut f = hello(cluster_id, other.0);
+            f.extend_from_slice(&u32::MAX.to_le_bytes());
+            f.extend_from_slice(&[0; 64]);
+            f
+        }),
+        ("undecodable frames", {
+            let mut f = hello(cluster_id, other.0);
+            for k in 0..20u8 {
+                f.extend_from_slice(&8u32.to_le_bytes());
+                f.extend_from_slice(&[k; 8]);
+            }
+            f
+        }),
+    ];
+    // A frame of the right cluster but claiming to come from a third node is dropped too.
+    let mut forged = hello(cluster_id, other.0);
+    let codec = raftlet::wire::Codec::new(cluster_id, runner::MAX_FRAME);
+    let msg: raftlet_tokio::net::Msg = raftlet::Message {
+        from: NodeId(77),
+        to: l,
+        term: Term(1_000),
+        body: raftlet::Body::Heartbeat {
+            commit: raftlet::Index(0),
+        },
+    };
+    let mut buf = vec![0u8; runner::MAX_FRAME + 4];
+    let n = raftlet::wire::frame::encode_length_prefixed(&codec, &msg, &mut buf).unwrap();
+    forged.extend_from_slice(&buf[..n]);
+    attacks.push(("forged sender", forged));
+    let refused_before = c.nodes[&l].status().await.unwrap().net.refused;
+    for (what, bytes) in &attacks {
+        let mut s = TcpStream::connect(target).await.unwrap();
+        let _ = s.write_all(bytes).await;
+        let _ = s.flush().await;
+        let mut sink = [0u8; 16];
+        let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut sink)).await;
+        let st = c.nodes[&l]
+            .status()
+            .await
+            .unwrap_or_else(|| panic!("node died after {what}"));
+        assert_eq!(st.role, Role::Leader, "{what} deposed the leader");
+    }
+    // Half-open connections: connect and say nothing (closed after the handshake timeout,
+    // never blocking anyone).
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(target).await.unwrap());
+    }
+    let st = c.nodes[&l].status().await.unwrap();
+    assert!(st.net.refused >= refused_before + 3, "{:?}", st.net);
+    assert!(st.net.bad_frames >= 1, "{:?}", st.net);
+    // Still serving: writes commit and every node converges.
+    for k in 0..20 {
+        c.put(l, &format!("after{k}")).await;
+    }
+    c.converged(l).await;
+    assert_eq!(
+        c.nodes[&l].status().await.unwrap().term,
+        c.leader(Term(0)).await.1
+    );
+    drop(idle);
+    for h in c.nodes.values() {
+        h.shutdown().await;
+    }
+}
