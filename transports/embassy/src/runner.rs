@@ -1,0 +1,501 @@
+//! The runner, in the embassy style: [`new`] splits a node into a [`Handle`] (propose, status)
+//! and a [`Runner`] whose [`run`](Runner::run) future is spawned as a task.
+//!
+//! `run` waits, with `embassy_futures::select`, on the next tick of the [`Clock`], a request
+//! from the handle and a frame from the [`Link`] (in that order of priority, so that a busy
+//! link cannot starve the timer). After each, it drains the node's actions:
+//! * `Send`: encoded into the runner's frame buffer and handed to the link (a failed send is
+//!   counted; Raft tolerates the loss);
+//! * `Persist`: [`Store::persist`], then `persisted`: nothing that depends on it leaves before;
+//! * `Apply`: committed entries, read from the store, go to [`App::apply`] in order;
+//! * `Compact`: [`Store::compact`];
+//! * snapshot installs: [`App::fetch_snapshot`] (notify mode), or [`App::read_chunk`],
+//!   [`App::write_chunk`] and [`App::restore`] (stream mode); [`App::install_complete`] when
+//!   an installation is over.
+//!
+//! Everything is fixed-capacity: the request queue holds `Q` requests, the frame buffers
+//! `FRAME` bytes, the node its own const-generic capacities. Nothing allocates.
+
+use crate::link::Link;
+use crate::store::Store;
+use core::cell::Cell;
+use embassy_futures::select::{Either3, select3};
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::channel::Channel;
+use raftlet::wire::Codec;
+use raftlet::{
+    Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
+    ProposeError, Role, SnapshotId, SnapshotMeta, Term,
+};
+use serde::{Deserialize, Serialize};
+
+/// Time, as the runner needs it.
+#[allow(async_fn_in_trait)]
+pub trait Clock {
+    /// Microseconds since some origin; never goes back.
+    fn now_us(&self) -> u64;
+    /// Completes once `now_us() >= at`. Must be cancel-safe (the runner drops it when a frame
+    /// or a request comes first).
+    async fn wait_until(&mut self, at: u64);
+}
+
+/// The application on a node.
+#[allow(async_fn_in_trait)]
+pub trait App<P, const PEERS: usize> {
+    /// Applies a committed entry. Entries come in index order, each once per start (after a
+    /// restart, from the application's snapshot on).
+    fn apply(&mut self, entry: &Entry<P>);
+    /// Asked after applying: take a snapshot now? (Default: never.)
+    fn snapshot_due(&self, applied: Index) -> bool {
+        let _ = applied;
+        false
+    }
+    /// Store the state machine, durably, as snapshot `meta` (its id and the membership at
+    /// it). `false`: it could not; the log is not compacted.
+    async fn take_snapshot(&mut self, meta: &SnapshotMeta<PEERS>) -> bool {
+        let _ = meta;
+        false
+    }
+    /// Notify mode: fetch, by the application's own means, a snapshot that reaches at least
+    /// `first_available.index - 1`, restore the state machine from it, and return its meta.
+    async fn fetch_snapshot(
+        &mut self,
+        leader: NodeId,
+        first_available: SnapshotId,
+    ) -> Result<SnapshotMeta<PEERS>, InstallError> {
+        let _ = (leader, first_available);
+        Err(InstallError::Unavailable)
+    }
+    /// Stream mode, leader: chunk `seq` of `snapshot`, and the checksum of the whole snapshot
+    /// if it is the last chunk. `None`: no such snapshot (the follower asks again later).
+    async fn read_chunk(&mut self, snapshot: SnapshotId, seq: u32) -> Option<(P, Option<u64>)> {
+        let _ = (snapshot, seq);
+        None
+    }
+    /// Stream mode, follower: stage chunk `seq` (0 starts over).
+    async fn write_chunk(&mut self, snapshot: SnapshotId, seq: u32, data: P) {
+        let _ = (snapshot, seq, data);
+    }
+    /// Stream mode, follower: verify the staged snapshot against `checksum`, restore it, and
+    /// return its meta.
+    async fn restore(
+        &mut self,
+        snapshot: SnapshotId,
+        checksum: u64,
+    ) -> Result<SnapshotMeta<PEERS>, InstallError> {
+        let _ = (snapshot, checksum);
+        Err(InstallError::Failed)
+    }
+    /// An installation is over (`peer` is this node on the follower side).
+    fn install_complete(&mut self, peer: NodeId, outcome: InstallOutcome) {
+        let _ = (peer, outcome);
+    }
+}
+
+/// A node's state as [`Handle::status`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Status {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: Index,
+    /// Applied index.
+    pub applied: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// Frames received and stepped.
+    pub frames_in: u32,
+    /// Frames dropped: damaged, undecodable, or for another node.
+    pub frames_bad: u32,
+    /// Frames the link failed to send.
+    pub send_errors: u32,
+}
+
+enum Request<P> {
+    Propose(P),
+    Snapshot,
+}
+
+/// The queues a [`Handle`] and its [`Runner`] share; put it in a `static` (or on the stack of
+/// a test). `Q` requests can wait.
+pub struct Resources<M: RawMutex, P, const Q: usize> {
+    requests: Channel<M, Request<P>, Q>,
+    replies: Channel<M, Result<Index, ProposeError<P>>, 1>,
+    one_at_a_time: embassy_sync::mutex::Mutex<M, ()>,
+    status: embassy_sync::blocking_mutex::Mutex<M, Cell<Option<Status>>>,
+}
+
+impl<M: RawMutex, P, const Q: usize> Resources<M, P, Q> {
+    /// Empty queues.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            requests: Channel::new(),
+            replies: Channel::new(),
+            one_at_a_time: embassy_sync::mutex::Mutex::new(()),
+            status: embassy_sync::blocking_mutex::Mutex::new(Cell::new(None)),
+        }
+    }
+}
+
+impl<M: RawMutex, P, const Q: usize> Default for Resources<M, P, Q> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Talks to a running node.
+pub struct Handle<'a, M: RawMutex, P, const Q: usize> {
+    res: &'a Resources<M, P, Q>,
+}
+
+impl<M: RawMutex, P, const Q: usize> Clone for Handle<'_, M, P, Q> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M: RawMutex, P, const Q: usize> Copy for Handle<'_, M, P, Q> {}
+
+impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
+    /// Proposes `data`; returns the index it will commit at (if leadership holds), or the
+    /// node's refusal with the data handed back. Callers take turns.
+    ///
+    /// # Errors
+    /// [`ProposeError`]: not the leader (naming it when known), full, transferring.
+    pub async fn propose(&self, data: P) -> Result<Index, ProposeError<P>> {
+        let _turn = self.res.one_at_a_time.lock().await;
+        self.res.requests.send(Request::Propose(data)).await;
+        self.res.replies.receive().await
+    }
+
+    /// Asks the runner to take a snapshot now (through [`App::take_snapshot`]).
+    pub async fn snapshot(&self) {
+        self.res.requests.send(Request::Snapshot).await;
+    }
+
+    /// The node's state after its last input (`None` before the runner first ran).
+    pub fn status(&self) -> Option<Status> {
+        self.res.status.lock(Cell::get)
+    }
+}
+
+/// Drives one node. See the [module docs](self).
+pub struct Runner<
+    'a,
+    M: RawMutex,
+    P,
+    L,
+    S,
+    C,
+    A,
+    const Q: usize,
+    const FRAME: usize,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> {
+    res: &'a Resources<M, P, Q>,
+    node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    link: L,
+    store: S,
+    clock: C,
+    app: A,
+    codec: Codec,
+    tick_us: u64,
+    next_tick: u64,
+    buf: [u8; FRAME],
+    /// The membership after the last applied entry (stored with snapshots).
+    membership: Membership<PEERS>,
+    last_snapshot: Index,
+    status: Status,
+}
+
+/// Splits a node into its [`Handle`] and its [`Runner`]. The node ticks every `tick_us`
+/// microseconds of `clock`; frames are encoded and checked with `codec`. `membership` is the
+/// membership the node was configured with (the one at its snapshot).
+#[allow(clippy::too_many_arguments)]
+pub fn new<
+    'a,
+    M: RawMutex,
+    P,
+    L,
+    S,
+    C: Clock,
+    A,
+    const Q: usize,
+    const FRAME: usize,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+>(
+    res: &'a Resources<M, P, Q>,
+    node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    membership: Membership<PEERS>,
+    link: L,
+    store: S,
+    clock: C,
+    app: A,
+    codec: Codec,
+    tick_us: u64,
+) -> (
+    Handle<'a, M, P, Q>,
+    Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+)
+where
+    P: Clone,
+{
+    let next_tick = clock.now_us() + tick_us;
+    let status = Status {
+        id: node.id(),
+        role: node.role(),
+        term: node.term(),
+        leader: node.leader(),
+        commit: node.commit_index(),
+        applied: node.applied_index(),
+        last_index: node.last_index(),
+        frames_in: 0,
+        frames_bad: 0,
+        send_errors: 0,
+    };
+    let last_snapshot = node.latest_snapshot().index;
+    (
+        Handle { res },
+        Runner {
+            res,
+            node,
+            link,
+            store,
+            clock,
+            app,
+            codec,
+            tick_us: tick_us.max(1),
+            next_tick,
+            buf: [0; FRAME],
+            membership,
+            last_snapshot,
+            status,
+        },
+    )
+}
+
+/// Why the runner stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RunError<E> {
+    /// The store failed to persist: the node must not go on.
+    Store(E),
+}
+
+impl<
+    'a,
+    M: RawMutex,
+    P,
+    L: Link,
+    S: Store<P>,
+    C: Clock,
+    A: App<P, PEERS>,
+    const Q: usize,
+    const FRAME: usize,
+    const PEERS: usize,
+    const LOG: usize,
+    const BATCH: usize,
+    const INFLIGHT: usize,
+    const OUT: usize,
+> Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>
+where
+    P: Clone + Serialize + for<'de> Deserialize<'de>,
+{
+    /// Runs the node until the store fails. Dropping this future (a simulated crash, or a
+    /// board shutting the task down) leaves the runner usable: its store keeps what was
+    /// persisted.
+    ///
+    /// # Errors
+    /// [`RunError::Store`].
+    pub async fn run(&mut self) -> RunError<S::Error> {
+        loop {
+            if let Err(e) = self.drain().await {
+                return e;
+            }
+            self.publish();
+            let at = self.next_tick;
+            let event = select3(
+                self.clock.wait_until(at),
+                self.res.requests.receive(),
+                self.link.recv(&mut self.buf),
+            )
+            .await;
+            match event {
+                Either3::First(()) => self.tick(),
+                Either3::Second(Request::Propose(data)) => {
+                    let r = self.node.propose(data, &self.store);
+                    // The handle waits for exactly this reply.
+                    let _ = self.res.replies.try_send(r);
+                }
+                Either3::Second(Request::Snapshot) => {
+                    self.snapshot().await;
+                }
+                Either3::Third(Ok(n)) => self.step(n),
+                Either3::Third(Err(_)) => self.status.frames_bad += 1,
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now_us();
+        let mut budget = 32;
+        while self.next_tick <= now && budget > 0 {
+            self.node.tick(&self.store);
+            self.next_tick += self.tick_us;
+            budget -= 1;
+        }
+        if self.next_tick <= now {
+            self.next_tick = now + self.tick_us;
+        }
+    }
+
+    fn step(&mut self, n: usize) {
+        match self.codec.decode::<P, BATCH>(&self.buf[..n]) {
+            Ok(msg) if msg.to == self.node.id() => {
+                self.status.frames_in += 1;
+                let _ = self.node.step(msg, &self.store);
+            }
+            // On a shared bus, frames for the others are expected: not an error.
+            Ok(_) => {}
+            Err(_) => self.status.frames_bad += 1,
+        }
+    }
+
+    fn publish(&mut self) {
+        let n = &self.node;
+        self.status.role = n.role();
+        self.status.term = n.term();
+        self.status.leader = n.leader();
+        self.status.commit = n.commit_index();
+        self.status.applied = n.applied_index();
+        self.status.last_index = n.last_index();
+        let s = self.status;
+        self.res.status.lock(|c| c.set(Some(s)));
+    }
+
+    async fn drain(&mut self) -> Result<(), RunError<S::Error>> {
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::Send(msg) => match self.codec.encode(&msg, &mut self.buf) {
+                    Ok(n) => {
+                        if self.link.send(msg.to, &self.buf[..n]).await.is_err() {
+                            self.status.send_errors += 1;
+                        }
+                    }
+                    Err(_) => self.status.send_errors += 1,
+                },
+                Action::Persist(p) => {
+                    self.store.persist(&p).await.map_err(RunError::Store)?;
+                    let _ = self.node.persisted(p.token, &self.store);
+                }
+                Action::Apply { first, last } => {
+                    for i in first.0..=last.0 {
+                        if let Some(e) = self.store.entry(Index(i)) {
+                            if let EntryData::Membership(c) = &e.data
+                                && let Ok(m) = self.membership.apply(c)
+                            {
+                                self.membership = m;
+                            }
+                            self.app.apply(&e);
+                        }
+                    }
+                    if self.app.snapshot_due(last) {
+                        self.snapshot().await;
+                    }
+                }
+                Action::Compact { through } => {
+                    self.store.compact(through).await.map_err(RunError::Store)?;
+                }
+                Action::InstallSnapshotFromLeader {
+                    leader,
+                    first_available,
+                } => {
+                    let r = self.app.fetch_snapshot(leader, first_available).await;
+                    self.adopt(r);
+                }
+                Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                    if let Some((data, checksum)) = self.app.read_chunk(snapshot, seq).await {
+                        let _ = self.node.snapshot_chunk(to, snapshot, seq, data, checksum);
+                    }
+                }
+                Action::WriteSnapshotChunk {
+                    snapshot,
+                    seq,
+                    data,
+                } => self.app.write_chunk(snapshot, seq, data).await,
+                Action::RestoreSnapshot { snapshot, checksum } => {
+                    let r = self.app.restore(snapshot, checksum).await;
+                    self.adopt(r);
+                }
+                Action::InstallComplete { peer, outcome } => {
+                    self.app.install_complete(peer, outcome);
+                }
+                // Reads are not offered by this runner's handle.
+                Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn adopt(&mut self, r: Result<SnapshotMeta<PEERS>, InstallError>) {
+        if let Ok(meta) = &r {
+            self.membership = meta.membership.clone();
+            self.last_snapshot = meta.id.index;
+        }
+        let _ = self.node.snapshot_installed(r, &self.store);
+    }
+
+    /// Snapshots the applied state through the application and lets the node compact.
+    async fn snapshot(&mut self) {
+        let applied = self.node.applied_index();
+        if applied <= self.last_snapshot {
+            return;
+        }
+        let Some(term) = self.node.term_at(applied, &self.store) else {
+            return;
+        };
+        let meta = SnapshotMeta {
+            id: SnapshotId {
+                index: applied,
+                term,
+            },
+            membership: self.membership.clone(),
+        };
+        if self.app.take_snapshot(&meta).await {
+            self.last_snapshot = applied;
+            let _ = self.node.snapshot_taken(meta.id, &self.store);
+        }
+    }
+
+    /// The node (for inspection).
+    pub fn node(&self) -> &Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT> {
+        &self.node
+    }
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    /// Takes the runner apart (to restart the node from its store, as after a reset).
+    pub fn into_parts(self) -> (L, S, C, A) {
+        (self.link, self.store, self.clock, self.app)
+    }
+}
