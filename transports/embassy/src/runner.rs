@@ -222,7 +222,7 @@ pub struct Runner<
 /// Splits a node into its [`Handle`] and its [`Runner`]. The node ticks every `tick_us`
 /// microseconds of `clock`; frames are encoded and checked with `codec`. `membership` is the
 /// membership the node was configured with (the one at its snapshot).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn new<
     'a,
     M: RawMutex,
