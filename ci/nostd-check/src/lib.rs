@@ -69,3 +69,58 @@ pub extern "C" fn raftlet_nostd_smoke() -> u32 {
     }
     applied
 }
+
+// ----- raftlet-embassy: a runner with a link that delivers nothing, in RAM -----------------------
+
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use raftlet_embassy::link::NoLink;
+use raftlet_embassy::runner::{self, App, Clock, Resources};
+use raftlet_embassy::store::RamStore;
+
+/// A clock that jumps a tick each time it is asked to wait.
+struct StepClock(u64);
+impl Clock for StepClock {
+    fn now_us(&self) -> u64 {
+        self.0
+    }
+    async fn wait_until(&mut self, at: u64) {
+        if self.0 < at {
+            self.0 = at;
+        }
+    }
+}
+
+/// Counts applied entries.
+struct Count(u32);
+impl App<Payload, 5> for Count {
+    fn apply(&mut self, _: &Entry<Payload>) {
+        self.0 += 1;
+    }
+}
+
+/// Polls a single-node embassy runner until it has elected itself and committed a proposal;
+/// returns the runner's applied count (so the whole runner is linked in).
+#[unsafe(no_mangle)]
+pub extern "C" fn raftlet_embassy_smoke() -> u32 {
+    let res: Resources<NoopRawMutex, Payload, 2> = Resources::new();
+    let store: RamStore<Payload, 64> = RamStore::new();
+    let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else { return 0 };
+    let Ok(membership) = raftlet::Membership::new(&[NodeId(1)]) else { return 0 };
+    let Ok(node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
+    const FRAME: usize = raftlet::wire::max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
+    let codec = raftlet::wire::Codec::new(1, FRAME);
+    let (handle, mut runner) = runner::new::<_, _, _, _, _, _, 2, FRAME, 5, 16, 4, 2, 8>(
+        &res, node, membership, NoLink, store, StepClock(0), Count(0), codec, 10_000,
+    );
+    let mut applied = 0;
+    for _ in 0..64 {
+        let _ = embassy_futures::poll_once(runner.run());
+        if let Some(s) = handle.status()
+            && s.role == raftlet::Role::Leader
+        {
+            let _ = embassy_futures::poll_once(handle.propose(Payload::new()));
+            applied = s.applied.0 as u32;
+        }
+    }
+    applied + runner.app().0
+}
