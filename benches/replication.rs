@@ -10,7 +10,7 @@
 //!   `Ready` / `advance` loop of its examples on `MemStorage`);
 //! * both create every payload once per proposal (raftlet: `bytes::Bytes`, raft-rs: `Vec<u8>`,
 //!   what its `propose` takes);
-//! * raft-rs is configured to put up to 1 MiB and raftlet up to 64 entries in one append, each
+//! * raft-rs is configured to put up to 1 MiB and raftlet up to `DEFAULT_BATCH` (8) entries in one append, each
 //!   with a window of in-flight appends (256 / 8), so neither is limited to one entry per
 //!   message; both are release builds with the same profile;
 //! * each row is the median of 5 runs.

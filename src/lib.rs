@@ -140,10 +140,12 @@ pub use types::{
     SnapshotMeta, SnapshotMode, Term,
 };
 
-/// Entries per message and per persist in the default profile.
-pub const DEFAULT_BATCH: usize = 16;
+/// Entries per message and per persist in the default profile. Messages have a fixed size
+/// (room for a full batch), so every message costs a copy of that size however little it
+/// carries: 8 is the fastest of 4, 8 and 16 in `benches/` (see `benches/README.md`).
+pub const DEFAULT_BATCH: usize = 8;
 
-/// The profile for hosted runners: up to 7 voters, 256 unstable entries, 16 entries per
+/// The profile for hosted runners: up to 7 members, 256 unstable entries, 8 entries per
 /// message, 8 appends in flight per follower, 64 queued sends.
 pub type DefaultNode<P> = Node<P, 7, 256, DEFAULT_BATCH, 8, 64>;
 /// Messages of [`DefaultNode`].

@@ -9,8 +9,8 @@ use raftlet::{
 use std::collections::VecDeque;
 
 /// Entries per append message: the same as the `DefaultNode` profile.
-pub const BATCH: usize = 16;
-/// The benchmark profile: 3 voters, 1024 unstable entries, 16 entries per message, 8 appends in
+pub const BATCH: usize = raftlet::DEFAULT_BATCH;
+/// The benchmark profile: 3 voters, 1024 unstable entries, 8 entries per message, 8 appends in
 /// flight per follower, 64 queued sends.
 pub type BenchNode<P> = Node<P, 3, 1024, BATCH, 8, 64>;
 

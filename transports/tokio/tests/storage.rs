@@ -251,7 +251,7 @@ fn segments_roll_and_compaction_deletes_the_covered_ones() {
     let mut token = 1;
     while log.segment_count() < 4 {
         let mut p = persist(token, hs(1), index, 0, 1);
-        for _ in 0..16 {
+        for _ in 0..raftlet::DEFAULT_BATCH {
             p.entries
                 .push(Entry {
                     term: Term(1),
