@@ -245,6 +245,18 @@ struct World {
 }
 
 impl World {
+    /// A bus losing and damaging `loss` of the frames, nodes in `mode` that snapshot every
+    /// `snapshot_every` entries (0: never).
+    fn new(seed: u64, loss: f64, mode: SnapshotMode, snapshot_every: u64) -> Self {
+        Self {
+            bus: Bus::new(3, seed, loss, loss),
+            clock: SimClock(Rc::new(Cell::new(0))),
+            server: Rc::new(RefCell::new(Vec::new())),
+            mode,
+            snapshot_every,
+        }
+    }
+
     fn node(&self, id: u64, store: &Store, app: &TestApp) -> TNode {
         let ids = [NodeId(1), NodeId(2), NodeId(3)];
         let mut c = Config::new(NodeId(id), &ids).unwrap();
@@ -264,6 +276,20 @@ impl World {
         c.snapshot = snap;
         c.applied = app.applied;
         TNode::new(c, store).unwrap()
+    }
+
+    /// Three fresh nodes.
+    fn start_all<'a>(
+        &self,
+        res: &'a [Resources<NoopRawMutex, P, 4>; 3],
+    ) -> Vec<(H<'a>, Option<R<'a>>)> {
+        (1..=3)
+            .map(|id| {
+                let app = TestApp::new(&self.server, self.snapshot_every);
+                let (h, r) = self.runner(&res[id - 1], id as u64, Store::new(), app);
+                (h, Some(r))
+            })
+            .collect()
     }
 
     fn runner<'a>(
@@ -374,26 +400,9 @@ async fn propose_n(clock: &SimClock, hs: &[&H<'_>], first: u32, n: u32) {
 
 #[test]
 fn three_nodes_elect_replicate_and_survive_a_leader_crash_over_a_lossy_serial_bus() {
-    let world = World {
-        bus: Bus::new(3, 1, 0.05, 0.05),
-        clock: SimClock(Rc::new(Cell::new(0))),
-        server: Rc::new(RefCell::new(Vec::new())),
-        mode: SnapshotMode::Stream,
-        snapshot_every: 0,
-    };
-    let res: [Resources<NoopRawMutex, P, 4>; 3] =
-        [Resources::new(), Resources::new(), Resources::new()];
-    let mut parts: Vec<(H<'_>, Option<R<'_>>)> = (1..=3)
-        .map(|id| {
-            let (h, r) = world.runner(
-                &res[id - 1],
-                id as u64,
-                Store::new(),
-                TestApp::new(&world.server, world.snapshot_every),
-            );
-            (h, Some(r))
-        })
-        .collect();
+    let world = World::new(1, 0.05, SnapshotMode::Stream, 0);
+    let res = Default::default();
+    let mut parts = world.start_all(&res);
     let hs: Vec<H<'_>> = parts.iter().map(|(h, _)| *h).collect();
     let hrefs: Vec<&H<'_>> = hs.iter().collect();
     let clock = world.clock.clone();
@@ -488,26 +497,9 @@ fn three_nodes_elect_replicate_and_survive_a_leader_crash_over_a_lossy_serial_bu
 
 #[test]
 fn a_lagging_node_installs_a_snapshot_in_notify_mode_with_install_complete_on_both_sides() {
-    let world = World {
-        bus: Bus::new(3, 2, 0.02, 0.02),
-        clock: SimClock(Rc::new(Cell::new(0))),
-        server: Rc::new(RefCell::new(Vec::new())),
-        mode: SnapshotMode::Notify,
-        snapshot_every: 8,
-    };
-    let res: [Resources<NoopRawMutex, P, 4>; 3] =
-        [Resources::new(), Resources::new(), Resources::new()];
-    let mut parts: Vec<(H<'_>, Option<R<'_>>)> = (1..=3)
-        .map(|id| {
-            let (h, r) = world.runner(
-                &res[id - 1],
-                id as u64,
-                Store::new(),
-                TestApp::new(&world.server, world.snapshot_every),
-            );
-            (h, Some(r))
-        })
-        .collect();
+    let world = World::new(2, 0.02, SnapshotMode::Notify, 8);
+    let res = Default::default();
+    let mut parts = world.start_all(&res);
     let hs: Vec<H<'_>> = parts.iter().map(|(h, _)| *h).collect();
     let hrefs: Vec<&H<'_>> = hs.iter().collect();
     let clock = world.clock.clone();

@@ -62,6 +62,48 @@ fn build(dir: &std::path::Path) -> (Vec<u64>, Vec<Vec<(u64, u64)>>) {
     (bounds, expected)
 }
 
+/// A built log, and copies of its directory with the segment replaced.
+struct Fixture {
+    src: tempfile::TempDir,
+    seg: std::path::PathBuf,
+    full: Vec<u8>,
+    bounds: Vec<u64>,
+    expected: Vec<Vec<(u64, u64)>>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let src = tempfile::tempdir().unwrap();
+        let (bounds, expected) = build(src.path());
+        let seg = fs::read_dir(src.path().join("log"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let full = fs::read(&seg).unwrap();
+        Self {
+            src,
+            seg,
+            full,
+            bounds,
+            expected,
+        }
+    }
+
+    /// A copy of the data directory whose segment holds `bytes`.
+    fn with_segment(&self, bytes: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(self.src.path(), dir.path());
+        fs::write(
+            dir.path().join("log").join(self.seg.file_name().unwrap()),
+            bytes,
+        )
+        .unwrap();
+        dir
+    }
+}
+
 fn contents(log: &DiskLog) -> Vec<(u64, u64)> {
     (log.snapshot().index.0 + 1..=log.last_index().0)
         .map(|i| (i, log.term(Index(i)).unwrap().0))
@@ -70,90 +112,54 @@ fn contents(log: &DiskLog) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_log_cut_at_any_record_boundary_recovers_exactly_that_prefix() {
-    let src = tempfile::tempdir().unwrap();
-    let (bounds, expected) = build(src.path());
-    let seg = fs::read_dir(src.path().join("log"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let full = fs::read(&seg).unwrap();
-    for (k, &b) in bounds.iter().enumerate() {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(src.path(), dir.path());
-        let seg2 = dir.path().join("log").join(seg.file_name().unwrap());
-        fs::write(&seg2, &full[..b as usize]).unwrap();
+    let f = Fixture::new();
+    for (k, &b) in f.bounds.iter().enumerate() {
+        let dir = f.with_segment(&f.full[..b as usize]);
         let (log, rec) = DiskLog::open(dir.path()).unwrap();
-        assert_eq!(contents(&log), expected[k], "cut after record {k}");
+        assert_eq!(contents(&log), f.expected[k], "cut after record {k}");
         assert_eq!(rec.truncated_tail, None);
     }
 }
 
 #[test]
 fn a_torn_tail_at_any_offset_is_cut_off_and_never_served() {
-    let src = tempfile::tempdir().unwrap();
-    let (bounds, expected) = build(src.path());
-    let seg = fs::read_dir(src.path().join("log"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let full = fs::read(&seg).unwrap();
+    let f = Fixture::new();
     let mut rng = fastrand_seed(7);
     for _ in 0..200 {
-        let cut = (rng() % full.len() as u64) as usize;
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(src.path(), dir.path());
-        let seg2 = dir.path().join("log").join(seg.file_name().unwrap());
-        fs::write(&seg2, &full[..cut]).unwrap();
+        let cut = (rng() % f.full.len() as u64) as usize;
+        let dir = f.with_segment(&f.full[..cut]);
         let (log, rec) = DiskLog::open(dir.path()).unwrap();
         // The whole records before the cut, nothing of the torn one.
-        let whole = bounds.iter().rposition(|&b| b as usize <= cut).unwrap();
-        assert_eq!(contents(&log), expected[whole], "cut at {cut}");
-        let torn = cut as u64 - bounds[whole];
+        let whole = f.bounds.iter().rposition(|&b| b as usize <= cut).unwrap();
+        assert_eq!(contents(&log), f.expected[whole], "cut at {cut}");
+        let torn = cut as u64 - f.bounds[whole];
         assert_eq!(rec.truncated_tail, (torn > 0).then_some(torn));
         // The cut is persistent: reopening finds a clean log.
         drop(log);
         let (log, rec) = DiskLog::open(dir.path()).unwrap();
-        assert_eq!(contents(&log), expected[whole]);
+        assert_eq!(contents(&log), f.expected[whole]);
         assert_eq!(rec.truncated_tail, None);
     }
 }
 
 #[test]
 fn a_bit_flip_before_the_tail_is_an_error_and_in_the_last_record_a_torn_write() {
-    let src = tempfile::tempdir().unwrap();
-    let (bounds, expected) = build(src.path());
-    let seg = fs::read_dir(src.path().join("log"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let full = fs::read(&seg).unwrap();
-    let last_start = bounds[bounds.len() - 2] as usize;
+    let f = Fixture::new();
+    let last_start = f.bounds[f.bounds.len() - 2] as usize;
     let mut rng = fastrand_seed(11);
     for _ in 0..200 {
-        let at = (rng() % full.len() as u64) as usize;
+        let at = (rng() % f.full.len() as u64) as usize;
         let bit = 1u8 << (rng() % 8);
-        let mut bytes = full.clone();
+        let mut bytes = f.full.clone();
         bytes[at] ^= bit;
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(src.path(), dir.path());
-        fs::write(
-            dir.path().join("log").join(seg.file_name().unwrap()),
-            &bytes,
-        )
-        .unwrap();
+        let dir = f.with_segment(&bytes);
         match DiskLog::open(dir.path()) {
             Ok((log, rec)) => {
                 assert!(
                     at >= last_start,
                     "a flip at {at}, before the last record, was accepted"
                 );
-                assert_eq!(contents(&log), expected[expected.len() - 2]);
+                assert_eq!(contents(&log), f.expected[f.expected.len() - 2]);
                 assert!(rec.truncated_tail.is_some());
             }
             Err(StorageError::Corrupt { offset, .. }) => {
@@ -170,17 +176,14 @@ fn a_bit_flip_before_the_tail_is_an_error_and_in_the_last_record_a_torn_write() 
 
 #[test]
 fn a_missing_or_damaged_state_file_is_refused() {
-    let src = tempfile::tempdir().unwrap();
-    build(src.path());
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(src.path(), dir.path());
+    let f = Fixture::new();
+    let dir = f.with_segment(&f.full);
     fs::remove_file(dir.path().join("state")).unwrap();
     assert!(matches!(
         DiskLog::open(dir.path()),
         Err(StorageError::MissingState)
     ));
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(src.path(), dir.path());
+    let dir = f.with_segment(&f.full);
     let mut state = fs::read(dir.path().join("state")).unwrap();
     let n = state.len();
     state[n - 1] ^= 1;
