@@ -197,7 +197,8 @@ where
     }
 
     /// Leader: one progress per member but itself (new members start probing at the newest
-    /// entry); install reports of nodes that left are forgotten.
+    /// entry). The installs reported per follower are kept (a node removed and added again
+    /// may still report an install this leader already reported: seed 1007497).
     pub(super) fn sync_progress(&mut self) {
         let id = self.cfg.id;
         let next = self.log.last_index();
@@ -212,8 +213,6 @@ where
                 let _ = progress.push(Progress::new(m, next.max(Index(1)), max_inflight));
             }
         }
-        self.reported_installs
-            .retain(|(p, _)| current.is_member(*p));
     }
 
     /// Leader, once its commit index advanced (or room freed up): leaves a committed joint

@@ -608,7 +608,7 @@ where
                 if pr.state == FlowState::Snapshot {
                     pr.become_probe();
                 }
-                if !first_report(&mut self.reported_installs, from, id) {
+                if !first_report(&mut self.reported_installs, &self.configs.current, from, id) {
                     return Ok(()); // this node already reported it, in an earlier term
                 }
             }
@@ -637,7 +637,7 @@ where
                 pr.next = pr.matched.next();
                 if pr.next >= first {
                     if matches!(result, InstallResult::Installed(_))
-                        && (first_report(&mut self.reported_installs, from, id)
+                        && (first_report(&mut self.reported_installs, &self.configs.current, from, id)
                             || crate::canary::on(crate::canary::Canary::InstallEventTwice))
                     {
                         pr.event_due = Some(InstallOutcome::Installed(id));
@@ -748,8 +748,11 @@ where
 /// Records that this node reports follower `peer`'s install of `id`; false if it already did
 /// (a follower may report an outcome again to the same node in a later term: it cannot know
 /// whether its first answer arrived).
+/// When the record is full, the entry of a node that is no longer a member makes room (there
+/// are fewer followers than `N`).
 fn first_report<const N: usize>(
     reported: &mut heapless::Vec<(NodeId, SnapshotId), N>,
+    members: &Membership<N>,
     peer: NodeId,
     id: SnapshotId,
 ) -> bool {
@@ -760,6 +763,11 @@ fn first_report<const N: usize>(
             true
         }
         None => {
+            if reported.is_full()
+                && let Some(k) = reported.iter().position(|(p, _)| !members.is_member(*p))
+            {
+                reported.swap_remove(k);
+            }
             let _ = reported.push((peer, id));
             true
         }
