@@ -175,7 +175,9 @@ fn print_one_seed_stats() {
 ///   room when the record is full.
 #[test]
 fn regression_seeds() {
-    for seed in [10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497] {
+    for seed in [
+        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497,
+    ] {
         common::run_seed(seed, 10_000);
     }
 }

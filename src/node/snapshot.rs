@@ -637,8 +637,12 @@ where
                 pr.next = pr.matched.next();
                 if pr.next >= first {
                     if matches!(result, InstallResult::Installed(_))
-                        && (first_report(&mut self.reported_installs, &self.configs.current, from, id)
-                            || crate::canary::on(crate::canary::Canary::InstallEventTwice))
+                        && (first_report(
+                            &mut self.reported_installs,
+                            &self.configs.current,
+                            from,
+                            id,
+                        ) || crate::canary::on(crate::canary::Canary::InstallEventTwice))
                     {
                         pr.event_due = Some(InstallOutcome::Installed(id));
                     }

@@ -192,6 +192,8 @@ pub struct RunStats {
     pub reads_failed: u64,
     pub reads_refused: u64,
     pub conf_changes: u64,
+    /// Reads leaders served within their lease (counted on the nodes up at the end).
+    pub lease_reads: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
     pub partitions: u64,
@@ -201,7 +203,7 @@ pub struct RunStats {
 
 impl RunStats {
     /// Every counter by name (for the soak report).
-    pub fn counters(&self) -> [(&'static str, u64); 19] {
+    pub fn counters(&self) -> [(&'static str, u64); 20] {
         [
             ("events", self.events),
             ("delivered", self.delivered),
@@ -222,6 +224,7 @@ impl RunStats {
             ("reads_failed", self.reads_failed),
             ("reads_refused", self.reads_refused),
             ("conf_changes", self.conf_changes),
+            ("lease_reads", self.lease_reads),
         ]
     }
 }
@@ -1455,5 +1458,11 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         panic!("liveness: {e}");
     }
     sim.stats.elections_won = sim.oracle.leader_terms();
+    sim.stats.lease_reads = sim
+        .slots
+        .iter()
+        .filter_map(|s| s.node.as_ref())
+        .map(|n| n.stats().lease_reads)
+        .sum();
     (sim.stats.clone(), sim.trace_hash())
 }
