@@ -119,7 +119,8 @@ pub struct Status {
 }
 
 enum Request<P> {
-    Propose(P),
+    /// A proposal and its number (replies carry it back).
+    Propose(u32, P),
     Snapshot,
 }
 
@@ -127,8 +128,9 @@ enum Request<P> {
 /// a test). `Q` requests can wait.
 pub struct Resources<M: RawMutex, P, const Q: usize> {
     requests: Channel<M, Request<P>, Q>,
-    replies: Channel<M, Result<Index, ProposeError<P>>, 1>,
+    replies: Channel<M, (u32, Result<Index, ProposeError<P>>), 1>,
     one_at_a_time: embassy_sync::mutex::Mutex<M, ()>,
+    next_proposal: embassy_sync::blocking_mutex::Mutex<M, Cell<u32>>,
     status: embassy_sync::blocking_mutex::Mutex<M, Cell<Option<Status>>>,
 }
 
@@ -140,6 +142,7 @@ impl<M: RawMutex, P, const Q: usize> Resources<M, P, Q> {
             requests: Channel::new(),
             replies: Channel::new(),
             one_at_a_time: embassy_sync::mutex::Mutex::new(()),
+            next_proposal: embassy_sync::blocking_mutex::Mutex::new(Cell::new(0)),
             status: embassy_sync::blocking_mutex::Mutex::new(Cell::new(None)),
         }
     }
@@ -165,14 +168,25 @@ impl<M: RawMutex, P, const Q: usize> Copy for Handle<'_, M, P, Q> {}
 
 impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
     /// Proposes `data`; returns the index it will commit at (if leadership holds), or the
-    /// node's refusal with the data handed back. Callers take turns.
+    /// node's refusal with the data handed back. Callers take turns. Cancel-safe: the reply
+    /// to a proposal whose caller gave up is recognised by its number and discarded.
     ///
     /// # Errors
     /// [`ProposeError`]: not the leader (naming it when known), full, transferring.
     pub async fn propose(&self, data: P) -> Result<Index, ProposeError<P>> {
         let _turn = self.res.one_at_a_time.lock().await;
-        self.res.requests.send(Request::Propose(data)).await;
-        self.res.replies.receive().await
+        let n = self.res.next_proposal.lock(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
+        self.res.requests.send(Request::Propose(n, data)).await;
+        loop {
+            let (m, r) = self.res.replies.receive().await;
+            if m == n {
+                return r;
+            }
+        }
     }
 
     /// Asks the runner to take a snapshot now (through [`App::take_snapshot`]).
@@ -337,10 +351,11 @@ where
             .await;
             match event {
                 Either3::First(()) => self.tick(),
-                Either3::Second(Request::Propose(data)) => {
+                Either3::Second(Request::Propose(n, data)) => {
                     let r = self.node.propose(data, &self.store);
-                    // The handle waits for exactly this reply.
-                    let _ = self.res.replies.try_send(r);
+                    // A reply nobody collected (its caller gave up) makes room for this one.
+                    self.res.replies.clear();
+                    let _ = self.res.replies.try_send((n, r));
                 }
                 Either3::Second(Request::Snapshot) => {
                     self.snapshot().await;

@@ -581,3 +581,76 @@ fn a_lagging_node_installs_a_snapshot_in_notify_mode_with_install_complete_on_bo
         "the installed node diverged"
     );
 }
+
+/// A caller that gives up on a proposal (drops the future after the request left) must not
+/// leave its reply for the next caller: replies carry the proposal's number.
+#[test]
+fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
+    use raftlet_embassy::link::NoLink;
+    let clock = SimClock(Rc::new(Cell::new(0)));
+    let res: Resources<NoopRawMutex, P, 4> = Resources::new();
+    let store = Store::new();
+    let mut c = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 2;
+    let node = TNode::new(c, &store).unwrap();
+    let server: Server = Rc::new(RefCell::new(Vec::new()));
+    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+        &res,
+        node,
+        Membership::new(&[NodeId(1)]).unwrap(),
+        NoLink,
+        store,
+        clock.clone(),
+        TestApp::new(&server, 0),
+        Codec::new(7, FRAME),
+        TICK_US,
+    );
+    let run = |r: &mut Runner<
+        '_,
+        NoopRawMutex,
+        P,
+        NoLink,
+        Store,
+        SimClock,
+        TestApp,
+        4,
+        FRAME,
+        5,
+        16,
+        BATCH,
+        2,
+        8,
+    >,
+               driver: std::pin::Pin<&mut dyn Future<Output = ()>>| {
+        let _ = block_on(select(r.run(), driver));
+    };
+    run(
+        &mut r,
+        std::pin::pin!(async {
+            assert!(
+                wait(&clock, 2_000_000, || h
+                    .status()
+                    .is_some_and(|s| s.role == Role::Leader))
+                .await
+            );
+        }),
+    );
+    // The request of the first proposal leaves, then its caller gives up.
+    assert!(embassy_futures::poll_once(h.propose(payload(1))).is_pending());
+    // The runner handles it (and replies to nobody), then a second proposal is made.
+    let mut second = None;
+    run(
+        &mut r,
+        std::pin::pin!(async {
+            sleep(&clock, 1_000).await;
+            second = Some(h.propose(payload(2)).await);
+        }),
+    );
+    let first_index = r.node().last_index().0 - 1;
+    assert_eq!(
+        second,
+        Some(Ok(Index(first_index + 1))),
+        "the second caller got the first's reply"
+    );
+}
