@@ -636,6 +636,7 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
             );
         }),
     );
+    let before = r.node().last_index().0;
     // The request of the first proposal leaves, then its caller gives up.
     assert!(embassy_futures::poll_once(h.propose(payload(1))).is_pending());
     // The runner handles it (and replies to nobody), then a second proposal is made.
