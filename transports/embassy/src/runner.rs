@@ -25,7 +25,7 @@ use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
     Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
-    ProposeError, Role, SnapshotId, SnapshotMeta, Term,
+    ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +121,8 @@ pub struct Status {
 enum Request<P> {
     /// A proposal and its number (replies carry it back).
     Propose(u32, P),
+    /// A linearizable read and its number.
+    Read(u32),
     Snapshot,
 }
 
@@ -129,6 +131,7 @@ enum Request<P> {
 pub struct Resources<M: RawMutex, P, const Q: usize> {
     requests: Channel<M, Request<P>, Q>,
     replies: Channel<M, (u32, Result<Index, ProposeError<P>>), 1>,
+    read_replies: Channel<M, (u32, Result<Index, ReadError>), 1>,
     one_at_a_time: embassy_sync::mutex::Mutex<M, ()>,
     next_proposal: embassy_sync::blocking_mutex::Mutex<M, Cell<u32>>,
     status: embassy_sync::blocking_mutex::Mutex<M, Cell<Option<Status>>>,
@@ -141,6 +144,7 @@ impl<M: RawMutex, P, const Q: usize> Resources<M, P, Q> {
         Self {
             requests: Channel::new(),
             replies: Channel::new(),
+            read_replies: Channel::new(),
             one_at_a_time: embassy_sync::mutex::Mutex::new(()),
             next_proposal: embassy_sync::blocking_mutex::Mutex::new(Cell::new(0)),
             status: embassy_sync::blocking_mutex::Mutex::new(Cell::new(None)),
@@ -183,6 +187,30 @@ impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
         self.res.requests.send(Request::Propose(n, data)).await;
         loop {
             let (m, r) = self.res.replies.receive().await;
+            if m == n {
+                return r;
+            }
+        }
+    }
+
+    /// A linearizable read (ReadIndex, on the leader or forwarded by a follower): when it
+    /// returns `Ok(index)`, the [`App`] has applied every entry up to `index`, which includes
+    /// every write acknowledged before the call; answer the read from the application's state
+    /// then. Callers take turns with proposals.
+    ///
+    /// # Errors
+    /// [`ReadError`]: no leader, leadership lost, an install in progress, too many reads, or
+    /// no confirmation in time. Never hangs.
+    pub async fn read(&self) -> Result<Index, ReadError> {
+        let _turn = self.res.one_at_a_time.lock().await;
+        let n = self.res.next_proposal.lock(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
+        self.res.requests.send(Request::Read(n)).await;
+        loop {
+            let (m, r) = self.res.read_replies.receive().await;
             if m == n {
                 return r;
             }
@@ -357,6 +385,11 @@ where
                     self.res.replies.clear();
                     let _ = self.res.replies.try_send((n, r));
                 }
+                Either3::Second(Request::Read(n)) => {
+                    if let Err(e) = self.node.read_index(ReadId(u64::from(n)), &self.store) {
+                        self.answer_read(n, Err(e));
+                    }
+                }
                 Either3::Second(Request::Snapshot) => {
                     self.snapshot().await;
                 }
@@ -460,11 +493,17 @@ where
                 Action::InstallComplete { peer, outcome } => {
                     self.app.install_complete(peer, outcome);
                 }
-                // Reads are not offered by this runner's handle.
-                Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+                Action::ReadReady { id, index } => self.answer_read(id.0 as u32, Ok(index)),
+                Action::ReadFailed { id, reason } => self.answer_read(id.0 as u32, Err(reason)),
             }
         }
         Ok(())
+    }
+
+    fn answer_read(&mut self, n: u32, r: Result<Index, ReadError>) {
+        // A reply nobody collected (its caller gave up) makes room for this one.
+        self.res.read_replies.clear();
+        let _ = self.res.read_replies.try_send((n, r));
     }
 
     fn adopt(&mut self, r: Result<SnapshotMeta<PEERS>, InstallError>) {

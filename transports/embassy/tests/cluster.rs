@@ -432,6 +432,34 @@ fn three_nodes_elect_replicate_and_survive_a_leader_crash_over_a_lossy_serial_bu
         });
     }
     let (l, t) = leader(&hrefs).unwrap();
+    // Linearizable reads, on the leader and forwarded by a follower: once one returns, that
+    // node's application has applied every acknowledged write.
+    {
+        let [a, b, c] = &mut parts[..] else {
+            unreachable!()
+        };
+        run_until([a.1.as_mut(), b.1.as_mut(), c.1.as_mut()], async {
+            for k in [l, (l + 1) % 3] {
+                let mut tries = 0;
+                let index = loop {
+                    match hs[k].read().await {
+                        Ok(i) => break i,
+                        Err(e) if tries < 20 => {
+                            tries += 1;
+                            let _ = e;
+                            sleep(&clock, 20_000).await;
+                        }
+                        Err(e) => panic!("read on {k} failed: {e:?}"),
+                    }
+                };
+                assert!(
+                    index.0 >= 21,
+                    "read index {index} misses acknowledged writes"
+                );
+                assert!(hs[k].status().unwrap().applied >= index);
+            }
+        });
+    }
     for (_, r) in &parts {
         assert_eq!(
             r.as_ref().unwrap().app().hash,
