@@ -20,10 +20,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod flash;
 pub mod link;
 pub mod runner;
 pub mod store;
 
+pub use flash::FlashStore;
 pub use link::{CobsLink, Link};
 pub use runner::{App, Clock, Handle, Resources, Runner, Status};
 pub use store::{RamStore, Store};
