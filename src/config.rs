@@ -39,7 +39,8 @@ pub struct Config<const PEERS: usize> {
     pub seed: u64,
     /// Lease-based linearizable reads (thesis §6.4.1), off by default. A leader that heard
     /// from a quorum recently serves reads without a confirmation round, relying on followers
-    /// refusing votes for an election timeout after hearing from it. Needs `check_quorum`.
+    /// refusing votes for an election timeout after hearing from it. Needs `check_quorum`, and
+    /// must be set on every node: a restarted follower keeps the lease only if it has it on.
     /// Safe only while tick rates differ by less than
     /// [`max_clock_drift_percent`](Self::max_clock_drift_percent) and the runner ticks without
     /// pauses (see the README's "Linearizable reads").
