@@ -634,8 +634,9 @@ where
                 self.append_noop();
             }
             // A leave of a joint configuration that found no room may go in now.
+            let last = self.log.last_index();
             self.membership_after_commit();
-            if self.maybe_commit(storage) {
+            if self.maybe_commit(storage) || self.log.last_index() > last {
                 self.bcast_append(storage);
             }
         }
