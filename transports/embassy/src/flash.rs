@@ -27,7 +27,7 @@
 //! The entries since the log's start are also kept in RAM (`N` of them), from which the node
 //! reads.
 
-use crate::store::Store;
+use crate::store::{RamStore, Store};
 use embedded_storage_async::nor_flash::NorFlash;
 use raftlet::{Entry, HardState, Index, Persist, SnapshotId, Storage, Term};
 use serde::{Deserialize, Serialize};
@@ -76,9 +76,8 @@ struct SectorInfo {
 /// `REC`: the largest encoded record (a batch of entries), for the encoding buffer.
 pub struct FlashStore<F, P, const N: usize, const S: usize, const REC: usize> {
     flash: F,
-    hs: HardState,
-    base: SnapshotId,
-    log: heapless::Vec<Entry<P>, N>,
+    /// What the flash holds, in RAM (the node reads from here).
+    mem: RamStore<P, N>,
     sectors: [SectorInfo; S],
     /// Log sectors whose sequence is below this precede the newest reset: all obsolete.
     reset_seq: u32,
@@ -118,9 +117,7 @@ where
             return Err(FlashError::TooSmall);
         }
         let mut me = Self {
-            hs: HardState::default(),
-            base: SnapshotId::ZERO,
-            log: heapless::Vec::new(),
+            mem: RamStore::new(),
             sectors: [SectorInfo::default(); S],
             reset_seq: 0,
             cur: 0,
@@ -192,8 +189,8 @@ where
             }
         }
         if let Some((rec, sector, next)) = best {
-            self.hs = rec.hs;
-            self.base = rec.base;
+            self.mem.set_hard_state(rec.hs);
+            self.mem.reset(rec.base);
             self.state_seq = rec.seq;
             self.state_sector = sector;
             // The next record goes to the other sector (after erasing it): what follows the
@@ -251,11 +248,10 @@ where
                         let (id, _) =
                             postcard::take_from_bytes::<SnapshotId>(&self.buf[9..payload_end])
                                 .map_err(|_| FlashError::Corrupt)?;
-                        self.log.clear();
                         self.reset_seq = seq;
-                        if id.index > self.base.index {
-                            self.base = id;
-                        }
+                        let base = self.mem.snapshot();
+                        self.mem
+                            .reset(if id.index > base.index { id } else { base });
                     }
                     Some(KIND_ENTRIES) => {
                         // Entries one at a time: no batch-sized buffer on the stack.
@@ -267,15 +263,7 @@ where
                             rest.start = rest.end - tail.len();
                             let i_max = &mut self.sectors[i].max_index;
                             *i_max = (*i_max).max(e.index);
-                            if e.index <= self.base.index {
-                                continue;
-                            }
-                            let keep = (e.index.0 - self.base.index.0 - 1) as usize;
-                            if keep > self.log.len() {
-                                return Err(FlashError::Corrupt);
-                            }
-                            self.log.truncate(keep);
-                            self.log.push(e).map_err(|_| FlashError::Full)?;
+                            self.mem.replay(e).map_err(|()| FlashError::Corrupt)?;
                         }
                     }
                     _ => return Err(FlashError::Corrupt),
@@ -292,7 +280,7 @@ where
     /// Whether log sector `i` may be erased: unused, or everything in it is obsolete.
     fn reclaimable(&self, i: usize) -> bool {
         let s = self.sectors[i];
-        s.seq == 0 || s.seq < self.reset_seq || s.max_index <= self.base.index
+        s.seq == 0 || s.seq < self.reset_seq || s.max_index <= self.mem.snapshot().index
     }
 
     /// Writes `len` encoded bytes of `self.buf` (record header included) to the log.
@@ -384,8 +372,8 @@ where
     async fn write_state(&mut self) -> Result<(), FlashError<F::Error>> {
         let rec = StateRec {
             seq: self.state_seq + 1,
-            hs: self.hs,
-            base: self.base,
+            hs: self.mem.hard_state(),
+            base: self.mem.snapshot(),
         };
         let mut payload = [0u8; 64];
         let n = postcard::to_slice(&rec, &mut payload)
@@ -428,24 +416,19 @@ impl<F, P: Clone, const N: usize, const S: usize, const REC: usize> Storage<P>
     for FlashStore<F, P, N, S, REC>
 {
     fn hard_state(&self) -> HardState {
-        self.hs
+        self.mem.hard_state()
     }
     fn last_index(&self) -> Index {
-        Index(self.base.index.0 + self.log.len() as u64)
+        self.mem.last_index()
     }
     fn term(&self, index: Index) -> Option<Term> {
-        if index == self.base.index {
-            return Some(self.base.term);
-        }
-        let k = index.0.checked_sub(self.base.index.0 + 1)? as usize;
-        self.log.get(k).map(|e| e.term)
+        self.mem.term(index)
     }
     fn entry(&self, index: Index) -> Option<Entry<P>> {
-        let k = index.0.checked_sub(self.base.index.0 + 1)? as usize;
-        self.log.get(k).cloned()
+        self.mem.entry(index)
     }
     fn snapshot(&self) -> SnapshotId {
-        self.base
+        self.mem.snapshot()
     }
 }
 
@@ -457,12 +440,7 @@ where
     type Error = FlashError<F::Error>;
 
     async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), Self::Error> {
-        let base = p.snapshot.unwrap_or(self.base);
-        let keep = p
-            .entries
-            .first()
-            .map(|e| e.index.0.saturating_sub(base.index.0 + 1) as usize);
-        if keep.is_some_and(|k| k.min(self.log.len()) + p.entries.len() > N) {
+        if !self.mem.fits(p) {
             return Err(FlashError::Full);
         }
         if let Some(id) = p.snapshot {
@@ -470,49 +448,41 @@ where
             let n = self.encode_reset(id)?;
             self.append(n, Index(0)).await?;
             self.reset_seq = self.sectors[self.cur].seq;
-            self.log.clear();
-            self.base = id;
+            self.mem.reset(id);
         }
-        let hs_changed = p.hard_state.is_some_and(|hs| hs != self.hs);
+        let hs_changed = p.hard_state.is_some_and(|hs| hs != self.mem.hard_state());
         if let Some(hs) = p.hard_state {
-            self.hs = hs;
+            self.mem.set_hard_state(hs);
         }
         if hs_changed || p.snapshot.is_some() {
             self.write_state().await?;
         }
-        if let (Some(keep), Some(last)) = (keep, p.entries.last()) {
+        if let Some(last) = p.entries.last() {
             let n = self.encode_entries(&p.entries)?;
             self.append(n, last.index).await?;
-            self.log.truncate(keep);
             for e in &p.entries {
-                let _ = self.log.push(e.clone());
+                let _ = self.mem.replay(e.clone());
             }
         }
         Ok(())
     }
 
     async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error> {
-        if through.index <= self.base.index {
+        if through.index <= self.mem.snapshot().index {
             return Ok(());
         }
-        let n = ((through.index.0 - self.base.index.0) as usize).min(self.log.len());
-        let rest = self.log.len() - n;
-        for k in 0..rest {
-            self.log.swap(k, k + n);
-        }
-        self.log.truncate(rest);
-        self.base = through;
+        self.mem.compact_to(through);
         self.write_state().await
     }
 }
 
-impl<F, P, const N: usize, const S: usize, const REC: usize> FlashStore<F, P, N, S, REC> {
+impl<F, P: Clone, const N: usize, const S: usize, const REC: usize> FlashStore<F, P, N, S, REC> {
     /// Entries kept in RAM.
     pub fn len(&self) -> usize {
-        self.log.len()
+        self.mem.len()
     }
     /// Whether the log after its start is empty.
     pub fn is_empty(&self) -> bool {
-        self.log.is_empty()
+        self.mem.is_empty()
     }
 }

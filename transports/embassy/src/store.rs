@@ -94,36 +94,51 @@ impl<P: Clone, const N: usize> Storage<P> for RamStore<P, N> {
     }
 }
 
-impl<P: Clone, const N: usize> Store<P> for RamStore<P, N> {
-    type Error = StoreFull;
+impl<P: Clone, const N: usize> RamStore<P, N> {
+    /// Whether the entries of `p` fit (checked before anything is written).
+    pub(crate) fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+        let base = p.snapshot.unwrap_or(self.base);
+        p.entries.first().is_none_or(|e| {
+            let keep = e.index.0.saturating_sub(base.index.0 + 1) as usize;
+            keep.min(self.log.len()) + p.entries.len() <= N
+        })
+    }
 
-    async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), StoreFull> {
-        let keep = p.entries.first().map(|e| {
-            e.index
-                .0
-                .saturating_sub(p.snapshot.map_or(self.base, |s| s).index.0 + 1)
-                as usize
-        });
-        if keep.is_some_and(|k| k.min(self.log.len()) + p.entries.len() > N) {
-            return Err(StoreFull);
-        }
+    /// Applies a persist that [`fits`](Self::fits).
+    pub(crate) fn apply<const B: usize>(&mut self, p: &Persist<P, B>) {
         if let Some(hs) = p.hard_state {
             self.hs = hs;
         }
         if let Some(s) = p.snapshot {
-            self.log.clear();
-            self.base = s;
+            self.reset(s);
         }
-        if let Some(keep) = keep {
-            self.log.truncate(keep);
-            for e in &p.entries {
-                let _ = self.log.push(e.clone());
-            }
+        for e in &p.entries {
+            let _ = self.replay(e.clone());
         }
-        Ok(())
     }
 
-    async fn compact(&mut self, through: SnapshotId) -> Result<(), StoreFull> {
+    /// Discards the log: it now starts after `id`.
+    pub(crate) fn reset(&mut self, id: SnapshotId) {
+        self.log.clear();
+        self.base = id;
+    }
+
+    /// Stores `e`, replacing the entries at and after its index; entries the log's start
+    /// covers are skipped. `Err` if it would leave a gap or there is no room.
+    pub(crate) fn replay(&mut self, e: Entry<P>) -> Result<(), ()> {
+        if e.index <= self.base.index {
+            return Ok(());
+        }
+        let keep = (e.index.0 - self.base.index.0 - 1) as usize;
+        if keep > self.log.len() {
+            return Err(());
+        }
+        self.log.truncate(keep);
+        self.log.push(e).map_err(|_| ())
+    }
+
+    /// Moves the log's start to `through` (if later), dropping what it covers.
+    pub(crate) fn compact_to(&mut self, through: SnapshotId) {
         if through.index > self.base.index {
             let n = ((through.index.0 - self.base.index.0) as usize).min(self.log.len());
             let rest = self.log.len() - n;
@@ -133,6 +148,36 @@ impl<P: Clone, const N: usize> Store<P> for RamStore<P, N> {
             self.log.truncate(rest);
             self.base = through;
         }
+    }
+
+    pub(crate) fn set_hard_state(&mut self, hs: HardState) {
+        self.hs = hs;
+    }
+
+    /// Entries held after the log's start.
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Whether no entry follows the log's start.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+}
+
+impl<P: Clone, const N: usize> Store<P> for RamStore<P, N> {
+    type Error = StoreFull;
+
+    async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), StoreFull> {
+        if !self.fits(p) {
+            return Err(StoreFull);
+        }
+        self.apply(p);
+        Ok(())
+    }
+
+    async fn compact(&mut self, through: SnapshotId) -> Result<(), StoreFull> {
+        self.compact_to(through);
         Ok(())
     }
 }
