@@ -21,7 +21,6 @@
 
 use embassy_futures::{block_on, join::join, yield_now};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use raftlet::NodeId;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -267,5 +266,4 @@ fn main() {
         )
     );
     println!("  largest frame: {} bytes", board::FRAME);
-    let _ = NodeId(0);
 }

@@ -158,7 +158,7 @@ where
     }
 
     async fn recover_state(&mut self) -> Result<(), FlashError<F::Error>> {
-        let mut best: Option<(StateRec, u32, u32)> = None;
+        let mut best: Option<(StateRec, u32)> = None;
         for sector in 0..2u32 {
             let mut at = sector * Self::SECTOR;
             let end = at + Self::SECTOR;
@@ -181,21 +181,20 @@ where
                 if CRC.checksum(payload) == crc
                     && let Ok(rec) = postcard::from_bytes::<StateRec>(payload)
                     && rec.seq == seq
-                    && best.is_none_or(|(b, _, _)| rec.seq > b.seq)
+                    && best.is_none_or(|(b, _)| rec.seq > b.seq)
                 {
-                    best = Some((rec, sector, at + total));
+                    best = Some((rec, sector));
                 }
                 at += total;
             }
         }
-        if let Some((rec, sector, next)) = best {
+        if let Some((rec, sector)) = best {
             self.mem.set_hard_state(rec.hs);
             self.mem.reset(rec.base);
             self.state_seq = rec.seq;
             self.state_sector = sector;
             // The next record goes to the other sector (after erasing it): what follows the
             // newest record here may be a torn one, which flash cannot be written over.
-            let _ = next;
             self.state_off = Self::SECTOR;
         }
         Ok(())

@@ -444,9 +444,8 @@ fn three_nodes_elect_replicate_and_survive_a_leader_crash_over_a_lossy_serial_bu
                 let index = loop {
                     match hs[k].read().await {
                         Ok(i) => break i,
-                        Err(e) if tries < 20 => {
+                        Err(_) if tries < 20 => {
                             tries += 1;
-                            let _ = e;
                             sleep(&clock, 20_000).await;
                         }
                         Err(e) => panic!("read on {k} failed: {e:?}"),
