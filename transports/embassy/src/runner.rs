@@ -171,6 +171,15 @@ impl<M: RawMutex, P, const Q: usize> Clone for Handle<'_, M, P, Q> {
 impl<M: RawMutex, P, const Q: usize> Copy for Handle<'_, M, P, Q> {}
 
 impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
+    /// Numbers requests, so that a reply is matched to the request it answers.
+    fn next_number(&self) -> u32 {
+        self.res.next_proposal.lock(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        })
+    }
+
     /// Proposes `data`; returns the index it will commit at (if leadership holds), or the
     /// node's refusal with the data handed back. Callers take turns. Cancel-safe: the reply
     /// to a proposal whose caller gave up is recognised by its number and discarded.
@@ -179,11 +188,7 @@ impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
     /// [`ProposeError`]: not the leader (naming it when known), full, transferring.
     pub async fn propose(&self, data: P) -> Result<Index, ProposeError<P>> {
         let _turn = self.res.one_at_a_time.lock().await;
-        let n = self.res.next_proposal.lock(|c| {
-            let n = c.get().wrapping_add(1);
-            c.set(n);
-            n
-        });
+        let n = self.next_number();
         self.res.requests.send(Request::Propose(n, data)).await;
         loop {
             let (m, r) = self.res.replies.receive().await;
@@ -203,11 +208,7 @@ impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
     /// no confirmation in time. Never hangs.
     pub async fn read(&self) -> Result<Index, ReadError> {
         let _turn = self.res.one_at_a_time.lock().await;
-        let n = self.res.next_proposal.lock(|c| {
-            let n = c.get().wrapping_add(1);
-            c.set(n);
-            n
-        });
+        let n = self.next_number();
         self.res.requests.send(Request::Read(n)).await;
         loop {
             let (m, r) = self.res.read_replies.receive().await;
@@ -331,6 +332,12 @@ where
     )
 }
 
+/// Sends reply `n`: one left that nobody collected (its caller gave up) makes room for it.
+fn answer<M: RawMutex, T>(replies: &Channel<M, (u32, T), 1>, n: u32, reply: T) {
+    replies.clear();
+    let _ = replies.try_send((n, reply));
+}
+
 /// Why the runner stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -381,9 +388,7 @@ where
                 Either3::First(()) => self.tick(),
                 Either3::Second(Request::Propose(n, data)) => {
                     let r = self.node.propose(data, &self.store);
-                    // A reply nobody collected (its caller gave up) makes room for this one.
-                    self.res.replies.clear();
-                    let _ = self.res.replies.try_send((n, r));
+                    answer(&self.res.replies, n, r);
                 }
                 Either3::Second(Request::Read(n)) => {
                     if let Err(e) = self.node.read_index(ReadId(u64::from(n)), &self.store) {
@@ -501,9 +506,7 @@ where
     }
 
     fn answer_read(&mut self, n: u32, r: Result<Index, ReadError>) {
-        // A reply nobody collected (its caller gave up) makes room for this one.
-        self.res.read_replies.clear();
-        let _ = self.res.read_replies.try_send((n, r));
+        answer(&self.res.read_replies, n, r);
     }
 
     fn adopt(&mut self, r: Result<SnapshotMeta<PEERS>, InstallError>) {
