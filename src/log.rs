@@ -76,10 +76,13 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.stable_last = id.index;
         self.last_term = id.term;
         self.handed = id.index.next();
+        self.clip_records(id.index);
+    }
+
+    /// No outstanding persist record may make anything above `last` durable any more.
+    fn clip_records(&mut self, last: Index) {
         for rec in self.records.iter_mut() {
-            if rec.1 > id.index {
-                rec.1 = id.index;
-            }
+            rec.1 = rec.1.min(last);
         }
     }
 
@@ -173,15 +176,8 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             self.unstable.clear();
             self.stable_last = from.prev();
         }
-        let cap = from.prev();
-        for rec in self.records.iter_mut() {
-            if rec.1 > cap {
-                rec.1 = cap;
-            }
-        }
-        if self.handed > from {
-            self.handed = from;
-        }
+        self.clip_records(from.prev());
+        self.handed = self.handed.min(from);
         self.last_term = self.term(from.prev(), storage).unwrap_or(Term(0));
     }
 
@@ -223,5 +219,366 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The log on its own: the unstable tail, persist records, truncation and compaction bounds.
+    //! The storage is a plain array standing for what the runner made durable; like a real
+    //! runner's, it may still hold entries below the log's base (compaction deletes lazily).
+    use super::*;
+    use crate::types::EntryData;
+
+    extern crate std;
+    use std::vec::Vec;
+
+    #[derive(Default)]
+    struct Disk(Vec<Entry<u32>>);
+
+    impl Storage<u32> for Disk {
+        fn hard_state(&self) -> crate::HardState {
+            crate::HardState::default()
+        }
+        fn last_index(&self) -> Index {
+            Index(self.0.len() as u64)
+        }
+        fn term(&self, i: Index) -> Option<Term> {
+            if i.0 == 0 {
+                return Some(Term(0));
+            }
+            self.0.get(i.0 as usize - 1).map(|e| e.term)
+        }
+        fn entry(&self, i: Index) -> Option<Entry<u32>> {
+            i.0.checked_sub(1)
+                .and_then(|k| self.0.get(k as usize))
+                .cloned()
+        }
+    }
+
+    fn e(index: u64, term: u64) -> Entry<u32> {
+        Entry {
+            term: Term(term),
+            index: Index(index),
+            data: EntryData::Normal(index as u32),
+        }
+    }
+
+    fn sid(index: u64, term: u64) -> SnapshotId {
+        SnapshotId {
+            index: Index(index),
+            term: Term(term),
+        }
+    }
+
+    /// A disk holding entries `1..=n` of the given terms, and a log whose durable part is all of
+    /// it.
+    fn durable(terms: &[u64]) -> (Disk, RaftLog<u32, 8>) {
+        let disk = Disk(
+            terms
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| e(k as u64 + 1, t))
+                .collect(),
+        );
+        let last = Index(terms.len() as u64);
+        let log = RaftLog::new(SnapshotId::ZERO, last, Term(*terms.last().unwrap_or(&0)));
+        (disk, log)
+    }
+
+    fn handed(log: &mut RaftLog<u32, 8>, token: u64) -> Vec<u64> {
+        let mut out = heapless::Vec::<Entry<u32>, 3>::new();
+        log.hand_out(token, &mut out);
+        out.iter().map(|e| e.index.0).collect()
+    }
+
+    #[test]
+    fn the_unstable_tail_answers_above_the_durable_part() {
+        let (disk, mut log) = durable(&[1, 1, 2]);
+        assert_eq!(log.last_index(), Index(3));
+        for (i, t) in [(4, 2), (5, 3), (6, 3)] {
+            log.push(e(i, t)).unwrap();
+        }
+        assert_eq!(log.last_index(), Index(6));
+        assert_eq!(log.last_term(), Term(3));
+        assert_eq!(log.stable_last(), Index(3));
+        assert_eq!(log.room(), 5);
+        // Durable entries come from storage, unstable ones from the tail.
+        assert_eq!(log.term(Index(2), &disk), Some(Term(1)));
+        assert_eq!(log.term(Index(3), &disk), Some(Term(2)));
+        assert_eq!(log.term(Index(4), &disk), Some(Term(2)));
+        assert_eq!(log.term(Index(6), &disk), Some(Term(3)));
+        assert_eq!(log.term(Index(7), &disk), None, "beyond the log");
+        assert_eq!(log.entry(Index(5), &disk), Some(e(5, 3)));
+        assert_eq!(log.entry(Index(1), &disk), Some(e(1, 1)));
+        assert_eq!(log.entry(Index(7), &disk), None);
+        assert_eq!(log.entry(Index(0), &disk), None, "index 0 holds no entry");
+        assert_eq!(log.term(Index(0), &disk), Some(Term(0)));
+    }
+
+    #[test]
+    fn the_unstable_tail_wraps_around_its_ring() {
+        // Fill, acknowledge part, refill: the deque's storage wraps; lookups must not care.
+        let (disk, mut log) = durable(&[]);
+        for i in 1..=8 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(
+            log.push(e(9, 1)),
+            Err(e(9, 1)),
+            "a full tail hands the entry back"
+        );
+        assert_eq!(log.room(), 0);
+        assert_eq!(handed(&mut log, 1), [1, 2, 3]);
+        assert_eq!(handed(&mut log, 2), [4, 5, 6]);
+        log.acknowledge(2);
+        assert_eq!(log.stable_last(), Index(6));
+        for i in 9..=14 {
+            log.push(e(i, 2)).unwrap();
+        }
+        for i in 7..=14u64 {
+            let t = if i <= 8 { 1 } else { 2 };
+            assert_eq!(log.term(Index(i), &disk), Some(Term(t)), "index {i}");
+            assert_eq!(log.entry(Index(i), &disk).map(|x| x.index), Some(Index(i)));
+        }
+    }
+
+    #[test]
+    fn persist_records_move_entries_out_of_the_tail_in_token_order() {
+        let (_, mut log) = durable(&[1]);
+        for i in 2..=7 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert!(log.has_unhanded());
+        assert_eq!(handed(&mut log, 1), [2, 3, 4]);
+        assert_eq!(handed(&mut log, 2), [5, 6, 7]);
+        assert!(!log.has_unhanded());
+        // Nothing is durable before its acknowledgement; an unknown older token is harmless.
+        log.acknowledge(0);
+        assert_eq!(log.stable_last(), Index(1));
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(4));
+        assert_eq!(log.room(), 5);
+        // Acknowledging token 2 acknowledges everything up to it, once.
+        log.acknowledge(2);
+        log.acknowledge(2);
+        assert_eq!(log.stable_last(), Index(7));
+        assert_eq!(log.room(), 8);
+    }
+
+    #[test]
+    fn an_empty_persist_record_makes_nothing_durable() {
+        // A hard-state-only persist records the last handed index; acknowledging it moves
+        // nothing.
+        let (_, mut log) = durable(&[1, 1]);
+        assert_eq!(handed(&mut log, 1), Vec::<u64>::new());
+        log.push(e(3, 2)).unwrap();
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(2));
+        assert_eq!(log.last_index(), Index(3));
+    }
+
+    #[test]
+    fn the_record_window_is_bounded() {
+        let (_, mut log) = durable(&[]);
+        for t in 1..=PERSIST_WINDOW as u64 {
+            assert!(log.record_room());
+            let _ = handed(&mut log, t);
+        }
+        assert!(!log.record_room());
+        log.acknowledge(1);
+        assert!(log.record_room());
+    }
+
+    #[test]
+    fn truncating_the_unstable_tail_clips_outstanding_records() {
+        let (disk, mut log) = durable(&[1, 1]);
+        for i in 3..=6 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 1), [3, 4, 5]);
+        // A new leader overwrites from 4: the write of token 1 can only make 3 durable.
+        log.truncate_from(Index(4), &disk);
+        assert_eq!(log.last_index(), Index(3));
+        assert_eq!(log.last_term(), Term(1));
+        assert!(!log.has_unhanded());
+        log.push(e(4, 2)).unwrap();
+        assert!(log.has_unhanded(), "the replacement is handed out again");
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(3));
+        assert_eq!(log.term(Index(4), &disk), Some(Term(2)));
+        assert_eq!(handed(&mut log, 2), [4]);
+        log.acknowledge(2);
+        assert_eq!(log.stable_last(), Index(4));
+    }
+
+    #[test]
+    fn truncating_into_the_durable_part_drops_the_whole_tail() {
+        let (disk, mut log) = durable(&[1, 1, 2, 2]);
+        log.push(e(5, 2)).unwrap();
+        assert_eq!(handed(&mut log, 1), [5]);
+        log.truncate_from(Index(3), &disk);
+        assert_eq!(log.last_index(), Index(2));
+        assert_eq!(log.stable_last(), Index(2));
+        assert_eq!(
+            log.last_term(),
+            Term(1),
+            "term of the new last entry, read from storage"
+        );
+        // The runner's storage still holds 3..=5 until it executes the next persist; the log
+        // must not read them.
+        assert_eq!(log.term(Index(3), &disk), None);
+        assert_eq!(log.entry(Index(3), &disk), None);
+        log.acknowledge(1);
+        assert_eq!(
+            log.stable_last(),
+            Index(2),
+            "the overwritten write makes nothing durable"
+        );
+    }
+
+    #[test]
+    fn truncation_outside_the_log_is_ignored() {
+        let (disk, mut log) = durable(&[1, 1, 1, 1]);
+        log.compact(sid(2, 1));
+        log.truncate_from(Index(5), &disk);
+        assert_eq!(log.last_index(), Index(4));
+        log.truncate_from(Index(2), &disk);
+        assert_eq!(
+            log.last_index(),
+            Index(4),
+            "at or below the base: nothing to remove"
+        );
+        assert_eq!(log.stable_last(), Index(4));
+    }
+
+    #[test]
+    fn truncating_the_whole_tail_takes_the_base_term() {
+        let (disk, mut log) = durable(&[3, 3]);
+        log.push(e(3, 4)).unwrap();
+        log.truncate_from(Index(3), &disk);
+        assert_eq!(log.last_term(), Term(3));
+        let (disk, mut log) = durable(&[3, 3]);
+        log.truncate_from(Index(1), &disk);
+        assert_eq!(log.last_index(), Index(0));
+        assert_eq!(log.last_term(), Term(0));
+    }
+
+    #[test]
+    fn compaction_moves_the_base_forward_only() {
+        let (disk, mut log) = durable(&[1, 1, 2, 2, 3]);
+        log.compact(sid(3, 2));
+        assert_eq!(log.snapshot(), sid(3, 2));
+        assert_eq!(log.first_index(), Index(4));
+        // Storage still answers below the base (it deletes lazily); the log does not.
+        assert_eq!(log.term(Index(2), &disk), None);
+        assert_eq!(log.term(Index(1), &disk), None);
+        assert_eq!(log.entry(Index(2), &disk), None);
+        assert_eq!(log.entry(Index(3), &disk), None, "the base holds no entry");
+        assert_eq!(
+            log.term(Index(3), &disk),
+            Some(Term(2)),
+            "the base's term is known"
+        );
+        assert_eq!(log.term(Index(4), &disk), Some(Term(2)));
+        // An older or equal compaction changes nothing.
+        log.compact(sid(2, 1));
+        assert_eq!(log.snapshot(), sid(3, 2));
+        log.compact(sid(3, 9));
+        assert_eq!(log.snapshot(), sid(3, 2));
+        log.compact(sid(5, 3));
+        assert_eq!(log.first_index(), Index(6));
+        assert_eq!(log.term(Index(5), &disk), Some(Term(3)));
+        assert_eq!(log.term(Index(4), &disk), None);
+    }
+
+    #[test]
+    fn a_snapshot_from_the_leader_replaces_the_log() {
+        let (disk, mut log) = durable(&[1, 1]);
+        for i in 3..=5 {
+            log.push(e(i, 2)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 1), [3, 4, 5]);
+        log.reset_to(sid(10, 4));
+        assert_eq!(log.last_index(), Index(10));
+        assert_eq!(log.last_term(), Term(4));
+        assert_eq!(log.stable_last(), Index(10));
+        assert_eq!(log.first_index(), Index(11));
+        assert_eq!(log.term(Index(10), &disk), Some(Term(4)));
+        assert_eq!(log.term(Index(4), &disk), None);
+        assert!(!log.has_unhanded());
+        // The old write, acknowledged late, must not move anything.
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(10));
+        log.push(e(11, 4)).unwrap();
+        assert_eq!(handed(&mut log, 2), [11]);
+        log.acknowledge(2);
+        assert_eq!(log.stable_last(), Index(11));
+    }
+
+    #[test]
+    fn a_late_acknowledgement_after_a_reset_below_it_moves_nothing_twice() {
+        // Records clipped to the new base: acknowledging them pops no entry of the new tail.
+        let (_, mut log) = durable(&[]);
+        for i in 1..=4 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 1), [1, 2, 3]);
+        log.reset_to(sid(2, 1));
+        log.push(e(3, 5)).unwrap();
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(2));
+        assert_eq!(log.last_index(), Index(3));
+        assert!(log.has_unhanded());
+    }
+
+    #[test]
+    fn up_to_date_compares_term_then_index() {
+        let (_, log) = durable(&[1, 2, 2]);
+        assert!(log.is_up_to_date(Index(3), Term(2)));
+        assert!(log.is_up_to_date(Index(4), Term(2)));
+        assert!(!log.is_up_to_date(Index(2), Term(2)));
+        assert!(log.is_up_to_date(Index(1), Term(3)));
+        assert!(!log.is_up_to_date(Index(9), Term(1)));
+    }
+
+    #[test]
+    fn conflict_search_finds_the_last_index_of_a_term_at_most() {
+        let (disk, mut log) = durable(&[1, 1, 2, 2, 4]);
+        log.push(e(6, 5)).unwrap();
+        assert_eq!(
+            log.find_conflict_by_term(Index(6), Term(5), &disk),
+            (Index(6), Term(5))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(6), Term(3), &disk),
+            (Index(4), Term(2))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(9), Term(2), &disk),
+            (Index(4), Term(2))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(3), Term(1), &disk),
+            (Index(2), Term(1))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(6), Term(0), &disk),
+            (Index(0), Term(0))
+        );
+        // Below the base the search stops with an unknown term.
+        log.compact(sid(3, 2));
+        assert_eq!(
+            log.find_conflict_by_term(Index(6), Term(2), &disk),
+            (Index(4), Term(2))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(6), Term(1), &disk),
+            (Index(2), Term(0))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(Index(2), Term(1), &disk),
+            (Index(2), Term(0))
+        );
     }
 }

@@ -109,7 +109,9 @@ fn a_full_send_queue_drops_and_counts() {
     node.campaign(&store);
     let mut sends = 0;
     let mut persists = 0;
+    let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
+        budget.spend();
         match a {
             Action::Send(m) => {
                 assert!(matches!(m.body, Body::VoteRequest { pre_vote: true, .. }));

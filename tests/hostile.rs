@@ -298,7 +298,9 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Result<(), TestCaseError> {
+        let mut budget = common::budget::Drain::new("node");
         while let Some(a) = self.node.poll_action() {
+            budget.spend();
             match a {
                 Action::Send(m) => {
                     prop_assert_eq!(m.from, NodeId(1));
@@ -404,6 +406,9 @@ proptest! {
 
     #[test]
     fn hostile_inputs_never_break_a_node(state in 0u8..4, inputs in prop::collection::vec(input(), 1..80)) {
+        let _watch = common::budget::watch(common::budget::here(
+            "one proptest case (proptest prints the failing input once the process survives; rerun with PROPTEST_CASES=1 and the persisted seed)",
+        ));
         let (node, store) = start(state);
         let mut h = Harness {
             applied: node.applied_index(),

@@ -581,7 +581,7 @@ fn stale_term_requests_change_nothing() {
         body: Body::Heartbeat { commit: Index(0) },
     };
     node.step(up, &store).unwrap();
-    while node.poll_action().is_some() {}
+    common::budget::drain_all("node", || node.poll_action());
     let request = InstallRequest::Notify {
         first_available: SnapshotId {
             index: Index(50),
@@ -597,7 +597,9 @@ fn stale_term_requests_change_nothing() {
     assert_eq!(node.step(stale, &store), Err(StepError::StaleTerm));
     assert!(!node.is_installing());
     let mut acts = Vec::new();
+    let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
+        budget.spend();
         acts.push(a);
     }
     assert!(
@@ -707,7 +709,7 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
         body: Body::InstallSnapshot { tag: 1, request },
     };
     node.step(notify, &store).unwrap();
-    while node.poll_action().is_some() {}
+    common::budget::drain_all("node", || node.poll_action());
     assert!(node.is_installing());
     // The application installs a snapshot at 8, which this log holds (same term).
     node.snapshot_installed(
@@ -723,7 +725,9 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
     .unwrap();
     let mut reset = false;
     let mut answered = None;
+    let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
+        budget.spend();
         match a {
             Action::Persist(p) => reset |= p.snapshot.is_some(),
             Action::Send(m) => {
@@ -767,7 +771,7 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
             body: Body::InstallSnapshot { tag, request },
         };
         node.step(notify, &store).unwrap();
-        while node.poll_action().is_some() {}
+        common::budget::drain_all("node", || node.poll_action());
     }
     assert!(node.is_installing());
     node.snapshot_installed(
@@ -782,7 +786,9 @@ fn installing_an_older_snapshot_keeps_the_log_after_it() {
     )
     .unwrap();
     let mut reset = None;
+    let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
+        budget.spend();
         if let Action::Persist(p) = a {
             reset = reset.or(p.snapshot);
         }

@@ -6,6 +6,7 @@
 //! `oracle.rs`). Everything random comes from one seed: the same seed gives the same trace.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod budget;
 pub mod oracle;
 pub mod script;
 pub mod store;
@@ -230,6 +231,10 @@ impl RunStats {
 }
 
 pub struct Sim {
+    /// The seed this cluster was built from (printed with every failure).
+    pub seed: u64,
+    /// Wall-clock budget of this run (see `budget`): disarmed when the `Sim` is dropped.
+    pub watch: budget::Watch,
     pub rng: fastrand::Rng,
     pub now: u64,
     pub slots: Vec<Slot>,
@@ -328,6 +333,8 @@ impl Sim {
             .collect();
         let trace = std::env::var("RAFTLET_TRACE").ok().map(|_| String::new());
         Self {
+            seed,
+            watch: budget::watch(budget::here(&format!("simulated cluster of seed {seed}"))),
             rng,
             now: 0,
             slots,
@@ -829,6 +836,7 @@ impl Sim {
     /// Executes every action node `id` has, then checks the invariants.
     pub fn drain(&mut self, id: NodeId) {
         let i = Self::ix(id);
+        let mut left = budget::MAX_ACTIONS_PER_DRAIN;
         loop {
             let slot = &mut self.slots[i];
             let Some(node) = slot.node.as_mut() else {
@@ -837,6 +845,13 @@ impl Sim {
             let Some(action) = node.poll_action() else {
                 break;
             };
+            if left == 0 {
+                self.fail(format!(
+                    "work budget: node {id} yielded more than {} actions for one input (a node that never settles)",
+                    budget::MAX_ACTIONS_PER_DRAIN
+                ));
+            }
+            left -= 1;
             match action {
                 Action::Send(msg) => {
                     self.oracle.on_send(&msg, &self.slots[i].disk.durable);
@@ -1243,6 +1258,12 @@ impl Sim {
         } else {
             1
         };
+        if self.net.len() >= budget::MAX_IN_FLIGHT {
+            self.fail(format!(
+                "work budget: more than {} messages in flight (a send storm)",
+                budget::MAX_IN_FLIGHT
+            ));
+        }
         for _ in 0..copies {
             let delay = self.rng.u64(1..=self.faults.max_delay.max(1));
             self.seq += 1;
@@ -1259,7 +1280,7 @@ impl Sim {
         if let Some(t) = &self.trace {
             eprintln!("{t}");
         }
-        panic!("{violation}");
+        panic!("seed {}: {violation}", self.seed);
     }
 
     fn check(&mut self, id: NodeId) {
@@ -1430,6 +1451,9 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
         c.lease_reads = lease_reads;
         c.max_clock_drift_percent = 60;
     });
+    sim.watch = budget::watch(format!(
+        "seed {seed} (replay: SEED={seed} RAFTLET_EVENTS={events} RAFTLET_TRACE=1 cargo test --test simulation replay -- --nocapture)"
+    ));
     sim.run(events);
     if let Err(e) = sim.converge(20_000) {
         if let Some(t) = &sim.trace {
