@@ -131,7 +131,7 @@ pub use error::{
 pub use membership::{Change, ConfChange, ConfChangeError, MAX_CONF_CHANGES, Membership};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
 pub use node::{MAX_PENDING_READS, Node};
-pub use progress::FlowState;
+pub use progress::{FlowState, PeerProgress};
 pub use stats::Stats;
 pub use storage::Storage;
 pub use time::{Duration, Instant};

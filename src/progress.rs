@@ -13,6 +13,7 @@ use crate::types::{Index, InstallOutcome, NodeId, SnapshotId};
 
 /// Flow-control state of one follower (etcd's `StateProbe` / `StateReplicate`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FlowState {
     /// The leader does not know where the follower's log matches: one append at a time.
@@ -21,6 +22,43 @@ pub enum FlowState {
     Replicate,
     /// The follower needs entries the leader has compacted: it is being sent a snapshot.
     Snapshot,
+}
+
+/// A leader's view of replication to one follower, for runners, dashboards and tests
+/// ([`Node::peer_progress`](crate::Node::peer_progress)).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct PeerProgress {
+    /// The follower.
+    pub id: NodeId,
+    /// The highest index known to match the leader's log on the follower (and be durable
+    /// there).
+    pub matched: Index,
+    /// The next index the leader will send.
+    pub next: Index,
+    /// Flow control: probing, replicating, or installing a snapshot.
+    pub state: FlowState,
+    /// Appends sent and not yet acknowledged (replicate state).
+    pub inflight: usize,
+    /// Probe state: an append is outstanding, nothing more is sent until it is answered.
+    pub paused: bool,
+    /// Heard from since the last check-quorum round.
+    pub recent_active: bool,
+}
+
+impl<const I: usize> From<&Progress<I>> for PeerProgress {
+    fn from(p: &Progress<I>) -> Self {
+        Self {
+            id: p.id,
+            matched: p.matched,
+            next: p.next,
+            state: p.state,
+            inflight: p.inflights.count,
+            paused: p.paused,
+            recent_active: p.recent_active,
+        }
+    }
 }
 
 /// A fixed-capacity ring of the last indices of in-flight appends.

@@ -445,6 +445,44 @@ fn leadership_transfer_errors_and_abandonment() {
     );
 }
 
+/// Regression (bug 1 of the etcd-test port): a client that keeps retrying a transfer to an
+/// unreachable target must not keep the leader refusing proposals forever. A repeat of the
+/// pending transfer is ignored; the transfer is abandoned one election timeout after the
+/// first request, whatever the retries.
+#[test]
+fn a_repeated_transfer_does_not_restart_its_deadline() {
+    let mut sim = Sim::with_config(13, 3, Faults::none(), |c| c.check_quorum = false);
+    let leader = elect_any(&mut sim);
+    let down = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.crash(down);
+    let transfer = |sim: &mut Sim| {
+        let slot = &mut sim.slots[leader.0 as usize - 1];
+        slot.node
+            .as_mut()
+            .unwrap()
+            .transfer_leadership(down, &slot.disk.durable)
+    };
+    transfer(&mut sim).unwrap();
+    // The election timeout is 10 ticks of about 10 time units; retry every few events for
+    // far longer than that.
+    let mut abandoned = false;
+    for _ in 0..400 {
+        sim.run(5);
+        if sim.node(leader).transferring_to().is_none() {
+            abandoned = true;
+            break;
+        }
+        assert_eq!(
+            transfer(&mut sim),
+            Ok(()),
+            "a repeat is accepted (and ignored)"
+        );
+    }
+    assert!(abandoned, "retries kept the transfer alive");
+    assert_eq!(sim.leader(), Some(leader));
+    sim.propose(leader).expect("proposals are accepted again");
+}
+
 /// Lease reads (off by default): a leader that a quorum confirmed within the lease serves a read
 /// at once, without a round; cut off from the others, it stops doing so once its lease (shorter
 /// than the followers' election timeout by the drift bound) has run out, and the read then

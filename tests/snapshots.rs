@@ -214,6 +214,43 @@ fn s4_one_event_per_side_idle_cluster_checkpoint_kept_until_event() {
     }
 }
 
+/// Regression (bug 2 of the etcd-test port): after a snapshot install on an idle cluster the
+/// follower returns to replicate state, and the leader stops sending it an empty append for
+/// every heartbeat reply.
+#[test]
+fn an_installed_follower_on_an_idle_cluster_returns_to_replicate() {
+    for mode in BOTH {
+        let mut sim = cluster(mode, 3, Faults::none());
+        let (leader, snap) = lagging_node_setup(&mut sim, 3, 20);
+        sim.restart(NodeId(3));
+        assert!(
+            sim.run_until(ANY, |s| s.events(leader.0, 3) == installed(snap)),
+            "{mode:?}: no install"
+        );
+        assert!(
+            sim.run_until(ANY, |s| s
+                .node(leader)
+                .peer_progress(NodeId(3))
+                .is_some_and(|p| p.state == raftlet::FlowState::Replicate)),
+            "{mode:?}: follower left in {:?}",
+            sim.node(leader).peer_progress(NodeId(3))
+        );
+        let appends = sim.sent_count(leader.0, 3, "Append");
+        let heartbeats = sim.sent_count(leader.0, 3, "Heartbeat");
+        sim.run(4_000);
+        let more_heartbeats = sim.sent_count(leader.0, 3, "Heartbeat") - heartbeats;
+        assert!(
+            more_heartbeats >= 50,
+            "{mode:?}: only {more_heartbeats} heartbeats"
+        );
+        assert_eq!(
+            sim.sent_count(leader.0, 3, "Append"),
+            appends,
+            "{mode:?}: an idle, caught-up follower got appends ({more_heartbeats} heartbeats)"
+        );
+    }
+}
+
 /// Scenario 5 (Ratis E1): the leader compacts again during a slow install; a second,
 /// incremental round follows; only the final round produces `InstallComplete`, once per side,
 /// and the first round's checkpoint is kept until then.

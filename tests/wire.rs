@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use raftlet::wire::frame::{
     CobsReader, FrameError, LengthPrefixedReader, cobs_max_len, encode_cobs, encode_length_prefixed,
 };
-use raftlet::wire::{Codec, DecodeError, EncodeError, WIRE_VERSION, max_frame_len};
+use raftlet::wire::{Codec, DecodeError, EncodeError, MESSAGE_KINDS, WIRE_VERSION, max_frame_len};
 use raftlet::{
     AppendResult, Body, Change, ConfChange, Entry, EntryData, Index, InstallRequest, InstallResult,
     MAX_CONF_CHANGES, Message, NodeId, SnapshotId, Term,
@@ -276,12 +276,17 @@ fn every_refusal_is_typed() {
     }
     let f = encode(&one_of_each()[7].1);
     // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
-    let mut unknown = f.clone();
-    *unknown.last_mut().unwrap() = 16;
-    assert_eq!(
-        CODEC.decode::<Payload, B>(&unknown),
-        Err(DecodeError::UnknownKind { kind: 16 })
-    );
+    // Every kind this version does not know is refused as unknown, not as invalid (bug 3 of the
+    // etcd-test port: kinds 14 and 15 used to decode as `Invalid`).
+    for kind in MESSAGE_KINDS..128 {
+        let mut unknown = f.clone();
+        *unknown.last_mut().unwrap() = kind as u8;
+        assert_eq!(
+            CODEC.decode::<Payload, B>(&unknown),
+            Err(DecodeError::UnknownKind { kind }),
+            "kind {kind}"
+        );
+    }
     let long = vec![0u8; MAX + 1];
     assert_eq!(
         CODEC.decode::<Payload, B>(&long),
@@ -766,4 +771,21 @@ fn impossible_membership_changes_are_refused() {
         Some(DecodeError::Invalid),
         "unknown kind"
     );
+}
+
+/// `MESSAGE_KINDS` is the number of `Body` variants: the samples hold one message of every
+/// variant, and their variant indices are exactly `0..MESSAGE_KINDS`.
+#[test]
+fn message_kinds_counts_every_body_variant() {
+    let mut kinds: Vec<u8> = one_of_each()
+        .iter()
+        .map(|(_, m)| {
+            let mut buf = [0u8; 4096];
+            postcard::to_slice(&m.body, &mut buf).unwrap()[0]
+        })
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let all: Vec<u8> = (0..MESSAGE_KINDS as u8).collect();
+    assert_eq!(kinds, all);
 }

@@ -49,6 +49,12 @@ where
         if !self.configs.current.voters().contains(&to) {
             return Err(TransferError::NotAVoter);
         }
+        if self.transfer.is_some_and(|(pending, _)| pending == to) {
+            // A repeat of the pending transfer (a client retrying) is ignored, as in etcd:
+            // restarting its deadline would let a retrying client keep the leader refusing
+            // proposals forever while the target is unreachable.
+            return Ok(());
+        }
         info!(
             "{} transfers leadership to {} at term {}",
             self.cfg.id, to, self.hs.term

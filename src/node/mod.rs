@@ -29,7 +29,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{PersistError, StepError};
 use crate::log::RaftLog;
 use crate::message::{Body, Message};
-use crate::progress::Progress;
+use crate::progress::{PeerProgress, Progress};
 use crate::rng::SplitMix64;
 use crate::stats::Stats;
 use crate::storage::Storage;
@@ -545,6 +545,28 @@ where
     pub fn is_installing(&self) -> bool {
         self.install.in_progress()
     }
+    /// Leader: how replication to `peer` stands (`None` on a follower or candidate, or for a
+    /// node that is not a member).
+    pub fn peer_progress(&self, peer: NodeId) -> Option<PeerProgress> {
+        match &self.role {
+            RoleState::Leader(progress) => progress
+                .iter()
+                .find(|p| p.id == peer)
+                .map(PeerProgress::from),
+            _ => None,
+        }
+    }
+
+    /// Leader: how replication stands for every other member, in membership order (empty on
+    /// a follower or candidate).
+    pub fn peers_progress(&self) -> impl Iterator<Item = PeerProgress> + '_ {
+        let progress: &[Progress<INFLIGHT>] = match &self.role {
+            RoleState::Leader(progress) => progress,
+            _ => &[],
+        };
+        progress.iter().map(PeerProgress::from)
+    }
+
     /// The target of a leadership transfer in progress on this leader.
     pub fn transferring_to(&self) -> Option<NodeId> {
         self.transfer.map(|(to, _)| to)

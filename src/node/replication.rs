@@ -413,7 +413,12 @@ where
                     return Err(StepError::Malformed);
                 }
                 pr.recent_active = true;
-                if !pr.maybe_update(match_index) {
+                // An acknowledgement equal to the match index is news to a probing follower: it
+                // proves where the logs join (etcd does the same). Without this a follower left
+                // in probe after a snapshot install on an idle cluster got an empty append for
+                // every heartbeat reply, for ever.
+                let probe_confirmed = pr.state == FlowState::Probe && match_index == pr.matched;
+                if !pr.maybe_update(match_index) && !probe_confirmed {
                     return Ok(());
                 }
                 match pr.state {
