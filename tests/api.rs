@@ -189,3 +189,108 @@ fn time_as_instants() {
     assert!(node.stats().campaigns <= 3);
     assert_eq!(node.poll_timeout(), Some(Instant::from_millis(1_000_010)));
 }
+
+/// Drains `node`, persisting at once; returns the messages it sent.
+fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<raftlet::Message<u64, 4>> {
+    let mut sent = Vec::new();
+    let mut budget = common::budget::Drain::new("node");
+    while let Some(a) = node.poll_action() {
+        budget.spend();
+        match a {
+            Action::Send(m) => sent.push(m),
+            Action::Persist(p) => {
+                store.write(p.hard_state, p.snapshot, &p.entries);
+                node.persisted(p.token, store).unwrap();
+            }
+            _ => {}
+        }
+    }
+    sent
+}
+
+type Big = Node<u64, 5, 32, 4, 8, 64>;
+
+/// A leader of a 3-node cluster (node 1), its no-op durable and acknowledged by both followers.
+fn lone_leader() -> (Big, MemStore) {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.pre_vote = false;
+    let mut node = Big::new(c, &store).unwrap();
+    node.campaign(&store);
+    drain_persisting(&mut node, &mut store);
+    let grant = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: node.term(),
+        body: Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    };
+    node.step(grant, &store).unwrap();
+    assert_eq!(node.role(), Role::Leader);
+    drain_persisting(&mut node, &mut store);
+    // Both followers acknowledge the no-op: they move to replicate state.
+    for from in [2, 3] {
+        let ack = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::AppendResponse(raftlet::AppendResult::Accepted {
+                match_index: node.last_index(),
+            }),
+        };
+        node.step(ack, &store).unwrap();
+        assert_eq!(
+            node.peer_progress(NodeId(from)).map(|p| p.state),
+            Some(raftlet::FlowState::Replicate)
+        );
+    }
+    drain_persisting(&mut node, &mut store);
+    (node, store)
+}
+
+#[test]
+fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
+    let (mut node, mut store) = lone_leader();
+    let before = node.last_index();
+    // 8 commands: two appends of 4 entries per follower, not eight appends of one.
+    let (first, last) = node
+        .propose_batch((100..108u32).map(u64::from), &store)
+        .unwrap();
+    assert_eq!((first, last), (before.next(), Index(before.0 + 8)));
+    let sent = drain_persisting(&mut node, &mut store);
+    let sizes: Vec<(u64, usize)> = sent
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Append { entries, .. } if !entries.is_empty() => Some((m.to.0, entries.len())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        sizes.iter().all(|&(_, n)| n == 4) && sizes.len() == 4,
+        "appends sent: {sizes:?}"
+    );
+    assert_eq!(
+        raftlet::Storage::entry(&store, last).map(|e| e.data),
+        Some(EntryData::Normal(107u64))
+    );
+    // Too long for the room left: nothing is taken, the iterator comes back untouched.
+    let room = node.log_room();
+    let long = vec![7u64; room + 1];
+    match node.propose_batch(long.into_iter(), &store) {
+        Err(raftlet::ProposeError::Full(back)) => assert_eq!(back.len(), room + 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.last_index(), last);
+    // An empty batch is a no-op.
+    let (f, l) = node.propose_batch(std::iter::empty(), &store).unwrap();
+    assert!(f > l);
+    // A follower refuses, naming no leader it does not know.
+    let store2 = MemStore::default();
+    let mut follower = Big::new(Config::new(NodeId(2), &ids(3)).unwrap(), &store2).unwrap();
+    assert!(matches!(
+        follower.propose_batch([1u64].into_iter(), &store2),
+        Err(raftlet::ProposeError::NotLeader { leader: None, .. })
+    ));
+}

@@ -56,31 +56,74 @@ where
         data: P,
         storage: &S,
     ) -> Result<Index, ProposeError<P>> {
-        if !matches!(self.role, RoleState::Leader(_)) {
-            self.stats.proposals_refused += 1;
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-                data,
-            });
+        if let Err(refusal) = self.may_propose(1) {
+            return Err(refusal.with(data));
         }
-        if self.transfer.is_some() {
-            self.stats.proposals_refused += 1;
-            return Err(ProposeError::Transferring(data));
+        let index = self.append_normal(data);
+        self.send_new_entries(storage);
+        Ok(index)
+    }
+
+    /// Proposes every command of `batch` as consecutive entries, then sends once: the batch
+    /// leaves in appends of up to `BATCH` entries, not one append per command (the equivalent of
+    /// etcd's and raft-rs' proposal message carrying many entries). All or nothing: if the
+    /// batch does not fit in the unstable log, or this node may not propose now, nothing is
+    /// taken and the iterator is handed back untouched in the error. Returns the index of the
+    /// first and of the last entry (`first > last` for an empty batch).
+    ///
+    /// # Errors
+    /// As [`propose`](Self::propose); [`ProposeError::Full`] also when the batch is longer than
+    /// the room left.
+    pub fn propose_batch<I, S>(
+        &mut self,
+        batch: I,
+        storage: &S,
+    ) -> Result<(Index, Index), ProposeError<I>>
+    where
+        I: ExactSizeIterator<Item = P>,
+        S: Storage<P>,
+    {
+        if let Err(refusal) = self.may_propose(batch.len()) {
+            return Err(refusal.with(batch));
         }
-        if self.noop_pending || self.log.room() == 0 {
-            self.stats.proposals_refused += 1;
-            return Err(ProposeError::Full(data));
+        let first = self.log.last_index().next();
+        for data in batch {
+            if self.log.room() == 0 {
+                // An iterator that yields more than its `len()` said: the rest is dropped
+                // rather than overflowing (a broken ExactSizeIterator, not back-pressure).
+                break;
+            }
+            self.append_normal(data);
         }
+        self.send_new_entries(storage);
+        Ok((first, self.log.last_index()))
+    }
+
+    /// Whether this node may take `n` proposals now.
+    fn may_propose(&mut self, n: usize) -> Result<(), Refusal> {
+        let refusal = if !matches!(self.role, RoleState::Leader(_)) {
+            Refusal::NotLeader(self.leader)
+        } else if self.transfer.is_some() {
+            Refusal::Transferring
+        } else if self.noop_pending || self.log.room() < n.max(1) {
+            Refusal::Full
+        } else {
+            return Ok(());
+        };
+        self.stats.proposals_refused += 1;
+        Err(refusal)
+    }
+
+    /// Appends a command at the end of the log (the caller checked the room).
+    fn append_normal(&mut self, data: P) -> Index {
         let index = self.log.last_index().next();
         let entry = Entry {
             term: self.hs.term,
             index,
             data: EntryData::Normal(data),
         };
-        // Cannot fail: room was checked above.
         let _ = self.log.push(entry);
-        self.send_new_entries(storage);
-        Ok(index)
+        index
     }
 
     /// Sends everything the window allows to every follower.
@@ -498,5 +541,22 @@ where
             self.send_append(i, true, storage);
         }
         Ok(())
+    }
+}
+
+/// Why a proposal is refused, before the payload is attached.
+enum Refusal {
+    NotLeader(Option<NodeId>),
+    Transferring,
+    Full,
+}
+
+impl Refusal {
+    fn with<T>(self, data: T) -> ProposeError<T> {
+        match self {
+            Self::NotLeader(leader) => ProposeError::NotLeader { leader, data },
+            Self::Transferring => ProposeError::Transferring(data),
+            Self::Full => ProposeError::Full(data),
+        }
     }
 }
