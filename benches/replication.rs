@@ -1,126 +1,79 @@
 //! Replication throughput of raftlet against tikv/raft-rs (crate `raft` 0.7, `MemStorage`) in
 //! the same run, plus per-message costs of raftlet. `cargo bench --bench replication`.
+//! Instruction counts of the same workloads: `benches/instructions` (see benches/README.md).
 //!
 //! How the comparison is kept fair:
 //! * both run the same workload: 3 voters in one thread, node 1 elected before timing starts,
-//!   the leader proposes `N` entries of `P` bytes in batches of `B` proposals, and the clock
-//!   stops when every node has applied every entry;
+//!   the leader proposes `N` entries of `P` bytes, `B` at a time, and the clock stops when every
+//!   node has applied every entry;
+//! * each is driven the way its own documentation and examples drive it (see the module docs
+//!   of `support/raftrs_cluster.rs` and `support/raftlet_cluster.rs`): raft-rs steps every
+//!   message that arrived, then handles one `Ready` per node; raftlet drains its actions after
+//!   every input, as its action contract says;
 //! * both pass messages by value through an in-memory queue (no serialization, no network),
-//!   and persist into in-memory storage acknowledged at once (raft-rs: the standard
-//!   `Ready` / `advance` loop of its examples on `MemStorage`);
+//!   and persist into in-memory storage acknowledged at once;
+//! * the same flow control: at most 8 entries per append and 8 appends in flight per follower;
 //! * both create every payload once per proposal (raftlet: `bytes::Bytes`, raft-rs: `Vec<u8>`,
 //!   what its `propose` takes);
-//! * raft-rs is configured to put up to 1 MiB and raftlet up to `DEFAULT_BATCH` (8) entries in one append, each
-//!   with a window of in-flight appends (256 / 8), so neither is limited to one entry per
-//!   message; both are release builds with the same profile;
-//! * each row is the median of 5 runs.
+//! * at batch 64 there are two rows: 64 separate proposals (`propose` 64 times), and one
+//!   proposal carrying 64 entries (raft-rs: a `MsgPropose` with 64 entries, raftlet:
+//!   `propose_batch`);
+//! * both are release builds with the same profile; each row is the median of 5 runs.
 
 #![allow(unreachable_pub)]
 
 #[path = "support/raftlet_cluster.rs"]
 mod cluster;
+#[path = "support/raftrs_cluster.rs"]
+mod raftrs;
 
 use bytes::Bytes;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-// ----- raft-rs ---------------------------------------------------------------------------------
+// ----- the workload ----------------------------------------------------------------------------
 
-mod raftrs {
-    use raft::prelude::*;
-    use raft::storage::MemStorage;
-    use std::collections::VecDeque;
+/// How the leader is given its commands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Feed {
+    /// `batch` separate proposals, then the cluster runs until quiet.
+    Separate(u64),
+    /// One proposal carrying `batch` commands, then the cluster runs until quiet.
+    OneMessage(u64),
+}
 
-    pub struct Cluster {
-        nodes: Vec<RawNode<MemStorage>>,
-        net: VecDeque<Message>,
-        pub applied: [u64; 3],
+impl Feed {
+    fn batch(self) -> u64 {
+        match self {
+            Self::Separate(b) | Self::OneMessage(b) => b,
+        }
     }
-
-    impl Cluster {
-        pub fn new() -> Self {
-            let logger = slog::Logger::root(slog::Discard, slog::o!());
-            let nodes = (1..=3u64)
-                .map(|id| {
-                    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
-                    let cfg = Config {
-                        id,
-                        election_tick: 10,
-                        heartbeat_tick: 3,
-                        max_size_per_msg: 1 << 20,
-                        max_inflight_msgs: 256,
-                        ..Default::default()
-                    };
-                    RawNode::new(&cfg, storage, &logger).unwrap()
-                })
-                .collect();
-            let mut c = Self {
-                nodes,
-                net: VecDeque::new(),
-                applied: [0; 3],
-            };
-            c.nodes[0].campaign().unwrap();
-            c.run();
-            assert_eq!(c.nodes[0].raft.state, raft::StateRole::Leader);
-            c
-        }
-
-        fn apply(applied: &mut u64, entries: Vec<Entry>) {
-            *applied += entries.iter().filter(|e| !e.data.is_empty()).count() as u64;
-        }
-
-        fn on_ready(&mut self, i: usize) {
-            let node = &mut self.nodes[i];
-            if !node.has_ready() {
-                return;
-            }
-            let mut ready = node.ready();
-            self.net.extend(ready.take_messages());
-            Self::apply(&mut self.applied[i], ready.take_committed_entries());
-            if !ready.entries().is_empty() {
-                node.mut_store().wl().append(ready.entries()).unwrap();
-            }
-            if let Some(hs) = ready.hs() {
-                node.mut_store().wl().set_hardstate(hs.clone());
-            }
-            self.net.extend(ready.take_persisted_messages());
-            let mut light = node.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                node.mut_store().wl().mut_hard_state().set_commit(commit);
-            }
-            self.net.extend(light.take_messages());
-            Self::apply(&mut self.applied[i], light.take_committed_entries());
-            node.advance_apply();
-        }
-
-        pub fn run(&mut self) {
-            loop {
-                for i in 0..3 {
-                    self.on_ready(i);
-                }
-                if self.nodes.iter().any(RawNode::has_ready) {
-                    continue;
-                }
-                let Some(m) = self.net.pop_front() else { break };
-                let to = m.to as usize - 1;
-                let _ = self.nodes[to].step(m);
-            }
-        }
-
-        pub fn propose(&mut self, data: &[u8]) {
-            self.nodes[0].propose(vec![], data.to_vec()).unwrap();
+    fn label(self) -> String {
+        match self {
+            Self::Separate(1) => "1".into(),
+            Self::Separate(b) => format!("{b} separate"),
+            Self::OneMessage(b) => format!("{b} in one"),
         }
     }
 }
-
-// ----- the workload ----------------------------------------------------------------------------
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-fn raftlet_run(n: u64, size: usize, batch: u64) -> Duration {
+/// Per committed entry: messages stepped, appends, entries per append.
+type Shape = (f64, f64, f64);
+
+fn shape(n: u64, stepped: u64, appends: u64, entries: u64) -> Shape {
+    (
+        stepped as f64 / n as f64,
+        appends as f64 / n as f64,
+        entries as f64 / appends.max(1) as f64,
+    )
+}
+
+fn raftlet_run(n: u64, size: usize, feed: Feed) -> (Duration, Shape) {
     let payload = vec![0xA5u8; size];
     let mut c = cluster::Cluster::<Bytes>::new(n as usize + 16);
     c.elect();
@@ -128,8 +81,12 @@ fn raftlet_run(n: u64, size: usize, batch: u64) -> Duration {
     let t = Instant::now();
     let mut sent = 0;
     while sent < n {
-        let k = batch.min(n - sent);
-        c.propose((0..k).map(|_| Bytes::copy_from_slice(&payload)));
+        let k = feed.batch().min(n - sent);
+        let batch = (0..k as usize).map(|_| Bytes::copy_from_slice(&payload));
+        match feed {
+            Feed::Separate(_) => c.propose(batch),
+            Feed::OneMessage(_) => c.propose_batch(batch),
+        }
         sent += k;
         c.run();
     }
@@ -138,19 +95,25 @@ fn raftlet_run(n: u64, size: usize, batch: u64) -> Duration {
         c.applied.iter().zip(base).all(|(a, b)| a - b == n),
         "raftlet: not all applied"
     );
-    d
+    assert!(
+        c.max_append <= 8,
+        "raftlet sent {} entries in one append",
+        c.max_append
+    );
+    (d, shape(n, c.stepped, c.appends, c.append_entries))
 }
 
-fn raftrs_run(n: u64, size: usize, batch: u64) -> Duration {
+fn raftrs_run(n: u64, size: usize, feed: Feed) -> (Duration, Shape) {
     let payload = vec![0xA5u8; size];
-    let mut c = raftrs::Cluster::new();
+    let mut c = raftrs::Cluster::new(size);
     let base = c.applied;
     let t = Instant::now();
     let mut sent = 0;
     while sent < n {
-        let k = batch.min(n - sent);
-        for _ in 0..k {
-            c.propose(&payload);
+        let k = feed.batch().min(n - sent);
+        match feed {
+            Feed::Separate(_) => (0..k).for_each(|_| c.propose(&payload)),
+            Feed::OneMessage(_) => c.propose_batch(&payload, k),
         }
         sent += k;
         c.run();
@@ -160,27 +123,48 @@ fn raftrs_run(n: u64, size: usize, batch: u64) -> Duration {
         c.applied.iter().zip(base).all(|(a, b)| a - b == n),
         "raft-rs: not all applied"
     );
-    d
+    assert!(
+        c.max_append <= 8,
+        "raft-rs sent {} entries in one append",
+        c.max_append
+    );
+    (d, shape(n, c.stepped, c.appends, c.append_entries))
 }
 
 fn throughput() {
     println!("replication throughput, 3 nodes in memory, entries applied on every node per second");
+    println!("(msgs: messages stepped per entry; ent/app: entries per append; median of 5 runs)");
     println!(
-        "{:>6} {:>6} {:>8} {:>14} {:>14} {:>16}",
-        "bytes", "batch", "entries", "raftlet/s", "raft-rs/s", "raftlet/raft-rs"
+        "{:>6} {:>12} {:>8} {:>12} {:>12} {:>9} {:>13} {:>13}",
+        "bytes",
+        "batch",
+        "entries",
+        "raftlet/s",
+        "raft-rs/s",
+        "ratio",
+        "msgs ours/rs",
+        "ent/app o/rs"
     );
     for size in [16usize, 128, 1024] {
-        for batch in [1u64, 64] {
-            let n = if batch == 1 { 20_000 } else { 100_000 };
-            let ours = median((0..5).map(|_| raftlet_run(n, size, batch)).collect());
-            let theirs = median((0..5).map(|_| raftrs_run(n, size, batch)).collect());
+        for feed in [Feed::Separate(1), Feed::Separate(64), Feed::OneMessage(64)] {
+            let n = if feed.batch() == 1 { 20_000 } else { 100_000 };
+            let ours: Vec<_> = (0..5).map(|_| raftlet_run(n, size, feed)).collect();
+            let theirs: Vec<_> = (0..5).map(|_| raftrs_run(n, size, feed)).collect();
+            let (so, st) = (ours[0].1, theirs[0].1);
+            let ours = median(ours.into_iter().map(|r| r.0).collect());
+            let theirs = median(theirs.into_iter().map(|r| r.0).collect());
             let (a, b) = (
                 n as f64 / ours.as_secs_f64(),
                 n as f64 / theirs.as_secs_f64(),
             );
             println!(
-                "{size:>6} {batch:>6} {n:>8} {a:>14.0} {b:>14.0} {:>15.2}x",
-                a / b
+                "{size:>6} {:>12} {n:>8} {a:>12.0} {b:>12.0} {:>8.2}x {:>6.2}/{:<6.2} {:>6.2}/{:<6.2}",
+                feed.label(),
+                a / b,
+                so.0,
+                st.0,
+                so.2,
+                st.2,
             );
         }
     }

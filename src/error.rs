@@ -44,31 +44,27 @@ impl<P> fmt::Display for ProposeError<P> {
 
 impl<P: fmt::Debug> core::error::Error for ProposeError<P> {}
 
-/// Why an incoming message was ignored. The node's state is unchanged in every case except
-/// [`StepError::StaleTerm`], which may answer the sender so that a stale leader steps down.
+/// Why an incoming message was refused as invalid. A refused message changes nothing.
+///
+/// Routine traffic is not an error: a message from a stale term (answered with the current
+/// term where Raft says so), a vote request during a leader's check-quorum lease, or an append
+/// that finds the unstable log full (back-pressure: the leader resends) returns `Ok` and is
+/// counted in [`Stats`](crate::Stats) (`stale_term`, `ignored_in_lease`, `log_full`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum StepError {
     /// Addressed to another node, or sent by a node that is not a member (or by itself).
     UnknownPeer,
-    /// The message's term is older than this node's.
-    StaleTerm,
     /// The content is impossible (see [`Stats::malformed`](crate::Stats::malformed)).
     Malformed,
-    /// A vote request arrived while a leader is known and recent (check-quorum lease).
-    InLease,
-    /// The unstable log had no room for an append; the leader will retry.
-    LogFull,
 }
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::UnknownPeer => "message from or to an unknown node",
-            Self::StaleTerm => "message from a stale term",
             Self::Malformed => "impossible message content",
-            Self::InLease => "vote request ignored during leader lease",
-            Self::LogFull => "unstable log full",
         })
     }
 }

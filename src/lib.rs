@@ -156,6 +156,11 @@ pub type DefaultAction<P> = Action<P, DEFAULT_BATCH>;
 /// Entries per message and per persist in the tiny profile.
 pub const TINY_BATCH: usize = 4;
 
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The profile for microcontrollers: up to 5 voters, 16 unstable entries, 4 entries per
 /// message, 2 appends in flight per follower, 8 queued sends.
 pub type TinyNode<P> = Node<P, 5, 16, TINY_BATCH, 2, 8>;

@@ -1,6 +1,10 @@
 //! A lean, single-threaded, in-memory 3-node raftlet cluster: messages are passed by value in a
 //! queue, storage is a pre-reserved `Vec`, every persist is acknowledged at once. Shared by the
-//! throughput benchmark and the zero-allocation test, so both measure the same runner.
+//! throughput benchmark, the instruction-count benchmark and the zero-allocation test, so all
+//! measure the same runner.
+//!
+//! It drives raftlet as its documentation says a runner does: after every input (a delivered
+//! message, a proposal) it drains `poll_action` and executes every action.
 #![allow(dead_code, unreachable_pub)]
 
 use raftlet::{
@@ -47,6 +51,12 @@ pub struct Cluster<P> {
     /// Normal entries applied, per node.
     pub applied: [u64; 3],
     pub leader: usize,
+    /// Messages stepped, appends among them, and the entries those appends carried.
+    pub stepped: u64,
+    pub appends: u64,
+    pub append_entries: u64,
+    /// The most entries one append carried.
+    pub max_append: usize,
 }
 
 impl<P: Clone> Cluster<P> {
@@ -75,6 +85,10 @@ impl<P: Clone> Cluster<P> {
             net: VecDeque::with_capacity(4096),
             applied: [0; 3],
             leader: 0,
+            stepped: 0,
+            appends: 0,
+            append_entries: 0,
+            max_append: 0,
         }
     }
 
@@ -125,6 +139,12 @@ impl<P: Clone> Cluster<P> {
             }
             let Some(m) = self.net.pop_front() else { break };
             let to = m.to.0 as usize - 1;
+            self.stepped += 1;
+            if let raftlet::Body::Append { entries, .. } = &m.body {
+                self.appends += 1;
+                self.append_entries += entries.len() as u64;
+                self.max_append = self.max_append.max(entries.len());
+            }
             let _ = self.nodes[to].step(m, &self.stores[to]);
         }
     }
@@ -136,6 +156,15 @@ impl<P: Clone> Cluster<P> {
             self.nodes[l]
                 .propose(p, &self.stores[l])
                 .unwrap_or_else(|_| panic!("proposal refused"));
+        }
+    }
+
+    /// Proposes a batch at the leader as one call ([`Node::propose_batch`]): the batch leaves in
+    /// full appends.
+    pub fn propose_batch<I: ExactSizeIterator<Item = P>>(&mut self, batch: I) {
+        let l = self.leader;
+        if self.nodes[l].propose_batch(batch, &self.stores[l]).is_err() {
+            panic!("batch refused");
         }
     }
 

@@ -385,7 +385,9 @@ where
             }
             _ => None,
         };
-        self.step_term(&msg)?;
+        if !self.step_term(&msg) {
+            return Ok(());
+        }
         self.dispatch(msg, plan, storage)
     }
 

@@ -385,7 +385,9 @@ where
                 if first_new > 0 {
                     self.queue_ack(from, last_new);
                 }
-                return Err(StepError::LogFull);
+                // Back-pressure, not an error: the leader resends once the runner has made
+                // room by acknowledging persists.
+                return Ok(());
             }
             if conflict <= self.log.last_index() {
                 debug!("{} truncates its log from {}", self.cfg.id, conflict);

@@ -66,8 +66,10 @@ where
         }
     }
 
-    /// Raft's term rules. `Ok` means: go on handling the message at the (possibly new) term.
-    pub(super) fn step_term(&mut self, msg: &Message<P, BATCH>) -> Result<(), StepError> {
+    /// Raft's term rules. `true` means: go on handling the message at the (possibly new) term;
+    /// `false`: the message is routine noise (a stale term, a vote request during a leader's
+    /// lease), counted in [`Stats`](crate::Stats) and answered if Raft says so, nothing more.
+    pub(super) fn step_term(&mut self, msg: &Message<P, BATCH>) -> bool {
         let term = self.hs.term;
         if msg.term > term {
             match msg.body {
@@ -83,7 +85,7 @@ where
                             "{} ignored a vote request from {} during lease",
                             self.cfg.id, msg.from
                         );
-                        return Err(StepError::InLease);
+                        return false;
                     }
                     if let Body::VoteRequest {
                         pre_vote: false, ..
@@ -168,9 +170,9 @@ where
                 }
                 _ => {}
             }
-            return Err(StepError::StaleTerm);
+            return false;
         }
-        Ok(())
+        true
     }
 
     pub(super) fn dispatch<S: Storage<P>>(
