@@ -42,10 +42,12 @@ pub struct Cluster {
 fn max_size_for(payload: usize) -> u64 {
     use protobuf::Message as _;
     let size = |index: u64| {
-        let mut e = Entry::default();
-        e.data = vec![0u8; payload].into();
-        e.index = index;
-        e.term = 1;
+        let e = Entry {
+            data: vec![0u8; payload].into(),
+            index,
+            term: 1,
+            ..Default::default()
+        };
         u64::from(e.compute_size())
     };
     let limit = ENTRIES_PER_MSG * size((1 << 21) - 1);
@@ -152,10 +154,9 @@ impl Cluster {
         m.from = 1;
         m.to = 1;
         m.entries = (0..k)
-            .map(|_| {
-                let mut e = Entry::default();
-                e.data = data.to_vec().into();
-                e
+            .map(|_| Entry {
+                data: data.to_vec().into(),
+                ..Default::default()
             })
             .collect::<Vec<_>>()
             .into();
