@@ -105,16 +105,15 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// Term of the entry at `index`; `None` beyond the log or where storage has no answer.
     pub(crate) fn term<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Term> {
-        if index == self.snapshot.index {
-            return Some(self.snapshot.term);
+        match index.cmp(&self.snapshot.index) {
+            core::cmp::Ordering::Less => None,
+            core::cmp::Ordering::Equal => Some(self.snapshot.term),
+            core::cmp::Ordering::Greater if index > self.last_index() => None,
+            core::cmp::Ordering::Greater if index > self.stable_last => {
+                self.unstable_at(index).map(|e| e.term)
+            }
+            core::cmp::Ordering::Greater => storage.term(index),
         }
-        if index < self.snapshot.index || index > self.last_index() {
-            return None;
-        }
-        if index > self.stable_last {
-            return self.unstable_at(index).map(|e| e.term);
-        }
-        storage.term(index)
     }
 
     /// A copy of the entry at `index`.
@@ -142,10 +141,12 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         term: Term,
         storage: &S,
     ) -> (Index, Term) {
+        // Terminates: index 0 answers term 0 (an empty log's base) or nothing (a compacted
+        // log's), so the walk stops there at the latest.
         let mut i = core::cmp::min(index, self.last_index());
         loop {
             match self.term(i, storage) {
-                Some(t) if t > term && i.0 > 0 => i = i.prev(),
+                Some(t) if t > term => i = i.prev(),
                 Some(t) => return (i, t),
                 None => return (i, Term(0)),
             }
