@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PersistToken(pub u64);
 
-/// A durable write the runner must perform, then acknowledge.
+/// A durable write the runner must perform, then acknowledge. Not `#[non_exhaustive]`, for
+/// the reason given on [`Action`]: a new field is state the runner must write.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Persist<P, const BATCH: usize> {
@@ -62,6 +63,10 @@ pub struct Persist<P, const BATCH: usize> {
 }
 
 /// One thing the runner must do. See the [module docs](self) for the contract.
+///
+/// Deliberately not `#[non_exhaustive]`: a new action is something every runner must execute,
+/// so adding one is a breaking change that fails their build, rather than a variant their
+/// `_ => {}` arm would silently skip.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Action<P, const BATCH: usize> {

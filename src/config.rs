@@ -8,6 +8,7 @@ use core::fmt;
 /// to [`Node::new`](crate::Node::new), which validates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Config<const PEERS: usize> {
     /// This node's id (non-zero).
     pub id: NodeId,
@@ -128,6 +129,7 @@ impl<const PEERS: usize> Config<PEERS> {
 /// Why a configuration or a restart state was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A node id was 0.
     ZeroId,

@@ -6,6 +6,7 @@ use core::fmt;
 /// A proposal was refused. The payload is handed back untouched.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ProposeError<P> {
     /// This node is not the leader. `leader` names the leader if this node knows it.
     NotLeader {
@@ -74,6 +75,7 @@ impl core::error::Error for StepError {}
 /// A persist acknowledgement was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum PersistError {
     /// The token was never issued.
     UnknownToken,
@@ -96,6 +98,7 @@ impl core::error::Error for PersistError {}
 /// ([`Node::snapshot_installed`](crate::Node::snapshot_installed)).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum InstallError {
     /// Notify mode: no snapshot can be had (the install round ends with
     /// [`InstallOutcome::Unavailable`](crate::InstallOutcome::Unavailable) on both sides).
@@ -108,6 +111,7 @@ pub enum InstallError {
 /// A snapshot call was refused; the node's state is unchanged.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum SnapshotError {
     /// A local snapshot beyond what was handed out for apply.
     NotApplied,
@@ -141,6 +145,7 @@ impl core::error::Error for SnapshotError {}
 /// Why a linearizable read was refused or failed. A read never hangs: it is served or fails.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ReadError {
     /// No leader is known; ask again later or on another node.
     NoLeader,
@@ -171,6 +176,7 @@ impl core::error::Error for ReadError {}
 /// A membership change was refused; nothing was appended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum MembershipError {
     /// Only the leader changes the membership. `leader` names it if known.
     NotLeader {
@@ -206,6 +212,7 @@ impl core::error::Error for MembershipError {}
 /// A leadership transfer was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum TransferError {
     /// Only the leader can transfer leadership.
     NotLeader,

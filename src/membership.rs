@@ -192,6 +192,7 @@ impl ConfChange {
 /// Why a membership change (or a membership) was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConfChangeError {
     /// Node 0 is reserved.
     ZeroId,

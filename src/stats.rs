@@ -4,6 +4,7 @@
 /// Monotonic counters. Read them with [`Node::stats`](crate::Node::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Stats {
     /// Messages dropped because the outgoing queue was full.
     pub dropped_sends: u64,

@@ -18,6 +18,7 @@ use serde::Serialize;
 /// Why a framed byte stream yielded no frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum FrameError {
     /// A frame was longer than the reader's buffer; it was skipped.
     TooLong,

@@ -43,6 +43,7 @@ pub struct Codec {
 /// Why a message could not be encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The output buffer is too small.
     BufferTooSmall,
@@ -55,6 +56,7 @@ pub enum EncodeError {
 /// Why a frame was refused. The node never sees a refused frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The frame ends before the message does.
     Truncated,

@@ -691,6 +691,7 @@ impl Sim {
                 );
             }
             Err(ProposeError::Full(_) | ProposeError::Transferring(_)) => {}
+            Err(other) => self.fail(format!("{id} refused a proposal for a new reason: {other}")),
         }
         self.drain(id);
         r

@@ -586,6 +586,7 @@ impl<S: StateMachine> Runner<S> {
                         ProposeError::Transferring(_) => {
                             ClientError::Refused("leadership transfer in progress".into())
                         }
+                        other => ClientError::Refused(other.to_string()),
                     };
                     let _ = reply.send(Err(err));
                 }
