@@ -213,11 +213,10 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
                 break;
             }
             self.records.pop_front();
-            if last > self.stable_last {
-                // Entries (stable_last, last] leave the unstable tail.
-                while self.stable_last < last && self.unstable.pop_front().is_some() {
-                    self.stable_last = self.stable_last.next();
-                }
+            // Entries (stable_last, last] leave the unstable tail (none if a truncation or a
+            // reset clipped the record to or below stable_last).
+            while self.stable_last < last && self.unstable.pop_front().is_some() {
+                self.stable_last = self.stable_last.next();
             }
         }
     }
@@ -436,6 +435,32 @@ mod tests {
             Index(2),
             "the overwritten write makes nothing durable"
         );
+    }
+
+    #[test]
+    fn truncating_at_the_last_durable_entry_drops_it_and_the_tail() {
+        // `from == stable_last`: the boundary between the two cases.
+        let (disk, mut log) = durable(&[1, 1, 2]);
+        log.push(e(4, 2)).unwrap();
+        log.truncate_from(Index(3), &disk);
+        assert_eq!(log.stable_last(), Index(2));
+        assert_eq!(log.last_index(), Index(2));
+        assert_eq!(log.last_term(), Term(1));
+        assert_eq!(log.room(), 8);
+        log.push(e(3, 3)).unwrap();
+        assert_eq!(
+            log.term(Index(3), &disk),
+            Some(Term(3)),
+            "from the tail, not storage"
+        );
+        // One past the last durable entry: only the tail goes.
+        let (disk, mut log) = durable(&[1, 1, 2]);
+        log.push(e(4, 2)).unwrap();
+        log.push(e(5, 2)).unwrap();
+        log.truncate_from(Index(4), &disk);
+        assert_eq!(log.stable_last(), Index(3));
+        assert_eq!(log.last_index(), Index(3));
+        assert_eq!(log.last_term(), Term(2));
     }
 
     #[test]
