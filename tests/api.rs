@@ -294,3 +294,62 @@ fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
         Err(raftlet::ProposeError::NotLeader { leader: None, .. })
     ));
 }
+
+#[test]
+fn observability_and_runner_reports() {
+    // A follower's election deadline counts down with ticks; the timeout is randomized within
+    // [election_ticks, 2 * election_ticks).
+    let store = MemStore::default();
+    let c = Config::<5>::new(NodeId(2), &ids(3)).unwrap();
+    let ticks = c.election_ticks;
+    let mut follower = Big::new(c, &store).unwrap();
+    let timeout = follower.election_timeout_ticks();
+    assert!((ticks..2 * ticks).contains(&timeout), "{timeout}");
+    assert_eq!(follower.ticks_until_election(), Some(timeout));
+    follower.tick(&store);
+    assert_eq!(follower.ticks_until_election(), Some(timeout - 1));
+    assert!(
+        follower.peer_progress(NodeId(1)).is_none(),
+        "no progress off a leader"
+    );
+    assert_eq!(follower.peers_progress().count(), 0);
+    follower.send_heartbeats();
+    assert!(
+        follower.poll_action().is_none(),
+        "heartbeats only from a leader"
+    );
+
+    let (mut node, mut store) = lone_leader();
+    assert_eq!(node.ticks_until_election(), None);
+    // Heartbeats now, to every follower, without a tick.
+    node.send_heartbeats();
+    let sent = drain_persisting(&mut node, &mut store);
+    let mut to: Vec<u64> = sent
+        .iter()
+        .filter(|m| matches!(m.body, Body::Heartbeat { .. }))
+        .map(|m| m.to.0)
+        .collect();
+    to.sort_unstable();
+    assert_eq!(to, [2, 3]);
+    // Replication state of every follower.
+    let all: Vec<_> = node.peers_progress().collect();
+    assert_eq!(all.len(), 2);
+    let p = node.peer_progress(NodeId(2)).unwrap();
+    assert_eq!(p.matched, node.last_index());
+    assert_eq!(p.next, node.last_index().next());
+    assert_eq!(p.state, raftlet::FlowState::Replicate);
+    assert_eq!(p.inflight, 0);
+    // Proposals in flight show up; an unreachable follower goes back to probe, and only it.
+    node.propose(9, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(node.peer_progress(NodeId(2)).unwrap().inflight, 1);
+    node.report_unreachable(NodeId(2));
+    let p = node.peer_progress(NodeId(2)).unwrap();
+    assert_eq!(p.state, raftlet::FlowState::Probe);
+    assert_eq!(p.next, p.matched.next(), "resent from the last known match");
+    assert_eq!(
+        node.peer_progress(NodeId(3)).unwrap().state,
+        raftlet::FlowState::Replicate
+    );
+    node.report_unreachable(NodeId(9)); // not a member: nothing happens
+}

@@ -298,8 +298,9 @@ where
         };
     }
 
-    /// Time-driven alternative to [`tick`](Self::tick): runs every tick that is due at `now`
-    /// (the first call only anchors the clock). `now` must not go backwards; if it jumps far
+    /// Time given as [`Instant`]s: a thin adapter over [`tick`](Self::tick), the one model of
+    /// time in the node. It runs every tick that is due at `now` (the first call only anchors
+    /// the clock). `now` must not go backwards; if it jumps far
     /// ahead (a suspended process), at most `2 * election_ticks` ticks run.
     pub fn handle_timeout<S: Storage<P>>(&mut self, now: Instant, storage: &S) {
         let step = self.tick_interval;
@@ -330,8 +331,9 @@ where
     }
 
     /// Handles one message from a peer. Untrusted input is validated first: an error means the
-    /// message was ignored (and counted in [`Stats`]), with no change to the node's state except
-    /// that a stale leader may be told the current term.
+    /// message was refused as invalid (and counted in [`Stats`]), with no change to the node's
+    /// state. Routine noise (a stale term, a vote request during a lease, an append that finds
+    /// the log full) is `Ok`, counted in [`Stats`]; a stale sender may be told the current term.
     ///
     /// # Errors
     /// Why the message was ignored; see [`StepError`].
@@ -567,6 +569,40 @@ where
             _ => &[],
         };
         progress.iter().map(PeerProgress::from)
+    }
+
+    /// The current randomized election timeout, in ticks (drawn again at every election-timer
+    /// restart, between `election_ticks` and `2 * election_ticks - 1`).
+    pub fn election_timeout_ticks(&self) -> u32 {
+        self.election_timeout
+    }
+
+    /// Ticks until this node campaigns if it hears from no leader (`None` on a leader).
+    pub fn ticks_until_election(&self) -> Option<u32> {
+        match self.role {
+            RoleState::Leader(_) => None,
+            _ => Some(self.election_timeout.saturating_sub(self.election_elapsed)),
+        }
+    }
+
+    /// Leader: sends a heartbeat to every follower now, without waiting for the heartbeat tick
+    /// (a runner that wants commits propagated or followers' liveness refreshed at once). Does
+    /// nothing on other roles.
+    pub fn send_heartbeats(&mut self) {
+        self.bcast_heartbeat();
+    }
+
+    /// Leader: the runner could not reach `peer` (a connection failed, a send queue overflowed).
+    /// A follower in replicate state goes back to probe, so the appends presumed in flight are
+    /// resent one at a time once it answers again, rather than after the window times out (etcd's
+    /// `ReportUnreachable`). Does nothing on other roles, or for a peer not replicating.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if let RoleState::Leader(progress) = &mut self.role
+            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
+            && pr.state == crate::progress::FlowState::Replicate
+        {
+            pr.become_probe();
+        }
     }
 
     /// The target of a leadership transfer in progress on this leader.

@@ -226,7 +226,7 @@ where
         }
     }
 
-    pub(super) fn bcast_heartbeat(&mut self) {
+    pub(crate) fn bcast_heartbeat(&mut self) {
         let RoleState::Leader(progress) = &self.role else {
             return;
         };
