@@ -32,7 +32,11 @@ fn the_simulator_catches_every_canary() {
         (Canary::LeaderCountsVolatile, 50),
         (Canary::CommitNotClamped, 100),
         (Canary::InstallEventTwice, 200),
-        (Canary::LeaseIgnoresDrift, 50),
+        // Caught at seed 4 until a probing follower whose acknowledgement equals its match
+        // started returning to replicate state (bug 2 of the etcd-test port): with fewer idle
+        // empty appends the traces that expose an over-long lease are rarer, now first at seed
+        // 157 of 5,000 events. The default run (2,000 seeds of 10,000) still covers it.
+        (Canary::LeaseIgnoresDrift, 200),
     ];
     let mut report = Vec::new();
     for (c, bound) in bounds {

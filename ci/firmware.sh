@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the firmware under transports/embassy/firmware/ for thumbv6m-none-eabi and
+# thumbv7em-none-eabihf, runs each under QEMU, fails if any run fails, and prints code size,
+# static RAM and stack high-water per firmware and target.
+#
+# Toolchain: rustup here has only the host target, so the firmware is built with Debian's
+# rustc-web / cargo-web 1.96 (standard library source in rust-web-src, -Zbuild-std=core with
+# RUSTC_BOOTSTRAP=1) and linked with binutils' arm-none-eabi-ld. QEMU: Debian's
+# qemu-system-arm 7.2, unpacked into /opt/raftlet-qemu instead of installed (installing it
+# would remove the machine's newer qemu-utils). Both are installed here if missing.
+#
+# Boards: Cortex-M3 `lm3s6965evb` (256 KiB flash, 64 KiB RAM) for thumbv6m; Cortex-M4F
+# `netduinoplus2` (its first 64 KiB of RAM) for thumbv7em-none-eabihf, whose code uses the FPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QEMU_PREFIX=/opt/raftlet-qemu
+QEMU_LIBS="$QEMU_PREFIX/usr/lib/x86_64-linux-gnu:$QEMU_PREFIX/lib/x86_64-linux-gnu"
+
+install() {
+    local need=()
+    [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library/core ] || need+=(rustc-web cargo-web rust-web-src)
+    command -v arm-none-eabi-ld > /dev/null || need+=(binutils-arm-none-eabi)
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
+    if ! LD_LIBRARY_PATH="$QEMU_LIBS" "$QEMU_PREFIX/usr/bin/qemu-system-arm" --version > /dev/null 2>&1; then
+        local dl
+        dl=$(mktemp -d)
+        chmod 777 "$dl"
+        apt-get update -qq
+        (cd "$dl" && apt-get download -qq qemu-system-arm qemu-system-common qemu-system-data \
+            libfdt1 libcapstone4 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2 \
+            libndctl6 libdaxctl1 libnl-3-200 libnl-route-3-200)
+        mkdir -p "$QEMU_PREFIX"
+        for f in "$dl"/*.deb; do dpkg -x "$f" "$QEMU_PREFIX"; done
+        rm -rf "$dl"
+    fi
+    /usr/bin/rustc --version
+    LD_LIBRARY_PATH="$QEMU_LIBS" "$QEMU_PREFIX/usr/bin/qemu-system-arm" --version | head -1
+}
+
+# Debian's toolchain, selected for these commands only (rustup's proxies come first on PATH).
+debian_cargo() {
+    env -u RUSTUP_TOOLCHAIN PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        /usr/bin/cargo "$@"
+}
+
+board_for() {
+    case "$1" in
+        thumbv7em-none-eabihf) echo netduinoplus2 ;;
+        *) echo lm3s6965evb ;;
+    esac
+}
+
+install
+declare -a rows=()
+for fw in transports/embassy/firmware/*/; do
+    name=$(basename "$fw")
+    for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
+        echo "-- $name, $target: build"
+        (cd "$fw" && debian_cargo build --quiet --release --target "$target" -Zbuild-std=core)
+        elf="$fw/target/$target/release/raftlet-firmware-$name"
+        board=$(board_for "$target")
+        echo "-- $name, $target: run on QEMU $board"
+        out=$(LD_LIBRARY_PATH="$QEMU_LIBS" timeout 120 "$QEMU_PREFIX/usr/bin/qemu-system-arm" \
+            -machine "$board" -nographic -semihosting-config enable=on,target=native \
+            -kernel "$elf" 2>&1) || { echo "$out"; echo "firmware $name failed on $target"; exit 1; }
+        echo "$out" | grep -v "Timer with period zero"
+        stack=$(echo "$out" | sed -n 's/.*stack high-water \([0-9]*\) B.*/\1/p' | tail -1)
+        read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
+            awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
+                 END{print t+0, r+0, d+0, b+0}')
+        rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}")")
+    done
+done
+echo
+echo "| firmware | target | .text B | .rodata B | static RAM B | stack high-water B |"
+echo "|---|---|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,213 @@
+//! Three raftlet nodes in one microcontroller (the core alone, no runner): messages pass
+//! through a queue in RAM, storage is a fixed array per node, persists are acknowledged at once.
+//! The cluster elects a leader, commits `ENTRIES` commands, and every node must apply the same
+//! commands in the same order. The firmware reports over semihosting (QEMU prints it on the
+//! host) and exits with status 0 only if the check passed: RAM and stack figures, and whether
+//! the cluster converged.
+//!
+//! Stack high-water: cortex-m-rt paints the stack with `STACK_PAINT_VALUE` at reset
+//! (`paint-stack`); at the end the firmware finds the deepest word no longer painted.
+#![no_std]
+#![no_main]
+
+// Links cortex-m for its single-core critical section (semihosting output needs one).
+use cortex_m as _;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use raftlet::{
+    Action, Config, Entry, EntryData, HardState, Index, NodeId, Role, SnapshotId, Storage, Term,
+    TinyMessage, TinyNode,
+};
+
+/// Commands the cluster commits.
+const ENTRIES: u32 = 100;
+/// Entries each node's storage holds (the commands, the leaders' no-ops, and margin).
+const STORE: usize = 112;
+/// Messages in flight at once.
+const NET: usize = 32;
+
+struct Store {
+    hs: HardState,
+    log: heapless::Vec<Entry<u32>, STORE>,
+}
+
+impl Storage<u32> for Store {
+    fn hard_state(&self) -> HardState {
+        self.hs
+    }
+    fn last_index(&self) -> Index {
+        Index(self.log.len() as u64)
+    }
+    fn term(&self, i: Index) -> Option<Term> {
+        if i.0 == 0 {
+            return Some(Term(0));
+        }
+        self.log.get(i.0 as usize - 1).map(|e| e.term)
+    }
+    fn entry(&self, i: Index) -> Option<Entry<u32>> {
+        i.0.checked_sub(1)
+            .and_then(|k| self.log.get(k as usize))
+            .cloned()
+    }
+    fn snapshot(&self) -> SnapshotId {
+        SnapshotId::ZERO
+    }
+}
+
+/// What one node's state machine has applied: a count and an FNV-1a hash of the commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Applied {
+    count: u32,
+    hash: u32,
+}
+
+fn drain(
+    node: &mut TinyNode<u32>,
+    store: &mut Store,
+    net: &mut heapless::Deque<TinyMessage<u32>, NET>,
+    applied: &mut Applied,
+) {
+    while let Some(action) = node.poll_action() {
+        match action {
+            Action::Send(m) => {
+                // A full network drops, as a lossy bus would; Raft resends.
+                let _ = net.push_back(m);
+            }
+            Action::Persist(p) => {
+                if let Some(hs) = p.hard_state {
+                    store.hs = hs;
+                }
+                if let Some(first) = p.entries.first() {
+                    store.log.truncate(first.index.0 as usize - 1);
+                }
+                for e in p.entries {
+                    store.log.push(e).expect("storage sized for the run");
+                }
+                node.persisted(p.token, &*store).expect("in-order token");
+            }
+            Action::Apply { first, last } => {
+                for i in first.0..=last.0 {
+                    let e = store.entry(Index(i)).expect("committed entries are stored");
+                    if let EntryData::Normal(cmd) = e.data {
+                        applied.count += 1;
+                        for b in cmd.to_le_bytes() {
+                            applied.hash = (applied.hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Builds node `k` of the cluster in a static of its own (`singleton!`): until the core can
+/// build a node in place, `TinyNode::new` returns it by value, and three nodes, their stores and
+/// the message queue built on the stack together overflow a 64 KiB part.
+fn node(k: usize, store: &Store) -> TinyNode<u32> {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut c = Config::new(ids[k], &ids).expect("config");
+    c.seed = 0x5EED + k as u64;
+    TinyNode::new(c, store).expect("node")
+}
+
+fn store() -> Store {
+    Store {
+        hs: HardState::default(),
+        log: heapless::Vec::new(),
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let s0 = cortex_m::singleton!(: Store = store()).unwrap();
+    let s1 = cortex_m::singleton!(: Store = store()).unwrap();
+    let s2 = cortex_m::singleton!(: Store = store()).unwrap();
+    let n0 = cortex_m::singleton!(: TinyNode<u32> = node(0, s0)).unwrap();
+    let n1 = cortex_m::singleton!(: TinyNode<u32> = node(1, s1)).unwrap();
+    let n2 = cortex_m::singleton!(: TinyNode<u32> = node(2, s2)).unwrap();
+    let stores = [s0, s1, s2];
+    let nodes = [n0, n1, n2];
+    let net = cortex_m::singleton!(: heapless::Deque<TinyMessage<u32>, NET> = heapless::Deque::new())
+        .unwrap();
+    let mut applied = [Applied {
+        count: 0,
+        hash: 0x811c_9dc5,
+    }; 3];
+    let mut proposed = 0u32;
+    let mut rounds = 0u32;
+    while rounds < 20_000 && applied.iter().any(|a| a.count < ENTRIES) {
+        rounds += 1;
+        for k in 0..3 {
+            nodes[k].tick(&*stores[k]);
+            drain(nodes[k], stores[k], net, &mut applied[k]);
+        }
+        for _ in 0..net.len() {
+            let Some(m) = net.pop_front() else { break };
+            let k = m.to.0 as usize - 1;
+            let _ = nodes[k].step(m, &*stores[k]);
+            drain(nodes[k], stores[k], net, &mut applied[k]);
+        }
+        if let Some(k) = nodes.iter().position(|n| n.role() == Role::Leader) {
+            while proposed < ENTRIES && nodes[k].propose(proposed, &*stores[k]).is_ok() {
+                proposed += 1;
+                drain(nodes[k], stores[k], net, &mut applied[k]);
+            }
+        }
+    }
+    let same = applied.iter().all(|a| *a == applied[0]);
+    let ok = same && applied[0].count == ENTRIES;
+    hprintln!(
+        "core3: {} rounds, applied {}/{}/{} commands, hashes {:08x}/{:08x}/{:08x}: {}",
+        rounds,
+        applied[0].count,
+        applied[1].count,
+        applied[2].count,
+        applied[0].hash,
+        applied[1].hash,
+        applied[2].hash,
+        if ok { "converged" } else { "FAILED" }
+    );
+    hprintln!(
+        "core3: size_of TinyNode<u32> {} B, message {} B, 3 stores {} B",
+        core::mem::size_of::<TinyNode<u32>>(),
+        core::mem::size_of::<TinyMessage<u32>>(),
+        3 * core::mem::size_of::<Store>()
+    );
+    hprintln!("core3: stack high-water {} B", stack_high_water());
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+/// Bytes of stack ever used: from the top of the stack down to the deepest word that is no
+/// longer `STACK_PAINT_VALUE`.
+fn stack_high_water() -> usize {
+    unsafe extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut p = core::ptr::addr_of!(_stack_end) as usize;
+    while p < top {
+        // SAFETY: every word between `_stack_end` and `_stack_start` is RAM of this program.
+        let w = unsafe { core::ptr::read_volatile(p as *const u32) };
+        if w != cortex_m_rt::STACK_PAINT_VALUE {
+            break;
+        }
+        p += 4;
+    }
+    top - p
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("core3: panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
