@@ -90,11 +90,12 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         LOG - self.unstable.len()
     }
 
+    /// The unstable entry at `index`: `None` at or below `stable_last` and past the tail. The
+    /// offset is converted with a check, so an untrusted huge index cannot wrap into a valid
+    /// slot on a 32-bit target.
     fn unstable_at(&self, index: Index) -> Option<&Entry<P>> {
-        if index <= self.stable_last {
-            return None;
-        }
-        let off = (index.0 - self.stable_last.0 - 1) as usize;
+        let off = index.0.checked_sub(self.stable_last.0.saturating_add(1))?;
+        let off = usize::try_from(off).ok()?;
         let (a, b) = self.unstable.as_slices();
         if off < a.len() {
             a.get(off)
@@ -108,7 +109,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         match index.cmp(&self.snapshot.index) {
             core::cmp::Ordering::Less => None,
             core::cmp::Ordering::Equal => Some(self.snapshot.term),
-            core::cmp::Ordering::Greater if index > self.last_index() => None,
+            // Past the log, the tail answers nothing.
             core::cmp::Ordering::Greater if index > self.stable_last => {
                 self.unstable_at(index).map(|e| e.term)
             }
@@ -118,10 +119,11 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// A copy of the entry at `index`.
     pub(crate) fn entry<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Entry<P>> {
-        if index <= self.snapshot.index || index > self.last_index() {
+        if index <= self.snapshot.index {
             return None;
         }
         if index > self.stable_last {
+            // Past the log, the tail answers nothing.
             return self.unstable_at(index).cloned();
         }
         storage.entry(index)
@@ -314,6 +316,23 @@ mod tests {
         assert_eq!(log.entry(Index(7), &disk), None);
         assert_eq!(log.entry(Index(0), &disk), None, "index 0 holds no entry");
         assert_eq!(log.term(Index(0), &disk), Some(Term(0)));
+    }
+
+    #[test]
+    fn untrusted_huge_indices_find_nothing() {
+        let (disk, mut log) = durable(&[1, 1]);
+        log.push(e(3, 2)).unwrap();
+        for i in [4, 1 << 32, (1 << 32) + 3, u64::MAX - 1, u64::MAX] {
+            assert_eq!(log.term(Index(i), &disk), None, "{i}");
+            assert_eq!(log.entry(Index(i), &disk), None, "{i}");
+        }
+        let (disk, log) = durable(&[1, 1]);
+        assert_eq!(
+            log.term(Index(3), &disk),
+            None,
+            "empty tail, one past the log"
+        );
+        assert_eq!(log.entry(Index(3), &disk), None);
     }
 
     #[test]
