@@ -438,8 +438,12 @@ where
 {
     type Error = FlashError<F::Error>;
 
+    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+        self.mem.has_room(p)
+    }
+
     async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), Self::Error> {
-        if !self.mem.fits(p) {
+        if !self.mem.has_room(p) {
             return Err(FlashError::Full);
         }
         if let Some(id) = p.snapshot {

@@ -1,6 +1,6 @@
 //! # raftlet-embassy
 //!
-//! Runs a [raftlet](raftlet) node on an embassy executor: `#![no_std]`, no allocator anywhere
+//! Runs a [`raftlet`] node on an embassy executor: `#![no_std]`, no allocator anywhere
 //! in the dependency graph, every queue fixed-capacity.
 //!
 //! * [`runner`]: [`runner::new`] splits a node into a [`runner::Handle`] (propose, status,

@@ -25,7 +25,7 @@ use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
     Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
-    ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, Term,
+    Persist, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +116,15 @@ pub struct Status {
     pub frames_bad: u32,
     /// Frames the link failed to send.
     pub send_errors: u32,
+    /// Persists that found the store full and waited for a snapshot to make room.
+    pub store_full: u32,
+    /// Proposals refused because persists were waiting for room in the store.
+    pub proposals_refused_full: u32,
 }
+
+/// Persists the core may have outstanding at once (its persist window): the most that can wait
+/// for room in a full store.
+const STALLED: usize = 8;
 
 enum Request<P> {
     /// A proposal and its number (replies carry it back).
@@ -260,6 +268,8 @@ pub struct Runner<
     membership: Membership<PEERS>,
     last_snapshot: Index,
     status: Status,
+    /// Persists waiting, in token order, for room in a full store.
+    stalled: heapless::Deque<Persist<P, BATCH>, STALLED>,
 }
 
 /// Splits a node into its [`Handle`] and its [`Runner`]. The node ticks every `tick_us`
@@ -310,6 +320,8 @@ where
         frames_in: 0,
         frames_bad: 0,
         send_errors: 0,
+        store_full: 0,
+        proposals_refused_full: 0,
     };
     let last_snapshot = node.latest_snapshot().index;
     (
@@ -328,6 +340,7 @@ where
             membership,
             last_snapshot,
             status,
+            stalled: heapless::Deque::new(),
         },
     )
 }
@@ -344,6 +357,9 @@ fn answer<M: RawMutex, T>(replies: &Channel<M, (u32, T), 1>, n: u32, reply: T) {
 pub enum RunError<E> {
     /// The store failed to persist: the node must not go on.
     Store(E),
+    /// A committed entry the node asked to apply is not in the store: the state machine would
+    /// diverge from the others' if the runner skipped it.
+    MissingEntry(Index),
 }
 
 impl<
@@ -373,6 +389,9 @@ where
     /// [`RunError::Store`].
     pub async fn run(&mut self) -> RunError<S::Error> {
         loop {
+            if let Err(e) = self.make_room().await {
+                return e;
+            }
             if let Err(e) = self.drain().await {
                 return e;
             }
@@ -387,7 +406,13 @@ where
             match event {
                 Either3::First(()) => self.tick(),
                 Either3::Second(Request::Propose(n, data)) => {
-                    let r = self.node.propose(data, &self.store);
+                    // Back-pressure from a full store: refuse until the snapshot made room.
+                    let r = if self.stalled.is_empty() {
+                        self.node.propose(data, &self.store)
+                    } else {
+                        self.status.proposals_refused_full += 1;
+                        Err(ProposeError::Full(data))
+                    };
                     answer(&self.res.replies, n, r);
                 }
                 Either3::Second(Request::Read(n)) => {
@@ -453,19 +478,27 @@ where
                     Err(_) => self.status.send_errors += 1,
                 },
                 Action::Persist(p) => {
-                    self.store.persist(&p).await.map_err(RunError::Store)?;
-                    let _ = self.node.persisted(p.token, &self.store);
+                    if self.stalled.is_empty() && self.store.fits(&p) {
+                        self.store.persist(&p).await.map_err(RunError::Store)?;
+                        let _ = self.node.persisted(p.token, &self.store);
+                    } else {
+                        // Waits, in order, until a snapshot's compaction makes room (the core
+                        // has at most STALLED persists outstanding, so this never overflows).
+                        self.status.store_full += 1;
+                        let _ = self.stalled.push_back(p);
+                    }
                 }
                 Action::Apply { first, last } => {
                     for i in first.0..=last.0 {
-                        if let Some(e) = self.store.entry(Index(i)) {
-                            if let EntryData::Membership(c) = &e.data
-                                && let Ok(m) = self.membership.apply(c)
-                            {
-                                self.membership = m;
-                            }
-                            self.app.apply(&e);
+                        let Some(e) = self.store.entry(Index(i)) else {
+                            return Err(RunError::MissingEntry(Index(i)));
+                        };
+                        if let EntryData::Membership(c) = &e.data
+                            && let Ok(m) = self.membership.apply(c)
+                        {
+                            self.membership = m;
                         }
+                        self.app.apply(&e);
                     }
                     if self.app.snapshot_due(last) {
                         self.snapshot().await;
@@ -501,6 +534,33 @@ where
                 Action::ReadReady { id, index } => self.answer_read(id.0 as u32, Ok(index)),
                 Action::ReadFailed { id, reason } => self.answer_read(id.0 as u32, Err(reason)),
             }
+        }
+        Ok(())
+    }
+
+    /// Persists that waited for room: the ones that fit now are written and acknowledged, in
+    /// order; if some still do not, the application is asked for a snapshot, whose compaction
+    /// frees the applied prefix of the store. The node runs on meanwhile (ticks, messages,
+    /// reads); an application that cannot snapshot leaves the node waiting, never stopped.
+    async fn make_room(&mut self) -> Result<(), RunError<S::Error>> {
+        if self.stalled.is_empty() {
+            return Ok(());
+        }
+        for attempt in 0..2 {
+            while let Some(p) = self.stalled.front() {
+                if !self.store.fits(p) {
+                    break;
+                }
+                self.store.persist(p).await.map_err(RunError::Store)?;
+                let _ = self.node.persisted(p.token, &self.store);
+                self.stalled.pop_front();
+            }
+            if self.stalled.is_empty() || attempt == 1 {
+                break;
+            }
+            self.snapshot().await;
+            // The snapshot's compaction is an action: execute it before retrying.
+            self.drain().await?;
         }
         Ok(())
     }

@@ -23,7 +23,14 @@ use raftlet::{Entry, HardState, Index, Persist, SnapshotId, Storage, Term};
 pub trait Store<P>: Storage<P> {
     /// Why a write failed. The runner stops: a node that cannot persist must not go on.
     type Error;
-    /// Makes a persist durable (see the trait docs).
+    /// Whether `p` fits now. `false` is back-pressure, not a failure: the runner keeps the
+    /// persist (and every later one, in order), asks the application for a snapshot, whose
+    /// compaction makes room, and retries; meanwhile the node keeps running and proposals are
+    /// refused with [`ProposeError::Full`](raftlet::ProposeError::Full). Only an error from
+    /// [`persist`](Self::persist) stops the runner.
+    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool;
+    /// Makes a persist durable (see the trait docs). The runner calls it only with a persist
+    /// that [`fits`](Self::fits).
     async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), Self::Error>;
     /// Makes `through` the durable start of the log.
     async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error>;
@@ -96,7 +103,7 @@ impl<P: Clone, const N: usize> Storage<P> for RamStore<P, N> {
 
 impl<P: Clone, const N: usize> RamStore<P, N> {
     /// Whether the entries of `p` fit (checked before anything is written).
-    pub(crate) fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+    pub(crate) fn has_room<const B: usize>(&self, p: &Persist<P, B>) -> bool {
         let base = p.snapshot.unwrap_or(self.base);
         p.entries.first().is_none_or(|e| {
             let keep = e.index.0.saturating_sub(base.index.0 + 1) as usize;
@@ -104,7 +111,7 @@ impl<P: Clone, const N: usize> RamStore<P, N> {
         })
     }
 
-    /// Applies a persist that [`fits`](Self::fits).
+    /// Applies a persist that [`has_room`](Self::has_room).
     pub(crate) fn apply<const B: usize>(&mut self, p: &Persist<P, B>) {
         if let Some(hs) = p.hard_state {
             self.hs = hs;
@@ -168,8 +175,12 @@ impl<P: Clone, const N: usize> RamStore<P, N> {
 impl<P: Clone, const N: usize> Store<P> for RamStore<P, N> {
     type Error = StoreFull;
 
+    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+        self.has_room(p)
+    }
+
     async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), StoreFull> {
-        if !self.fits(p) {
+        if !self.has_room(p) {
             return Err(StoreFull);
         }
         self.apply(p);

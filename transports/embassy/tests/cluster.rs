@@ -682,3 +682,147 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
         "the second caller got the first's reply"
     );
 }
+
+/// A board whose store fills (64 entries) and whose application never volunteers a snapshot
+/// (`snapshot_due` is off): the runners do not halt. A persist that does not fit waits, the
+/// runner asks the application for a snapshot whose compaction makes room, proposals are
+/// refused with `Full` meanwhile, and all 150 commands are applied everywhere, identically.
+#[test]
+fn a_full_store_is_back_pressure_not_a_halt() {
+    let world = World::new(3, 0.02, SnapshotMode::Notify, 0);
+    let res = Default::default();
+    let mut parts = world.start_all(&res);
+    let hs: Vec<H<'_>> = parts.iter().map(|(h, _)| *h).collect();
+    let hrefs: Vec<&H<'_>> = hs.iter().collect();
+    let clock = world.clock.clone();
+    {
+        let [a, b, c] = &mut parts[..] else {
+            unreachable!()
+        };
+        // `go` panics if a runner stops: the old runner stopped at the first full store.
+        run_until([a.1.as_mut(), b.1.as_mut(), c.1.as_mut()], async {
+            assert!(
+                wait(&clock, 5_000_000, || leader(&hrefs).is_some()).await,
+                "no leader"
+            );
+            propose_n(&clock, &hrefs, 0, 150).await;
+            assert!(
+                wait(&clock, 30_000_000, || hs.iter().all(|h| h
+                    .status()
+                    .unwrap()
+                    .applied
+                    .0
+                    >= 151))
+                .await,
+                "not applied: {:?}",
+                hs.iter().map(|h| h.status()).collect::<Vec<_>>()
+            );
+        });
+    }
+    let statuses: Vec<_> = hs.iter().map(|h| h.status().unwrap()).collect();
+    assert!(
+        statuses.iter().any(|s| s.store_full > 0),
+        "the store never filled: {statuses:?}"
+    );
+    for (_, r) in &parts {
+        let r = r.as_ref().unwrap();
+        assert!(r.store().len() <= 64);
+        assert_eq!(r.app().hash, parts[0].1.as_ref().unwrap().app().hash);
+        assert!(!world.server.borrow().is_empty(), "no snapshot was taken");
+    }
+}
+
+/// A store that loses the entry at index `lost` (a storage bug or a corrupted medium).
+struct Lossy {
+    inner: Store,
+    lost: Index,
+}
+
+impl raftlet::Storage<P> for Lossy {
+    fn hard_state(&self) -> raftlet::HardState {
+        self.inner.hard_state()
+    }
+    fn last_index(&self) -> Index {
+        self.inner.last_index()
+    }
+    fn term(&self, i: Index) -> Option<raftlet::Term> {
+        self.inner.term(i)
+    }
+    fn entry(&self, i: Index) -> Option<Entry<P>> {
+        if i == self.lost {
+            None
+        } else {
+            self.inner.entry(i)
+        }
+    }
+    fn snapshot(&self) -> SnapshotId {
+        self.inner.snapshot()
+    }
+}
+
+impl raftlet_embassy::store::Store<P> for Lossy {
+    type Error = raftlet_embassy::store::StoreFull;
+    fn fits<const B: usize>(&self, p: &raftlet::Persist<P, B>) -> bool {
+        self.inner.fits(p)
+    }
+    async fn persist<const B: usize>(
+        &mut self,
+        p: &raftlet::Persist<P, B>,
+    ) -> Result<(), Self::Error> {
+        self.inner.persist(p).await
+    }
+    async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error> {
+        self.inner.compact(through).await
+    }
+}
+
+/// A committed entry missing from the store at apply time stops the runner with
+/// `MissingEntry`: skipping it would let this state machine diverge silently.
+#[test]
+fn a_gap_at_apply_time_stops_the_runner() {
+    use raftlet_embassy::link::NoLink;
+    let clock = SimClock(Rc::new(Cell::new(0)));
+    let res: Resources<NoopRawMutex, P, 4> = Resources::new();
+    // Index 1 is the leader's no-op, index 2 the first command: lose the command.
+    let store = Lossy {
+        inner: Store::new(),
+        lost: Index(2),
+    };
+    let mut c = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 2;
+    let node = TNode::new(c, &store).unwrap();
+    let server: Server = Rc::new(RefCell::new(Vec::new()));
+    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+        &res,
+        node,
+        Membership::new(&[NodeId(1)]).unwrap(),
+        NoLink,
+        store,
+        clock.clone(),
+        TestApp::new(&server, 0),
+        Codec::new(7, FRAME),
+        TICK_US,
+    );
+    let stopped = block_on(select(r.run(), async {
+        assert!(
+            wait(&clock, 2_000_000, || h
+                .status()
+                .is_some_and(|s| s.role == Role::Leader))
+            .await
+        );
+        let _ = h.propose(payload(1)).await;
+        sleep(&clock, 1_000_000).await;
+    }));
+    match stopped {
+        Either::First(e) => {
+            assert_eq!(e, raftlet_embassy::runner::RunError::MissingEntry(Index(2)))
+        }
+        Either::Second(()) => panic!("the runner skipped the missing entry"),
+    }
+    assert_eq!(
+        r.app().applied,
+        Index(1),
+        "nothing after the gap was applied"
+    );
+}
