@@ -79,7 +79,7 @@ impl<const PEERS: usize> Config<PEERS> {
     /// A configuration with the defaults of [`Config::new`] and any membership (learners,
     /// or one that does not include this node, for a node joining a running cluster).
     #[must_use]
-    pub fn with_membership(id: NodeId, membership: Membership<PEERS>) -> Self {
+    pub const fn with_membership(id: NodeId, membership: Membership<PEERS>) -> Self {
         Self {
             id,
             membership,

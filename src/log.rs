@@ -31,7 +31,7 @@ pub(crate) struct RaftLog<P, const LOG: usize> {
 }
 
 impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
-    pub(crate) fn new(snapshot: SnapshotId, stable_last: Index, last_term: Term) -> Self {
+    pub(crate) const fn new(snapshot: SnapshotId, stable_last: Index, last_term: Term) -> Self {
         Self {
             snapshot,
             unstable: Deque::new(),
@@ -40,6 +40,17 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             handed: stable_last.next(),
             records: Deque::new(),
         }
+    }
+
+    /// Makes this log what [`new`](Self::new) would, in place: the unstable tail is emptied
+    /// where it lies rather than built anew (a node initialised in place needs no stack for it).
+    pub(crate) fn reinit(&mut self, snapshot: SnapshotId, stable_last: Index, last_term: Term) {
+        self.snapshot = snapshot;
+        self.unstable.clear();
+        self.stable_last = stable_last;
+        self.last_term = last_term;
+        self.handed = stable_last.next();
+        self.records.clear();
     }
 
     pub(crate) fn last_index(&self) -> Index {

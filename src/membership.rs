@@ -268,6 +268,17 @@ fn check_list(ids: &[NodeId]) -> Result<(), ConfChangeError> {
 }
 
 impl<const N: usize> Membership<N> {
+    /// No members at all: the placeholder of a node not yet initialised
+    /// ([`Node::vacant`](crate::Node::vacant)).
+    pub(crate) const fn empty() -> Self {
+        Self {
+            voters: heapless::Vec::new(),
+            outgoing: heapless::Vec::new(),
+            learners: heapless::Vec::new(),
+            auto_leave: false,
+        }
+    }
+
     /// A configuration of `voters` only.
     ///
     /// # Errors

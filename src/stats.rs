@@ -32,3 +32,21 @@ pub struct Stats {
     /// Linearizable reads this leader served within its lease, without a confirmation round.
     pub lease_reads: u64,
 }
+
+impl Stats {
+    /// Every counter at 0.
+    pub(crate) const ZERO: Self = Self {
+        dropped_sends: 0,
+        unknown_peer: 0,
+        stale_term: 0,
+        malformed: 0,
+        ignored_in_lease: 0,
+        log_full: 0,
+        proposals_refused: 0,
+        storage_misses: 0,
+        campaigns: 0,
+        quorum_lost: 0,
+        snapshot_mode_mismatch: 0,
+        lease_reads: 0,
+    };
+}

@@ -353,3 +353,82 @@ fn observability_and_runner_reports() {
     );
     node.report_unreachable(NodeId(9)); // not a member: nothing happens
 }
+
+/// Nodes built in place: a `DefaultNode` (about 45 KB) lives in a `static` and is initialised,
+/// elected and made to commit in a thread whose whole stack is 32 KiB. A node-sized temporary
+/// anywhere on that path overflows the stack and aborts the test process.
+#[test]
+fn a_default_node_is_built_in_place_on_a_stack_smaller_than_itself() {
+    use raftlet::DefaultNode;
+    use std::sync::Mutex;
+    static NODE: Mutex<DefaultNode<u64>> = Mutex::new(DefaultNode::vacant());
+    const STACK: usize = 32 * 1024;
+    assert!(
+        std::mem::size_of::<DefaultNode<u64>>() > STACK,
+        "the node must be larger than the stack for this test to prove anything"
+    );
+    std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(|| {
+            let mut store = MemStore::default();
+            let mut node = NODE.lock().unwrap();
+            let mut c = Config::new(NodeId(1), &ids(1)).unwrap();
+            c.pre_vote = false;
+            node.init(c, &store).unwrap();
+            node.campaign(&store);
+            let mut applied = 0;
+            for round in 0..3 {
+                let mut budget = common::budget::Drain::new("node");
+                while let Some(a) = node.poll_action() {
+                    budget.spend();
+                    match a {
+                        Action::Persist(p) => {
+                            store.write(p.hard_state, p.snapshot, &p.entries);
+                            node.persisted(p.token, &store).unwrap();
+                        }
+                        Action::Apply { first, last } => applied += last.0 - first.0 + 1,
+                        _ => {}
+                    }
+                }
+                if round == 0 {
+                    assert_eq!(node.role(), Role::Leader);
+                    node.propose(7, &store).unwrap();
+                }
+            }
+            assert_eq!(applied, 2, "the no-op and the command");
+        })
+        .unwrap()
+        .join()
+        .expect("the in-place node ran on a small stack");
+}
+
+/// A vacant node has no member to talk to: inputs do nothing and it has no actions.
+#[test]
+fn a_vacant_node_does_nothing() {
+    let store = MemStore::default();
+    let mut node = Big::vacant();
+    for _ in 0..1000 {
+        node.tick(&store);
+    }
+    node.campaign(&store);
+    let m = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(5),
+        body: Body::Heartbeat { commit: Index(0) },
+    };
+    assert_eq!(node.step(m, &store), Err(raftlet::StepError::UnknownPeer));
+    assert!(node.propose(1, &store).is_err());
+    assert!(node.poll_action().is_none());
+    assert_eq!(node.term(), Term(0));
+    // Initialising it afterwards gives the node `new` would have built.
+    let c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    node.init(c.clone(), &store).unwrap();
+    let fresh = Big::new(c, &store).unwrap();
+    assert_eq!(node.hard_state(), fresh.hard_state());
+    assert_eq!(
+        node.election_timeout_ticks(),
+        fresh.election_timeout_ticks()
+    );
+    assert_eq!(node.voters(), fresh.voters());
+}

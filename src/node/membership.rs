@@ -38,6 +38,15 @@ pub(crate) struct Configs<const N: usize> {
 }
 
 impl<const N: usize> Configs<N> {
+    pub(crate) const fn empty() -> Self {
+        Self {
+            current: Membership::empty(),
+            index: Index(0),
+            previous: Membership::empty(),
+            previous_index: Index(0),
+        }
+    }
+
     pub(crate) fn new(index: Index, membership: Membership<N>) -> Self {
         Self {
             previous: membership.clone(),

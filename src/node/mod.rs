@@ -175,9 +175,98 @@ where
     /// (empty storage) and a restarted one are built the same way. The node starts as a follower
     /// with commit index `config.applied`.
     ///
+    /// The node is returned by value, so building it takes stack for the whole node (and the
+    /// copy into its place). Where that matters (a microcontroller, a small thread), keep a
+    /// [`vacant`](Self::vacant) node where it will live and [`init`](Self::init) it there.
+    ///
     /// # Errors
     /// An invalid configuration, a capacity of 0, or storage that contradicts itself.
-    pub fn new<S: Storage<P>>(mut config: Config<PEERS>, storage: &S) -> Result<Self, ConfigError> {
+    pub fn new<S: Storage<P>>(config: Config<PEERS>, storage: &S) -> Result<Self, ConfigError> {
+        let mut node = Self::vacant();
+        node.init(config, storage)?;
+        Ok(node)
+    }
+
+    /// A node that does nothing until [`init`](Self::init) gives it a configuration: every
+    /// input is ignored and it has no actions. A `const fn`, so a node can be a `static` (or a
+    /// field of one), placed in `.bss` by the compiler, costing no stack to create:
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use raftlet::{Config, DefaultNode, NodeId, Storage};
+    /// # #[derive(Default)] struct Mem;
+    /// # impl Storage<u64> for Mem {
+    /// #     fn hard_state(&self) -> raftlet::HardState { Default::default() }
+    /// #     fn last_index(&self) -> raftlet::Index { raftlet::Index(0) }
+    /// #     fn term(&self, i: raftlet::Index) -> Option<raftlet::Term> { (i.0 == 0).then_some(raftlet::Term(0)) }
+    /// #     fn entry(&self, _: raftlet::Index) -> Option<raftlet::Entry<u64>> { None }
+    /// # }
+    /// static NODE: Mutex<DefaultNode<u64>> = Mutex::new(DefaultNode::vacant());
+    ///
+    /// let store = Mem::default();
+    /// let config = Config::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+    /// let mut node = NODE.lock().unwrap();
+    /// node.init(config, &store).unwrap(); // in place: no node-sized temporary
+    /// assert_eq!(node.id(), NodeId(1));
+    /// ```
+    #[must_use]
+    pub const fn vacant() -> Self {
+        Self {
+            rng: SplitMix64::new(0),
+            cfg: Config::with_membership(NodeId(0), crate::membership::Membership::empty()),
+            hs: HardState {
+                term: Term(0),
+                vote: None,
+                pending_install: None,
+            },
+            role: RoleState::Follower,
+            leader: None,
+            log: RaftLog::new(SnapshotId::ZERO, Index(0), Term(0)),
+            commit: Index(0),
+            apply_emitted: Index(0),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: u32::MAX,
+            out: Deque::new(),
+            hs_dirty: false,
+            hs_token: 0,
+            next_token: 1,
+            acked_token: 0,
+            pending_vote: None,
+            pending_ack: None,
+            noop_pending: false,
+            clock: None,
+            tick_interval: Duration::from_millis(100),
+            stats: Stats::ZERO,
+            latest_snapshot: SnapshotId::ZERO,
+            compact_due: None,
+            reset_due: None,
+            reset_token: 0,
+            install: FollowerInstall::None,
+            own_event_due: None,
+            next_tag: 0,
+            reads: read::Reads::new(),
+            reported_installs: heapless::Vec::new(),
+            transfer: None,
+            configs: Configs::empty(),
+            ticks: 0,
+            startup_quiet: false,
+        }
+    }
+
+    /// Makes this node what [`new`](Self::new) would build from `config` and `storage`, in
+    /// place: the send queue and the unstable log are emptied where they lie, so initialising
+    /// takes a small, constant amount of stack whatever the profile (a test builds a
+    /// `DefaultNode` this way in a thread whose stack is smaller than the node). Whatever the
+    /// node held before is forgotten. On an error the node is left unchanged.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn init<S: Storage<P>>(
+        &mut self,
+        mut config: Config<PEERS>,
+        storage: &S,
+    ) -> Result<(), ConfigError> {
         if PEERS == 0 || LOG == 0 || BATCH == 0 || INFLIGHT == 0 || OUT == 0 {
             return Err(ConfigError::ZeroCapacity);
         }
@@ -218,55 +307,53 @@ where
             Configs::replay(after, config.membership.clone(), storage)
                 .ok_or(ConfigError::InconsistentStorage)?
         };
-        let mut node = Self {
-            rng: SplitMix64::new(config.seed),
-            cfg: config,
-            hs,
-            role: RoleState::Follower,
-            leader: None,
-            log: RaftLog::new(base, last, last_term),
-            commit: applied,
-            apply_emitted: applied,
-            election_elapsed: 0,
-            heartbeat_elapsed: 0,
-            election_timeout: 0,
-            out: Deque::new(),
-            hs_dirty: false,
-            hs_token: 0,
-            next_token: 1,
-            acked_token: 0,
-            pending_vote: None,
-            pending_ack: None,
-            noop_pending: false,
-            clock: None,
-            tick_interval: Duration::from_millis(100),
-            stats: Stats::default(),
-            latest_snapshot: if app.index > base.index { app } else { base },
-            compact_due: None,
-            reset_due: None,
-            reset_token: 0,
-            install: FollowerInstall::None,
-            own_event_due: None,
-            next_tag: 0,
-            reads: read::Reads::default(),
-            reported_installs: heapless::Vec::new(),
-            transfer: None,
-            configs,
-            ticks: 0,
-            startup_quiet: false,
-        };
-        node.startup_quiet = node.cfg.lease_reads;
+        // Nothing can fail from here on. The two large buffers are cleared in place; every
+        // other field is small.
+        self.out.clear();
+        self.log.reinit(base, last, last_term);
+        self.rng = SplitMix64::new(config.seed);
+        self.startup_quiet = config.lease_reads;
+        self.cfg = config;
+        self.hs = hs;
+        self.role = RoleState::Follower;
+        self.leader = None;
+        self.commit = applied;
+        self.apply_emitted = applied;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.hs_dirty = false;
+        self.hs_token = 0;
+        self.next_token = 1;
+        self.acked_token = 0;
+        self.pending_vote = None;
+        self.pending_ack = None;
+        self.noop_pending = false;
+        self.clock = None;
+        self.tick_interval = Duration::from_millis(100);
+        self.stats = Stats::ZERO;
+        self.latest_snapshot = if app.index > base.index { app } else { base };
+        self.compact_due = None;
+        self.reset_due = None;
+        self.reset_token = 0;
+        self.install = FollowerInstall::None;
+        self.own_event_due = None;
+        self.next_tag = 0;
+        self.reads = read::Reads::new();
+        self.reported_installs.clear();
+        self.transfer = None;
+        self.configs = configs;
+        self.ticks = 0;
         if reset {
-            node.log.reset_to(app);
-            node.reset_due = Some(app);
-            node.hs_dirty = true;
+            self.log.reset_to(app);
+            self.reset_due = Some(app);
+            self.hs_dirty = true;
         }
-        node.reset_election_timer();
+        self.reset_election_timer();
         info!(
             "{} started at term {} with last index {}",
-            node.cfg.id, node.hs.term, last
+            self.cfg.id, self.hs.term, last
         );
-        Ok(node)
+        Ok(())
     }
 
     // ----- inputs -------------------------------------------------------------------------

@@ -51,7 +51,7 @@ struct PendingRead {
 }
 
 /// The pending reads and the leader's confirmation rounds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reads {
     queue: heapless::Vec<PendingRead, MAX_PENDING_READS>,
     /// Leader: the newest round sent, and the newest a quorum confirmed.
@@ -63,6 +63,19 @@ pub(crate) struct Reads {
     round_tick: u64,
     /// Leader, lease reads: reads are served without a round while `ticks < lease_until`.
     lease_until: u64,
+}
+
+impl Reads {
+    pub(crate) const fn new() -> Self {
+        Self {
+            queue: heapless::Vec::new(),
+            seq_sent: 0,
+            seq_confirmed: 0,
+            term_start: Index(0),
+            round_tick: 0,
+            lease_until: 0,
+        }
+    }
 }
 
 impl<
