@@ -101,14 +101,13 @@ fn drain(
     }
 }
 
-/// Builds node `k` of the cluster in a static of its own (`singleton!`): until the core can
-/// build a node in place, `TinyNode::new` returns it by value, and three nodes, their stores and
-/// the message queue built on the stack together overflow a 64 KiB part.
-fn node(k: usize, store: &Store) -> TinyNode<u32> {
+/// Initialises node `k` of the cluster in place (`Node::init`): the node already lives in its
+/// static, vacant, so this takes a small constant amount of stack.
+fn init(node: &mut TinyNode<u32>, k: usize, store: &Store) {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let mut c = Config::new(ids[k], &ids).expect("config");
     c.seed = 0x5EED + k as u64;
-    TinyNode::new(c, store).expect("node")
+    node.init(c, store).expect("node");
 }
 
 fn store() -> Store {
@@ -123,9 +122,13 @@ fn main() -> ! {
     let s0 = cortex_m::singleton!(: Store = store()).unwrap();
     let s1 = cortex_m::singleton!(: Store = store()).unwrap();
     let s2 = cortex_m::singleton!(: Store = store()).unwrap();
-    let n0 = cortex_m::singleton!(: TinyNode<u32> = node(0, s0)).unwrap();
-    let n1 = cortex_m::singleton!(: TinyNode<u32> = node(1, s1)).unwrap();
-    let n2 = cortex_m::singleton!(: TinyNode<u32> = node(2, s2)).unwrap();
+    // Each node in a static of its own, vacant (`const fn`), then initialised where it lies.
+    let n0 = cortex_m::singleton!(: TinyNode<u32> = TinyNode::vacant()).unwrap();
+    let n1 = cortex_m::singleton!(: TinyNode<u32> = TinyNode::vacant()).unwrap();
+    let n2 = cortex_m::singleton!(: TinyNode<u32> = TinyNode::vacant()).unwrap();
+    init(n0, 0, s0);
+    init(n1, 1, s1);
+    init(n2, 2, s2);
     let stores = [s0, s1, s2];
     let nodes = [n0, n1, n2];
     let net = cortex_m::singleton!(: heapless::Deque<TinyMessage<u32>, NET> = heapless::Deque::new())
