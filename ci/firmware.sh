@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the firmware under transports/embassy/firmware/ for thumbv6m-none-eabi and
-# thumbv7em-none-eabihf, runs each under QEMU, fails if any run fails, and prints code size,
-# static RAM and stack high-water per firmware and target.
+# thumbv7em-none-eabihf, runs each under QEMU, decodes its defmt log on the host (defmt-print),
+# fails if any run fails or logs no election, and prints code size, static RAM and stack
+# high-water per firmware and target.
 #
 # Toolchain: rustup here has only the host target, so the firmware is built with Debian's
 # rustc-web / cargo-web 1.96 (standard library source in rust-web-src, -Zbuild-std=core with
@@ -37,6 +38,8 @@ install() {
         for f in "$dl"/*.deb; do dpkg -x "$f" "$QEMU_PREFIX"; done
         rm -rf "$dl"
     fi
+    # Decodes the firmware's defmt frames on the host.
+    command -v defmt-print > /dev/null || cargo install defmt-print --version 1.2.0 --locked --quiet
     /usr/bin/rustc --version
     LD_LIBRARY_PATH="$QEMU_LIBS" "$QEMU_PREFIX/usr/bin/qemu-system-arm" --version | head -1
 }
@@ -64,10 +67,17 @@ for fw in transports/embassy/firmware/*/; do
         elf="$fw/target/$target/release/raftlet-firmware-$name"
         board=$(board_for "$target")
         echo "-- $name, $target: run on QEMU $board"
+        # Semihosting stdout carries the defmt frames, stderr the firmware's plain-text report.
+        frames=$(mktemp)
         out=$(LD_LIBRARY_PATH="$QEMU_LIBS" timeout 120 "$QEMU_PREFIX/usr/bin/qemu-system-arm" \
             -machine "$board" -nographic -semihosting-config enable=on,target=native \
-            -kernel "$elf" 2>&1) || { echo "$out"; echo "firmware $name failed on $target"; exit 1; }
+            -kernel "$elf" 2>&1 > "$frames") || { echo "$out"; echo "firmware $name failed on $target"; exit 1; }
         echo "$out" | grep -v "Timer with period zero"
+        echo "-- $name, $target: the core's defmt log, decoded on the host"
+        log=$(defmt-print -e "$elf" < "$frames")
+        rm -f "$frames"
+        echo "$log" | sed 's/^/   /'
+        echo "$log" | grep -q "became Leader" || { echo "no decoded defmt log of an election"; exit 1; }
         stack=$(echo "$out" | sed -n 's/.*stack high-water \([0-9]*\) B.*/\1/p' | tail -1)
         read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
             awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}

@@ -5,6 +5,10 @@
 //! host) and exits with status 0 only if the check passed: RAM and stack figures, and whether
 //! the cluster converged.
 //!
+//! Logging: the core logs through `defmt` (its `defmt` feature) and so does this firmware; the
+//! frames go out on semihosting stdout, which `ci/firmware.sh` pipes into `defmt-print`. The
+//! plain-text report goes to semihosting stderr.
+//!
 //! Stack high-water: cortex-m-rt paints the stack with `STACK_PAINT_VALUE` at reset
 //! (`paint-stack`); at the end the firmware finds the deepest word no longer painted.
 #![no_std]
@@ -13,7 +17,9 @@
 // Links cortex-m for its single-core critical section (semihosting output needs one).
 use cortex_m as _;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::{debug, heprintln};
+// The defmt global logger: frames over semihosting stdout.
+use defmt_semihosting as _;
 use raftlet::{
     Action, Config, Entry, EntryData, HardState, Index, NodeId, Role, SnapshotId, Storage, Term,
     TinyMessage, TinyNode,
@@ -158,9 +164,10 @@ fn main() -> ! {
             }
         }
     }
+    defmt::info!("core3: {} commands proposed in {} rounds", proposed, rounds);
     let same = applied.iter().all(|a| *a == applied[0]);
     let ok = same && applied[0].count == ENTRIES;
-    hprintln!(
+    heprintln!(
         "core3: {} rounds, applied {}/{}/{} commands, hashes {:08x}/{:08x}/{:08x}: {}",
         rounds,
         applied[0].count,
@@ -171,13 +178,13 @@ fn main() -> ! {
         applied[2].hash,
         if ok { "converged" } else { "FAILED" }
     );
-    hprintln!(
+    heprintln!(
         "core3: size_of TinyNode<u32> {} B, message {} B, 3 stores {} B",
         core::mem::size_of::<TinyNode<u32>>(),
         core::mem::size_of::<TinyMessage<u32>>(),
         3 * core::mem::size_of::<Store>()
     );
-    hprintln!("core3: stack high-water {} B", stack_high_water());
+    heprintln!("core3: stack high-water {} B", stack_high_water());
     debug::exit(if ok {
         debug::EXIT_SUCCESS
     } else {
@@ -209,7 +216,7 @@ fn stack_high_water() -> usize {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hprintln!("core3: panic: {}", info);
+    heprintln!("core3: panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
     #[allow(clippy::empty_loop)]
     loop {}
