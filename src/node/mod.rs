@@ -658,6 +658,11 @@ where
         progress.iter().map(PeerProgress::from)
     }
 
+    /// How this node brings lagging followers up to date (its configured snapshot mode).
+    pub fn snapshot_mode(&self) -> crate::SnapshotMode {
+        self.cfg.snapshot_mode
+    }
+
     /// The current randomized election timeout, in ticks (drawn again at every election-timer
     /// restart, between `election_ticks` and `2 * election_ticks - 1`).
     pub fn election_timeout_ticks(&self) -> u32 {

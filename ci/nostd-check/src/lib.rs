@@ -109,9 +109,11 @@ pub extern "C" fn raftlet_embassy_smoke() -> u32 {
     let Ok(node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
     const FRAME: usize = raftlet::wire::max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
     let codec = raftlet::wire::Codec::new(1, FRAME);
-    let (handle, mut runner) = runner::new::<_, _, _, _, _, _, 2, FRAME, 5, 16, 4, 2, 8>(
+    let Ok((handle, mut runner)) = runner::new::<_, _, _, _, _, _, 2, FRAME, 5, 16, 4, 2, 8>(
         &res, node, membership, NoLink, store, StepClock(0), Count(0), codec, 10_000,
-    );
+    ) else {
+        return 0;
+    };
     let mut applied = 0;
     for _ in 0..64 {
         let _ = embassy_futures::poll_once(runner.run());

@@ -98,6 +98,7 @@ mod board {
             Codec::new(0xB05, FRAME),
             20_000,
         )
+        .expect("Counter takes no snapshots: any snapshot mode will do")
     }
 }
 

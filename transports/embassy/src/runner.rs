@@ -25,7 +25,7 @@ use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
     Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
-    Persist, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, Term,
+    Persist, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode, Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,18 @@ pub trait Clock {
 /// The application on a node.
 #[allow(async_fn_in_trait)]
 pub trait App<P, const PEERS: usize> {
+    /// Whether this application takes snapshots ([`take_snapshot`](Self::take_snapshot)). The
+    /// runner asks only an application that says so, so the log of one that does not is never
+    /// compacted and every follower can always catch up from it.
+    const TAKES_SNAPSHOTS: bool = false;
+    /// The snapshot transfer this application implements: `Some(SnapshotMode::Notify)` with
+    /// [`fetch_snapshot`](Self::fetch_snapshot), `Some(SnapshotMode::Stream)` with
+    /// [`read_chunk`](Self::read_chunk), [`write_chunk`](Self::write_chunk) and
+    /// [`restore`](Self::restore). An application that takes snapshots must transfer them in
+    /// the node's configured mode, or [`new`] refuses to build the runner
+    /// ([`BuildError::NoSnapshotTransfer`]): a follower behind the compacted log would never
+    /// catch up.
+    const TRANSFER: Option<SnapshotMode> = None;
     /// Applies a committed entry. Entries come in index order, each once per start (after a
     /// restart, from the application's snapshot on).
     fn apply(&mut self, entry: &Entry<P>);
@@ -272,9 +284,26 @@ pub struct Runner<
     stalled: heapless::Deque<Persist<P, BATCH>, STALLED>,
 }
 
+/// Why [`new`] refused to build a runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The application takes snapshots ([`App::TAKES_SNAPSHOTS`]) but does not transfer them in
+    /// the node's snapshot mode ([`App::TRANSFER`]): once the log is compacted, a lagging
+    /// follower could never catch up.
+    NoSnapshotTransfer {
+        /// The node's configured mode.
+        mode: SnapshotMode,
+    },
+}
+
 /// Splits a node into its [`Handle`] and its [`Runner`]. The node ticks every `tick_us`
 /// microseconds of `clock`; frames are encoded and checked with `codec`. `membership` is the
 /// membership the node was configured with (the one at its snapshot).
+///
+/// # Errors
+/// [`BuildError::NoSnapshotTransfer`] (see [`App::TRANSFER`]).
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn new<
     'a,
@@ -301,13 +330,21 @@ pub fn new<
     app: A,
     codec: Codec,
     tick_us: u64,
-) -> (
-    Handle<'a, M, P, Q>,
-    Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>,
-)
+) -> Result<
+    (
+        Handle<'a, M, P, Q>,
+        Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    ),
+    BuildError,
+>
 where
+    A: App<P, PEERS>,
     P: Clone,
 {
+    let mode = node.snapshot_mode();
+    if A::TAKES_SNAPSHOTS && A::TRANSFER != Some(mode) {
+        return Err(BuildError::NoSnapshotTransfer { mode });
+    }
     let next_tick = clock.now_us() + tick_us;
     let status = Status {
         id: node.id(),
@@ -324,7 +361,7 @@ where
         proposals_refused_full: 0,
     };
     let last_snapshot = node.latest_snapshot().index;
-    (
+    Ok((
         Handle { res },
         Runner {
             res,
@@ -342,7 +379,7 @@ where
             status,
             stalled: heapless::Deque::new(),
         },
-    )
+    ))
 }
 
 /// Sends reply `n`: one left that nobody collected (its caller gave up) makes room for it.
@@ -579,6 +616,9 @@ where
 
     /// Snapshots the applied state through the application and lets the node compact.
     async fn snapshot(&mut self) {
+        if !A::TAKES_SNAPSHOTS {
+            return;
+        }
         let applied = self.node.applied_index();
         if applied <= self.last_snapshot {
             return;

@@ -179,6 +179,8 @@ impl TestApp {
 }
 
 impl App<P, 5> for TestApp {
+    const TAKES_SNAPSHOTS: bool = true;
+    const TRANSFER: Option<SnapshotMode> = Some(SnapshotMode::Notify);
     fn apply(&mut self, e: &Entry<P>) {
         assert_eq!(
             e.index,
@@ -323,6 +325,7 @@ impl World {
             Codec::new(7, FRAME),
             TICK_US,
         )
+        .expect("the test app transfers snapshots in notify mode")
     }
 }
 
@@ -400,7 +403,7 @@ async fn propose_n(clock: &SimClock, hs: &[&H<'_>], first: u32, n: u32) {
 
 #[test]
 fn three_nodes_elect_replicate_and_survive_a_leader_crash_over_a_lossy_serial_bus() {
-    let world = World::new(1, 0.05, SnapshotMode::Stream, 0);
+    let world = World::new(1, 0.05, SnapshotMode::Notify, 0);
     let res = Default::default();
     let mut parts = world.start_all(&res);
     let hs: Vec<H<'_>> = parts.iter().map(|(h, _)| *h).collect();
@@ -620,6 +623,7 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
     let mut c = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
+    c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
     let node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
     let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
@@ -632,7 +636,8 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
         TestApp::new(&server, 0),
         Codec::new(7, FRAME),
         TICK_US,
-    );
+    )
+    .unwrap();
     let run = |r: &mut Runner<
         '_,
         NoopRawMutex,
@@ -791,6 +796,7 @@ fn a_gap_at_apply_time_stops_the_runner() {
     let mut c = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
+    c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
     let node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
     let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
@@ -803,7 +809,8 @@ fn a_gap_at_apply_time_stops_the_runner() {
         TestApp::new(&server, 0),
         Codec::new(7, FRAME),
         TICK_US,
-    );
+    )
+    .unwrap();
     let stopped = block_on(select(r.run(), async {
         assert!(
             wait(&clock, 2_000_000, || h
@@ -824,5 +831,36 @@ fn a_gap_at_apply_time_stops_the_runner() {
         r.app().applied,
         Index(1),
         "nothing after the gap was applied"
+    );
+}
+
+/// An application that takes snapshots but cannot transfer them in the node's mode is refused
+/// when the runner is built, not discovered at run time when a follower falls behind the
+/// compacted log and never catches up.
+#[test]
+fn a_runner_whose_app_cannot_transfer_its_snapshots_is_refused() {
+    use raftlet_embassy::link::NoLink;
+    use raftlet_embassy::runner::BuildError;
+    let world = World::new(4, 0.0, SnapshotMode::Stream, 8);
+    let res: Resources<NoopRawMutex, P, 4> = Resources::new();
+    let store = Store::new();
+    let app = TestApp::new(&world.server, 8);
+    let node = world.node(1, &store, &app);
+    let built = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+        &res,
+        node,
+        Membership::new(&[NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
+        NoLink,
+        store,
+        world.clock.clone(),
+        app,
+        Codec::new(7, FRAME),
+        TICK_US,
+    );
+    assert_eq!(
+        built.err(),
+        Some(BuildError::NoSnapshotTransfer {
+            mode: SnapshotMode::Stream
+        })
     );
 }
