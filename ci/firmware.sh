@@ -10,6 +10,9 @@
 # qemu-system-arm 7.2, unpacked into /opt/raftlet-qemu instead of installed (installing it
 # would remove the machine's newer qemu-utils). Both are installed here if missing.
 #
+# A firmware with an `overflow-test` feature is also built with it and must report that its
+# stack guard turned a deliberate overflow into a HardFault before the statics were touched.
+#
 # Boards: Cortex-M3 `lm3s6965evb` (256 KiB flash, 64 KiB RAM) for thumbv6m; Cortex-M4F
 # `netduinoplus2` (its first 64 KiB of RAM) for thumbv7em-none-eabihf, whose code uses the FPU.
 set -euo pipefail
@@ -83,6 +86,15 @@ for fw in transports/embassy/firmware/*/; do
             awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
                  END{print t+0, r+0, d+0, b+0}')
         rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}")")
+        if grep -q '^overflow-test' "$fw/Cargo.toml"; then
+            echo "-- $name, $target: the stack guard (an overflow on purpose must fault before the statics)"
+            (cd "$fw" && debian_cargo build --quiet --release --target "$target" -Zbuild-std=core --features overflow-test)
+            out=$(LD_LIBRARY_PATH="$QEMU_LIBS" timeout 120 "$QEMU_PREFIX/usr/bin/qemu-system-arm" \
+                -machine "$board" -nographic -semihosting-config enable=on,target=native \
+                -kernel "$elf" 2>&1 > /dev/null) || { echo "$out"; echo "stack guard failed: $name on $target"; exit 1; }
+            echo "$out" | grep -v "Timer with period zero"
+            echo "$out" | grep -q "statics intact" || { echo "stack guard not shown"; exit 1; }
+        fi
     done
 done
 echo
