@@ -269,6 +269,14 @@ mod tests {
             w.add(Index(i * 10));
         }
         assert!(w.full());
+        // Adding to a full window changes nothing (callers check `full()` first).
+        w.add(Index(99));
+        assert_eq!(w.len(), 3);
+        w.free_le(Index(30));
+        assert_eq!(w.len(), 0, "99 was never recorded");
+        for i in 1..=3 {
+            w.add(Index(i * 10));
+        }
         w.free_le(Index(15));
         assert_eq!(w.len(), 2);
         w.add(Index(40));
