@@ -290,6 +290,30 @@ mod tests {
     }
 
     #[test]
+    fn free_first_frees_the_oldest_in_ring_order() {
+        let mut w = Inflights::<4>::new(4);
+        // On an empty window it does nothing.
+        w.free_first();
+        assert_eq!(w.len(), 0);
+        // Many rounds, so the ring wraps: after freeing the oldest, the next oldest is what
+        // `free_le` frees first.
+        let mut next = 1u64;
+        for _ in 0..10 {
+            for _ in 0..3 {
+                w.add(Index(next * 10));
+                next += 1;
+            }
+            w.free_first();
+            assert_eq!(w.len(), 2);
+            // The two left are the newer ones: freeing up to the older of them frees one.
+            w.free_le(Index((next - 2) * 10));
+            assert_eq!(w.len(), 1);
+            w.free_le(Index((next - 1) * 10));
+            assert_eq!(w.len(), 0);
+        }
+    }
+
+    #[test]
     fn probe_ignores_stale_rejections() {
         let mut p = Progress::<4>::new(NodeId(2), Index(10), 4);
         assert!(
