@@ -314,6 +314,41 @@ mod tests {
     }
 
     #[test]
+    fn an_old_or_repeated_acknowledgement_is_not_news() {
+        let mut p = Progress::<4>::new(NodeId(2), Index(10), 4);
+        assert!(p.maybe_update(Index(5)), "first ack");
+        p.sent(None); // probe: an append is outstanding
+        assert!(p.paused);
+        assert!(!p.maybe_update(Index(5)), "a repeat is not news");
+        assert!(p.paused, "and does not unpause the probe");
+        assert!(!p.maybe_update(Index(3)), "nor is an older one");
+        assert_eq!(p.matched, Index(5));
+        assert!(p.maybe_update(Index(6)));
+        assert!(!p.paused);
+    }
+
+    #[test]
+    fn changing_state_empties_the_inflight_window() {
+        let mut p = Progress::<4>::new(NodeId(2), Index(1), 4);
+        p.become_replicate();
+        for i in 1..=4 {
+            p.sent(Some(Index(i)));
+        }
+        assert!(p.is_paused(), "window full");
+        p.become_probe();
+        p.become_replicate();
+        assert!(!p.is_paused(), "the window was emptied");
+        for i in 1..=4 {
+            p.sent(Some(Index(i)));
+        }
+        p.become_snapshot(7);
+        p.maybe_update(Index(4));
+        p.become_replicate();
+        assert!(!p.is_paused());
+        assert_eq!(p.inflights.len(), 0);
+    }
+
+    #[test]
     fn probe_ignores_stale_rejections() {
         let mut p = Progress::<4>::new(NodeId(2), Index(10), 4);
         assert!(
