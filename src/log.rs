@@ -443,6 +443,25 @@ mod tests {
     }
 
     #[test]
+    fn truncating_deep_in_a_long_tail_keeps_exactly_the_entries_before() {
+        for (durable_len, from) in [(2u64, 6u64), (1, 4), (3, 9), (0, 5)] {
+            let terms: std::vec::Vec<u64> = (0..durable_len).map(|_| 1).collect();
+            let (disk, mut log) = durable(&terms);
+            for i in durable_len + 1..=durable_len + 8 {
+                log.push(e(i, 2)).unwrap();
+            }
+            log.truncate_from(Index(from), &disk);
+            assert_eq!(
+                log.last_index(),
+                Index(from - 1),
+                "durable {durable_len}, from {from}"
+            );
+            assert_eq!(log.stable_last(), Index(durable_len));
+            assert_eq!(log.room(), 8 - (from - 1 - durable_len) as usize);
+        }
+    }
+
+    #[test]
     fn truncating_into_the_durable_part_drops_the_whole_tail() {
         let (disk, mut log) = durable(&[1, 1, 2, 2]);
         log.push(e(5, 2)).unwrap();
