@@ -6,8 +6,11 @@
 //! link cannot starve the timer). After each, it drains the node's actions:
 //! * `Send`: encoded into the runner's frame buffer and handed to the link (a failed send is
 //!   counted; Raft tolerates the loss);
-//! * `Persist`: [`Store::persist`], then `persisted`: nothing that depends on it leaves before;
-//! * `Apply`: committed entries, read from the store, go to [`App::apply`] in order;
+//! * `Persist`: [`Store::persist`], then `persisted`: nothing that depends on it leaves before.
+//!   A persist that does not [fit](Store::fits) waits, in order, while the runner asks the app
+//!   for a snapshot to make room; proposals are refused with `Full` meanwhile;
+//! * `Apply`: committed entries, read from the store, go to [`App::apply`] in order (an entry
+//!   missing from the store stops the runner: [`RunError::MissingEntry`]);
 //! * `Compact`: [`Store::compact`];
 //! * snapshot installs: [`App::fetch_snapshot`] (notify mode), or [`App::read_chunk`],
 //!   [`App::write_chunk`] and [`App::restore`] (stream mode); [`App::install_complete`] when
