@@ -127,8 +127,13 @@ fn watchdog() {
             .filter(|a| a.since.elapsed() > a.budget)
             .collect();
         if !over.is_empty() {
+            // Straight to the stderr handle: `eprintln!` in a thread spawned by a test goes to
+            // that test's captured output, which is never shown once the process exits.
+            use std::io::Write as _;
+            let mut err = std::io::stderr().lock();
             for a in over {
-                eprintln!(
+                let _ = writeln!(
+                    err,
                     "work budget: {} still running after {:.0?} (budget {:?}; raise it with \
                      RAFTLET_WALL_BUDGET_SECS): the core is stuck in a loop",
                     a.label,
@@ -136,6 +141,7 @@ fn watchdog() {
                     a.budget
                 );
             }
+            let _ = err.flush();
             std::process::exit(101);
         }
     }
