@@ -128,6 +128,7 @@ pub use error::{
     InstallError, MembershipError, PersistError, ProposeError, ReadError, SnapshotError, StepError,
     TransferError,
 };
+pub use log::PERSIST_WINDOW;
 pub use membership::{Change, ConfChange, ConfChangeError, MAX_CONF_CHANGES, Membership};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
 pub use node::{MAX_PENDING_READS, Node};

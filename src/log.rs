@@ -17,8 +17,9 @@ use crate::types::{Entry, Index, SnapshotId, Term};
 use heapless::Deque;
 
 /// How many persists may be outstanding (emitted, not acknowledged) at once. When the window is
-/// full the node emits no further persist until the runner acknowledges one.
-pub(crate) const PERSIST_WINDOW: usize = 8;
+/// full the node emits no further persist until the runner acknowledges one, so a runner that
+/// holds persists back (to batch them, or while its store is full) needs room for this many.
+pub const PERSIST_WINDOW: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct RaftLog<P, const LOG: usize> {

@@ -139,7 +139,7 @@ pub struct Status {
 
 /// Persists the core may have outstanding at once (its persist window): the most that can wait
 /// for room in a full store.
-const STALLED: usize = 8;
+const STALLED: usize = raftlet::PERSIST_WINDOW;
 
 enum Request<P> {
     /// A proposal and its number (replies carry it back).
@@ -400,6 +400,9 @@ pub enum RunError<E> {
     /// A committed entry the node asked to apply is not in the store: the state machine would
     /// diverge from the others' if the runner skipped it.
     MissingEntry(Index),
+    /// More persists waited for room in the store than the core's persist window allows (a
+    /// broken invariant): the runner stops rather than drop one.
+    StalledPersists,
 }
 
 impl<
@@ -522,10 +525,14 @@ where
                         self.store.persist(&p).await.map_err(RunError::Store)?;
                         let _ = self.node.persisted(p.token, &self.store);
                     } else {
-                        // Waits, in order, until a snapshot's compaction makes room (the core
-                        // has at most STALLED persists outstanding, so this never overflows).
+                        // Waits, in order, until a snapshot's compaction makes room. The core
+                        // has at most STALLED persists outstanding, so this cannot overflow; if
+                        // it ever did, dropping the persist would let a later acknowledgement
+                        // mark it durable: stop instead.
                         self.status.store_full += 1;
-                        let _ = self.stalled.push_back(p);
+                        if self.stalled.push_back(p).is_err() {
+                            return Err(RunError::StalledPersists);
+                        }
                     }
                 }
                 Action::Apply { first, last } => {
