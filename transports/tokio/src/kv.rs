@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -308,7 +308,8 @@ pub async fn serve_clients(handle: Handle, mut streams: mpsc::Receiver<TcpStream
     }
 }
 
-async fn serve_client(handle: Handle, mut stream: TcpStream) {
+async fn serve_client(handle: Handle, stream: TcpStream) {
+    let mut stream = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
         match tokio::time::timeout(
@@ -366,7 +367,7 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
         Request::Digest => handle.local_read(digest()).await.map(|a| from_answer(&a)),
         Request::Status => Ok(match handle.status().await {
             Some(s) => Reply::Status(format!(
-                "node {} {:?} term {} leader {:?} commit {} applied {} last {} log-start {} voters {:?} learners {:?}{}",
+                "node {} {:?} term {} leader {:?} commit {} applied {} last {} log-start {} syncs {} voters {:?} learners {:?}{}",
                 s.id,
                 s.role,
                 s.term,
@@ -375,6 +376,7 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
                 s.applied,
                 s.last_index,
                 s.log_start.index,
+                s.syncs,
                 s.membership.voters(),
                 s.membership.learners(),
                 if s.membership.is_joint() {
@@ -459,7 +461,8 @@ impl std::error::Error for CallError {}
 
 /// A connection to one node.
 pub struct Client {
-    stream: TcpStream,
+    stream: BufReader<TcpStream>,
+    addr: SocketAddr,
     buf: Vec<u8>,
 }
 
@@ -473,9 +476,15 @@ impl Client {
         stream.set_nodelay(true)?;
         stream.write_all(b"C").await?;
         Ok(Self {
-            stream,
+            stream: BufReader::new(stream),
+            addr,
             buf: Vec::new(),
         })
+    }
+
+    /// The node this client is connected to.
+    pub fn peer(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Sends `request` and waits up to `timeout` for the reply.

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod kv;
+pub mod load;
 pub mod net;
 pub mod runner;
 pub mod snapshot;

@@ -106,13 +106,15 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok(true)
 }
 
-/// Writes `bytes` as one length-prefixed frame.
+/// Writes `bytes` as one length-prefixed frame, in one write.
 pub(crate) async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     bytes: &[u8],
 ) -> std::io::Result<()> {
-    w.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
-    w.write_all(bytes).await
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    frame.extend_from_slice(bytes);
+    w.write_all(&frame).await
 }
 
 impl Network {
@@ -335,6 +337,8 @@ async fn serve_connection(
         return refuse(&format!("node {from} is not in the address book"));
     }
     let max = inner.codec.max_frame();
+    // Buffered from here on: one read takes every frame that has arrived.
+    let mut stream = tokio::io::BufReader::with_capacity(64 << 10, stream);
     loop {
         match read_frame(&mut stream, max, &mut buf).await {
             Ok(true) => {}

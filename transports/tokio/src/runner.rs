@@ -190,6 +190,8 @@ pub struct Status {
     pub net: NetStats,
     /// Segment files of the log.
     pub segments: usize,
+    /// `fdatasync` calls that made log entries durable (group commits).
+    pub syncs: u64,
 }
 
 /// How to run a node.
@@ -425,6 +427,7 @@ struct Runner<S> {
     next_read: u64,
     events: broadcast::Sender<Event>,
     seen_leader: (Term, Option<NodeId>),
+    syncs: u64,
 }
 
 /// Starts a node: opens (or creates) its data directory, restores the state machine from the
@@ -487,6 +490,7 @@ pub async fn start<S: StateMachine>(
         next_read: 1,
         events: events.clone(),
         seen_leader: (Term(0), None),
+        syncs: 0,
     };
     let id = config.id;
     let tick = config.tick;
@@ -653,6 +657,7 @@ impl<S: StateMachine> Runner<S> {
             dropped_sends: n.stats().dropped_sends + self.net.stats().dropped,
             net: self.net.stats(),
             segments: self.log.segment_count(),
+            syncs: self.syncs,
         }
     }
 
@@ -734,6 +739,7 @@ impl<S: StateMachine> Runner<S> {
                 return Ok(());
             };
             if self.log.is_dirty() {
+                self.syncs += 1;
                 blocking(|| self.log.sync())?;
             }
             let _ = self.node.persisted(token, &self.log);

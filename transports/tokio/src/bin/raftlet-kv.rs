@@ -11,6 +11,8 @@
 //! raftlet-kv add-learner ID ADDR --addr host:port   record the address and add a learner
 //! raftlet-kv promote ID --addr host:port            make a learner a voter
 //! raftlet-kv remove ID --addr host:port
+//! raftlet-kv bench --addr host:port[,host:port...] [--clients 32] [--duration 10] [--warmup 1]
+//!                  [--value-bytes 16] [--json]  closed-loop writes to the leader among the addresses
 //! ```
 //! `--timeout SECS` (default 10) bounds every client call. `RAFTLET_LOG=info` logs to stderr.
 
@@ -71,7 +73,9 @@ impl Args {
         while let Some(a) = it.next() {
             if let Some(name) = a.strip_prefix("--") {
                 let value = match it.peek() {
-                    Some(v) if !v.starts_with("--") && name != "stale" => it.next().cloned(),
+                    Some(v) if !v.starts_with("--") && name != "stale" && name != "json" => {
+                        it.next().cloned()
+                    }
                     _ => None,
                 };
                 options.insert(name.to_string(), value.unwrap_or_default());
@@ -91,7 +95,7 @@ impl Args {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  raftlet-kv demo\n  raftlet-kv serve --id N --peers 1=host:port,2=host:port,... --data DIR [--voters 1,2,3] [--listen ADDR]\n  raftlet-kv put KEY VALUE --addr host:port\n  raftlet-kv get KEY --addr host:port [--stale]\n  raftlet-kv cas KEY EXPECTED NEW --addr host:port   (EXPECTED - for absent)\n  raftlet-kv status|digest --addr host:port\n  raftlet-kv add-learner ID ADDR --addr host:port\n  raftlet-kv promote ID --addr host:port\n  raftlet-kv remove ID --addr host:port\noptions: --timeout SECS (default 10)\nexit codes: 0 done, 2 certainly not applied, 3 unknown, 4 no such key, 64 usage"
+        "usage:\n  raftlet-kv demo\n  raftlet-kv serve --id N --peers 1=host:port,2=host:port,... --data DIR [--voters 1,2,3] [--listen ADDR]\n  raftlet-kv put KEY VALUE --addr host:port\n  raftlet-kv get KEY --addr host:port [--stale]\n  raftlet-kv cas KEY EXPECTED NEW --addr host:port   (EXPECTED - for absent)\n  raftlet-kv status|digest --addr host:port\n  raftlet-kv add-learner ID ADDR --addr host:port\n  raftlet-kv promote ID --addr host:port\n  raftlet-kv remove ID --addr host:port\n  raftlet-kv bench --addr host:port[,...] [--clients 32] [--duration 10] [--warmup 1] [--value-bytes 16] [--json]\noptions: --timeout SECS (default 10)\nexit codes: 0 done, 2 certainly not applied, 3 unknown, 4 no such key, 64 usage"
     );
     ExitCode::from(EXIT_USAGE)
 }
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cmd.as_str() {
         "demo" => rt.block_on(demo()),
+        "bench" => rt.block_on(bench(&args)),
         "serve" => rt.block_on(serve(&args)),
         "put" | "get" | "cas" | "status" | "digest" | "add-learner" | "promote" | "remove" => {
             rt.block_on(client(&cmd, &args))
@@ -270,6 +275,77 @@ async fn client(cmd: &str, args: &Args) -> ExitCode {
         Err(e) => {
             eprintln!("unknown outcome: {e}");
             ExitCode::from(EXIT_UNKNOWN)
+        }
+    }
+}
+
+// ----- bench ----------------------------------------------------------------------------------
+
+/// Asks each address for its status until one says it leads.
+async fn find_leader(addrs: &[SocketAddr], within: Duration) -> Option<SocketAddr> {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        for &a in addrs {
+            let env = kv::Envelope {
+                hops: 0,
+                request: Request::Status,
+            };
+            if let Ok(Reply::Status(s)) = kv::call(a, &env, Duration::from_secs(1)).await
+                && s.split_whitespace().nth(2) == Some("Leader")
+            {
+                return Some(a);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn bench(args: &Args) -> ExitCode {
+    let addrs: Option<Vec<SocketAddr>> = args
+        .opt("addr")
+        .map(|a| a.split(',').map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or(None);
+    let Some(addrs) = addrs.filter(|a| !a.is_empty()) else {
+        return usage();
+    };
+    let num = |name: &str, default: f64| match args.opt(name) {
+        None => Some(default),
+        Some(v) => v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0),
+    };
+    let (Some(clients), Some(duration), Some(warmup), Some(value_bytes)) = (
+        num("clients", 32.0),
+        num("duration", 10.0),
+        num("warmup", 1.0),
+        num("value-bytes", 16.0),
+    ) else {
+        return usage();
+    };
+    let Some(leader) = find_leader(&addrs, Duration::from_secs(15)).await else {
+        eprintln!("no leader among {addrs:?}");
+        return ExitCode::FAILURE;
+    };
+    let mut config = raftlet_tokio::load::LoadConfig::new(leader);
+    config.clients = (clients as usize).max(1);
+    config.duration = Duration::from_secs_f64(duration);
+    config.warmup = Duration::from_secs_f64(warmup);
+    config.value_bytes = value_bytes as usize;
+    eprintln!(
+        "bench: {} closed-loop clients writing {}-byte values to the leader at {leader} for {:.0} s (after {:.0} s of warm-up)",
+        config.clients, config.value_bytes, duration, warmup
+    );
+    match raftlet_tokio::load::run(&config).await {
+        Ok(report) => {
+            if args.options.contains_key("json") {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
         }
     }
 }
