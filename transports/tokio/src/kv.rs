@@ -21,12 +21,15 @@
 //! `get` is linearizable (ReadIndex, served by whichever node was asked); `get --stale` reads
 //! the node's state as it is.
 
+use crate::net::{Network, Transport};
 use crate::net::{read_frame, write_frame};
-use crate::runner::{ClientError, Handle, StateMachine};
+use crate::runner::{self, ClientError, Handle, RunnerConfig, StartError, StateMachine};
+use crate::storage::{DiskLog, Recovery};
 use raftlet::{Change, ConfChange, Index, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -96,11 +99,29 @@ pub enum KvQuery {
     Digest,
 }
 
-/// The key-value state machine.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// The key-value state machine. Node addresses are replicated state too (`SetPeer`): a
+/// store given the node's transport ([`Kv::with_transport`]) tells it every address it
+/// learns, from the log or from a snapshot.
+#[derive(Default, Clone)]
 pub struct Kv {
+    state: KvState,
+    transport: Option<Arc<dyn Transport>>,
+}
+
+/// What a snapshot of the store holds.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct KvState {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     peers: BTreeMap<u64, SocketAddr>,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv")
+            .field("keys", &self.state.data.len())
+            .field("peers", &self.state.peers)
+            .finish()
+    }
 }
 
 fn encode<T: Serialize>(t: &T) -> Vec<u8> {
@@ -131,17 +152,29 @@ pub fn answer(bytes: &[u8]) -> Option<KvAnswer> {
 }
 
 impl Kv {
+    /// A store that tells `transport` the node addresses it learns.
+    pub fn with_transport(transport: impl Transport + Clone) -> Self {
+        Self {
+            state: KvState::default(),
+            transport: Some(Arc::new(transport)),
+        }
+    }
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.state.data.len()
     }
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.state.data.is_empty()
+    }
+    fn announce(&self, id: u64, addr: SocketAddr) {
+        if let Some(t) = &self.transport {
+            t.set_address(NodeId(id), addr);
+        }
     }
     fn digest(&self) -> KvAnswer {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (k, v) in &self.data {
+        for (k, v) in &self.state.data {
             for b in k
                 .iter()
                 .chain([0xFFu8].iter())
@@ -152,40 +185,35 @@ impl Kv {
             }
         }
         KvAnswer::Digest {
-            keys: self.data.len() as u64,
+            keys: self.state.data.len() as u64,
             hash: h,
         }
     }
 }
 
 impl StateMachine for Kv {
-    fn apply(
-        &mut self,
-        _index: Index,
-        command: &[u8],
-        peers: &mut Vec<(NodeId, SocketAddr)>,
-    ) -> Vec<u8> {
+    fn apply(&mut self, _index: Index, command: &[u8]) -> Vec<u8> {
         let Ok(cmd) = postcard::from_bytes::<KvCommand>(command) else {
             // Every node refuses the same garbage the same way: determinism is kept.
             return encode(&KvAnswer::CasFailed { current: None });
         };
         let answer = match cmd {
             KvCommand::Put { key, value } => {
-                self.data.insert(key, value);
+                self.state.data.insert(key, value);
                 KvAnswer::Done
             }
             KvCommand::Cas { key, expect, new } => {
-                let current = self.data.get(&key).cloned();
+                let current = self.state.data.get(&key).cloned();
                 if current == expect {
-                    self.data.insert(key, new);
+                    self.state.data.insert(key, new);
                     KvAnswer::Done
                 } else {
                     KvAnswer::CasFailed { current }
                 }
             }
             KvCommand::SetPeer { id, addr } => {
-                self.peers.insert(id, addr);
-                peers.push((NodeId(id), addr));
+                self.state.peers.insert(id, addr);
+                self.announce(id, addr);
                 KvAnswer::Done
             }
         };
@@ -194,23 +222,22 @@ impl StateMachine for Kv {
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
         let answer = match postcard::from_bytes::<KvQuery>(query) {
-            Ok(KvQuery::Get { key }) => KvAnswer::Value(self.data.get(&key).cloned()),
+            Ok(KvQuery::Get { key }) => KvAnswer::Value(self.state.data.get(&key).cloned()),
             Ok(KvQuery::Digest) | Err(_) => self.digest(),
         };
         encode(&answer)
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        encode(self)
+        encode(&self.state)
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
-        *self = postcard::from_bytes(data).map_err(|e| e.to_string())?;
+        self.state = postcard::from_bytes(data).map_err(|e| e.to_string())?;
+        for (&id, &addr) in &self.state.peers {
+            self.announce(id, addr);
+        }
         Ok(())
-    }
-
-    fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.peers.iter().map(|(&id, &a)| (NodeId(id), a)).collect()
     }
 }
 
@@ -299,6 +326,25 @@ pub enum Reply {
     Unknown(String),
     /// Status or digest, as text.
     Status(String),
+}
+
+/// Starts a key-value node with the defaults (a [`DiskLog`] in `config.dir`, TCP on `listen`,
+/// node addresses replicated through the store) and serves its clients on the same port.
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start(
+    config: RunnerConfig,
+    listen: SocketAddr,
+) -> Result<(Handle, Recovery), StartError> {
+    let (clients_tx, clients_rx) = mpsc::channel(64);
+    let net = Network::bind(config.id, config.cluster, listen, Some(clients_tx))
+        .await
+        .map_err(StartError::Io)?;
+    let (log, recovery) = DiskLog::open(&config.dir).map_err(StartError::Storage)?;
+    let handle = runner::start_with(config, Kv::with_transport(net.clone()), log, net)?;
+    tokio::spawn(serve_clients(handle.clone(), clients_rx));
+    Ok((handle, recovery))
 }
 
 /// Serves client connections handed over by the transport.

@@ -25,6 +25,7 @@
 
 pub mod kv;
 pub mod load;
+pub mod memlog;
 pub mod net;
 pub mod runner;
 pub mod snapshot;

@@ -33,6 +33,39 @@ use tokio::task::JoinHandle;
 /// Messages of the tokio runner.
 pub type Msg = raftlet::DefaultMessage<Payload>;
 
+/// What the runner needs of a transport. [`Network`] (TCP) is the default; a test or an
+/// application with its own network implements this (see `tests/library.rs`).
+///
+/// The runner calls [`start`](Self::start) once, then [`send`](Self::send) for every message
+/// the node emits, and [`shutdown`](Self::shutdown) when it ends, whichever way it ends (a
+/// clean shutdown, a storage error, [`Handle::kill`](crate::runner::Handle::kill)): after that
+/// the transport must leave no task running.
+pub trait Transport: Send + Sync + 'static {
+    /// Delivers `msg` to `msg.to`, or drops it (Raft tolerates loss). Must never wait.
+    fn send(&self, msg: Msg);
+    /// Starts handing messages addressed to this node to `inbound`.
+    fn start(&self, inbound: mpsc::Sender<Msg>);
+    /// Stops every task of the transport.
+    fn shutdown(&self);
+    /// Counters (zeros if the transport keeps none).
+    fn stats(&self) -> NetStats {
+        NetStats::default()
+    }
+    /// The address peers and clients reach this node at, if it has one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// Sets the address of `peer` (transports without addresses ignore it).
+    fn set_address(&self, peer: NodeId, addr: SocketAddr) {
+        let _ = (peer, addr);
+    }
+    /// The address known for `peer`.
+    fn address(&self, peer: NodeId) -> Option<SocketAddr> {
+        let _ = peer;
+        None
+    }
+}
+
 /// Messages queued per peer before sends are dropped.
 pub const PEER_QUEUE: usize = 1024;
 /// Time a new connection has to identify itself.
@@ -74,6 +107,11 @@ struct Inner {
     bad_frames: AtomicU64,
     received: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Bound by [`Network::bind`], taken by [`Transport::start`].
+    listener: Mutex<Option<(TcpListener, Option<mpsc::Sender<TcpStream>>)>>,
+    local: Option<SocketAddr>,
+    /// Set by [`Network::shutdown`]: inbound connections end.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// The transport of one node. Cheap to clone.
@@ -121,6 +159,36 @@ impl Network {
     /// A transport for node `id` of cluster `cluster`, with frames of at most `max_frame`
     /// bytes.
     pub fn new(id: NodeId, cluster: u64, max_frame: usize) -> Self {
+        Self::with_listener(id, cluster, max_frame, None)
+    }
+
+    /// A transport listening on `listen` (bound now, served once the runner starts it).
+    /// Client connections (first byte `C`) go to `clients`, if given.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind(
+        id: NodeId,
+        cluster: u64,
+        listen: SocketAddr,
+        clients: Option<mpsc::Sender<TcpStream>>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        Ok(Self::with_listener(
+            id,
+            cluster,
+            crate::runner::MAX_FRAME,
+            Some((listener, clients)),
+        ))
+    }
+
+    fn with_listener(
+        id: NodeId,
+        cluster: u64,
+        max_frame: usize,
+        listener: Option<(TcpListener, Option<mpsc::Sender<TcpStream>>)>,
+    ) -> Self {
+        let local = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
         Self {
             inner: Arc::new(Inner {
                 id,
@@ -131,6 +199,9 @@ impl Network {
                 bad_frames: AtomicU64::new(0),
                 received: AtomicU64::new(0),
                 tasks: Mutex::new(Vec::new()),
+                listener: Mutex::new(listener),
+                local,
+                stop: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -200,8 +271,9 @@ impl Network {
         self.inner.tasks.lock().expect("tasks lock").push(task);
     }
 
-    /// Stops accepting and sending (connections in progress end when their peers notice).
+    /// Stops accepting, sending and receiving: every task of the transport ends.
     pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
         for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
             t.abort();
         }
@@ -218,6 +290,33 @@ impl Network {
             bad_frames: self.inner.bad_frames.load(Ordering::Relaxed),
             received: self.inner.received.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl Transport for Network {
+    fn send(&self, msg: Msg) {
+        Network::send(self, msg);
+    }
+    fn start(&self, inbound: mpsc::Sender<Msg>) {
+        let bound = self.inner.listener.lock().expect("listener lock").take();
+        if let Some((listener, clients)) = bound {
+            self.serve(listener, inbound, clients);
+        }
+    }
+    fn shutdown(&self) {
+        Network::shutdown(self);
+    }
+    fn stats(&self) -> NetStats {
+        Network::stats(self)
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local
+    }
+    fn set_address(&self, peer: NodeId, addr: SocketAddr) {
+        Network::set_address(self, peer, addr);
+    }
+    fn address(&self, peer: NodeId) -> Option<SocketAddr> {
+        Network::address(self, peer)
     }
 }
 
@@ -339,8 +438,13 @@ async fn serve_connection(
     let max = inner.codec.max_frame();
     // Buffered from here on: one read takes every frame that has arrived.
     let mut stream = tokio::io::BufReader::with_capacity(64 << 10, stream);
+    let mut stop = inner.stop.subscribe();
     loop {
-        match read_frame(&mut stream, max, &mut buf).await {
+        let frame = tokio::select! {
+            r = read_frame(&mut stream, max, &mut buf) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match frame {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {

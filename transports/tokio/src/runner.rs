@@ -19,19 +19,20 @@
 //! A storage error stops the runner (a node that cannot persist must not go on); waiting
 //! callers get [`ClientError::Unknown`].
 
-use crate::net::{Msg, NetStats, Network};
+use crate::net::{Msg, NetStats, Network, Transport};
 use crate::snapshot::{Meta, SnapshotStore};
-use crate::storage::{DiskLog, Payload, Recovery, StorageError};
+use crate::storage::{DiskLog, LogStore, Payload, Recovery, StorageError, SyncJob};
 use raftlet::{
     Action, ConfChange, Config, EntryData, Index, InstallError, InstallOutcome, Membership,
-    MembershipError, NodeId, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMode,
-    Storage, Term,
+    MembershipError, NodeId, PersistToken, ProposeError, ReadError, ReadId, Role, SnapshotId,
+    SnapshotMode, Term,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// The node profile of the tokio runner: up to 7 members, 256 unstable entries, 16 entries per
@@ -51,17 +52,12 @@ pub const MAX_FRAME: usize = raftlet::wire::max_frame_len_for(
     },
 );
 
-/// The application: a deterministic state machine over the committed commands.
+/// The application: a deterministic state machine over the committed commands. It sees its
+/// own commands and snapshots only: membership is the log's business, addresses the
+/// transport's.
 pub trait StateMachine: Send + 'static {
     /// Applies the command committed at `index`; returns the answer for its proposer.
-    /// `peers` records peer addresses the command announces (membership is the log's business,
-    /// addresses the application's).
-    fn apply(
-        &mut self,
-        index: Index,
-        command: &[u8],
-        peers: &mut Vec<(NodeId, SocketAddr)>,
-    ) -> Vec<u8>;
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8>;
     /// Answers a query against the current state.
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// The whole state, serialized.
@@ -71,10 +67,6 @@ pub trait StateMachine: Send + 'static {
     /// # Errors
     /// A snapshot it cannot read: the install fails and the leader starts another.
     fn restore(&mut self, data: &[u8]) -> Result<(), String>;
-    /// Peer addresses the state holds (announced after a restore).
-    fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
-        Vec::new()
-    }
     /// Notify mode: fetch, by the application's own means, a snapshot that reaches at least
     /// `first_available.index - 1`. `None`: no snapshot is available.
     fn fetch_snapshot(
@@ -286,11 +278,10 @@ enum Command {
 #[derive(Clone)]
 pub struct Handle {
     id: NodeId,
-    addr: SocketAddr,
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
-    task: std::sync::Arc<tokio::task::JoinHandle<()>>,
-    net: Network,
+    task: Arc<tokio::task::JoinHandle<()>>,
+    net: Arc<dyn Transport>,
 }
 
 impl Handle {
@@ -306,9 +297,9 @@ impl Handle {
     pub fn id(&self) -> NodeId {
         self.id
     }
-    /// The address it listens on (peers and clients).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The address it listens on (peers and clients), if its transport has one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.net.local_addr()
     }
 
     /// Proposes `command`; returns the state machine's answer once it is applied here.
@@ -411,12 +402,12 @@ impl Handle {
     }
 }
 
-struct Runner<S> {
+struct Runner<S, L> {
     node: TokioNode,
-    log: DiskLog,
+    log: L,
     snaps: SnapshotStore,
     sm: S,
-    net: Network,
+    net: Arc<dyn Transport>,
     /// The membership after the last applied entry (stored with snapshots).
     membership: Membership<7>,
     snapshot_every: u64,
@@ -428,21 +419,70 @@ struct Runner<S> {
     events: broadcast::Sender<Event>,
     seen_leader: (Term, Option<NodeId>),
     syncs: u64,
+    /// The newest persist written and not yet covered by a sync job.
+    written: Option<PersistToken>,
+    /// The persist the sync job in flight covers.
+    syncing: Option<PersistToken>,
+    /// Sync jobs to the durability thread.
+    sync_jobs: SyncSender,
 }
 
-/// Starts a node: opens (or creates) its data directory, restores the state machine from the
-/// newest snapshot, binds `listen`, and runs until shut down. Client connections (first byte
-/// `C`) go to `clients`, if given.
+/// Results of sync jobs: the token they cover.
+type Synced = (PersistToken, std::io::Result<()>);
+/// Sync jobs, with the token each covers.
+type SyncSender = std::sync::mpsc::Sender<(PersistToken, SyncJob)>;
+
+/// Starts the durability thread: it runs sync jobs in order and reports each. It ends when
+/// the runner drops its sender (whatever way the runner ends).
+fn durability_thread(id: NodeId) -> std::io::Result<(SyncSender, mpsc::UnboundedReceiver<Synced>)> {
+    let (jobs, rx) = std::sync::mpsc::channel::<(PersistToken, SyncJob)>();
+    let (done, synced) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name(format!("raftlet-sync-{}", id.0))
+        .spawn(move || {
+            while let Ok((token, job)) = rx.recv() {
+                if done.send((token, job())).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok((jobs, synced))
+}
+
+/// Starts a node with the defaults: its log a [`DiskLog`] in `config.dir`, its transport TCP
+/// ([`Network`]) listening on `listen`, client connections (first byte `C`) handed to
+/// `clients`, if given. Restores the state machine from the newest snapshot and runs until
+/// shut down.
 ///
 /// # Errors
 /// [`StartError`].
 pub async fn start<S: StateMachine>(
     config: RunnerConfig,
-    mut sm: S,
+    sm: S,
     listen: SocketAddr,
     clients: Option<mpsc::Sender<TcpStream>>,
 ) -> Result<(Handle, Recovery), StartError> {
+    let net = Network::bind(config.id, config.cluster, listen, clients)
+        .await
+        .map_err(StartError::Io)?;
     let (log, recovery) = DiskLog::open(&config.dir).map_err(StartError::Storage)?;
+    let handle = start_with(config, sm, log, net)?;
+    Ok((handle, recovery))
+}
+
+/// Starts a node on the log and transport of the caller's choice (for example an in-memory
+/// [`MemLog`](crate::memlog::MemLog) and a transport of its own); snapshots go to
+/// `config.dir`. Must be called inside a tokio runtime.
+///
+/// # Errors
+/// [`StartError`].
+pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
+    config: RunnerConfig,
+    mut sm: S,
+    log: L,
+    transport: T,
+) -> Result<Handle, StartError> {
+    std::fs::create_dir_all(&config.dir).map_err(StartError::Io)?;
     let snaps = SnapshotStore::open(&config.dir).map_err(StartError::Io)?;
     let initial = Membership::new(&config.initial_voters)
         .map_err(|e| StartError::Config(raftlet::ConfigError::from(e)))?;
@@ -462,19 +502,15 @@ pub async fn start<S: StateMachine>(
     cfg.log_retention = config.log_retention;
     cfg.seed = config.id.0 ^ u64::from(std::process::id()).rotate_left(32) ^ nanos();
     let node = TokioNode::new(cfg, &log).map_err(StartError::Config)?;
-    let listener = TcpListener::bind(listen).await.map_err(StartError::Io)?;
-    let addr = listener.local_addr().map_err(StartError::Io)?;
-    let net = Network::new(config.id, config.cluster, MAX_FRAME);
+    let net: Arc<dyn Transport> = Arc::new(transport);
     for &(id, a) in &config.peers {
         net.set_address(id, a);
     }
-    for (id, a) in sm.peers() {
-        net.set_address(id, a);
-    }
     let (in_tx, in_rx) = mpsc::channel::<Msg>(4096);
-    net.serve(listener, in_tx, clients);
+    net.start(in_tx);
     let (tx, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(1024);
+    let (sync_jobs, synced) = durability_thread(config.id).map_err(StartError::Io)?;
     let runner = Runner {
         node,
         log,
@@ -491,25 +527,36 @@ pub async fn start<S: StateMachine>(
         events: events.clone(),
         seen_leader: (Term(0), None),
         syncs: 0,
+        written: None,
+        syncing: None,
+        sync_jobs,
     };
     let id = config.id;
     let tick = config.tick;
+    let stop = StopTransport(net.clone());
     let task = tokio::spawn(async move {
-        if let Err(e) = runner.run(tick, in_rx, rx).await {
+        // However the task ends (returns, fails, is aborted), the transport stops with it.
+        let _stop = stop;
+        if let Err(e) = runner.run(tick, in_rx, rx, synced).await {
             log::error!("{id}: the runner stopped: {e}");
         }
     });
-    Ok((
-        Handle {
-            id,
-            addr,
-            tx,
-            events,
-            task: std::sync::Arc::new(task),
-            net,
-        },
-        recovery,
-    ))
+    Ok(Handle {
+        id,
+        tx,
+        events,
+        task: Arc::new(task),
+        net,
+    })
+}
+
+/// Stops a transport when dropped.
+struct StopTransport(Arc<dyn Transport>);
+
+impl Drop for StopTransport {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
 /// Runs blocking disk work (fsync) without stalling the other tasks of a multi-threaded
@@ -527,43 +574,108 @@ fn nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-impl<S: StateMachine> Runner<S> {
+/// Inputs taken in one round before the persists they produced are synced.
+const ROUND: usize = 256;
+
+impl<S: StateMachine, L: LogStore> Runner<S, L> {
+    /// The loop: wait for an input, take every other input already queued (stepping each and
+    /// draining its actions), then start one sync for all the persists of the round, unless
+    /// one is in flight (then the next round's sync covers them). A finished sync
+    /// acknowledges its persists, which lets the node send acknowledgements and apply.
     async fn run(
         mut self,
         tick: Duration,
         mut inbound: mpsc::Receiver<Msg>,
         mut commands: mpsc::Receiver<Command>,
+        mut synced: mpsc::UnboundedReceiver<Synced>,
     ) -> Result<(), std::io::Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => self.node.tick(&self.log),
+                _ = ticker.tick() => {
+                    self.node.tick(&self.log);
+                    self.drain()?;
+                }
+                Some(done) = synced.recv() => self.synced(done)?,
                 Some(msg) = inbound.recv() => {
                     let _ = self.node.step(msg, &self.log);
-                    // Take whatever else arrived in the same drain.
-                    let mut more = 0;
-                    while more < 256 {
-                        let Ok(msg) = inbound.try_recv() else { break };
-                        self.drain()?;
-                        let _ = self.node.step(msg, &self.log);
-                        more += 1;
-                    }
+                    self.drain()?;
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
-                    if let Command::Shutdown(done) = cmd {
-                        self.drain()?;
-                        self.log.sync()?;
-                        let _ = done.send(());
+                    if self.command_or_stop(cmd)? {
                         return Ok(());
                     }
-                    self.command(cmd)?;
                 }
             }
-            self.drain()?;
+            // Take whatever else is queued before syncing.
+            for _ in 0..ROUND {
+                let mut took = false;
+                if let Ok(msg) = inbound.try_recv() {
+                    let _ = self.node.step(msg, &self.log);
+                    self.drain()?;
+                    took = true;
+                }
+                if let Ok(cmd) = commands.try_recv() {
+                    if self.command_or_stop(cmd)? {
+                        return Ok(());
+                    }
+                    took = true;
+                }
+                if !took {
+                    break;
+                }
+            }
+            self.start_sync()?;
             self.note_leader();
         }
+    }
+
+    /// Executes a command and drains; `true` if it was the shutdown.
+    fn command_or_stop(&mut self, cmd: Command) -> std::io::Result<bool> {
+        if let Command::Shutdown(done) = cmd {
+            self.drain()?;
+            self.log.sync()?;
+            let _ = done.send(());
+            return Ok(true);
+        }
+        self.command(cmd)?;
+        self.drain()?;
+        Ok(false)
+    }
+
+    /// Starts a sync of every persist written since the last one, unless one is in flight.
+    /// Persists that need no sync (nothing new on disk) are acknowledged at once.
+    fn start_sync(&mut self) -> std::io::Result<()> {
+        while self.syncing.is_none() {
+            let Some(token) = self.written.take() else {
+                return Ok(());
+            };
+            match self.log.start_sync()? {
+                Some(job) => {
+                    self.syncs += 1;
+                    self.syncing = Some(token);
+                    self.sync_jobs
+                        .send((token, job))
+                        .map_err(|_| std::io::Error::other("the durability thread stopped"))?;
+                }
+                None => {
+                    let _ = self.node.persisted(token, &self.log);
+                    self.drain()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A sync job finished.
+    fn synced(&mut self, (token, result): Synced) -> std::io::Result<()> {
+        result?;
+        debug_assert_eq!(self.syncing, Some(token));
+        self.syncing = None;
+        let _ = self.node.persisted(token, &self.log);
+        self.drain()
     }
 
     fn note_leader(&mut self) {
@@ -661,16 +773,16 @@ impl<S: StateMachine> Runner<S> {
         }
     }
 
-    /// Executes every action, acknowledging persists once durable, until there is none.
+    /// Executes every action until there is none. Persists are written, not synced: see
+    /// [`start_sync`](Self::start_sync).
     fn drain(&mut self) -> std::io::Result<()> {
-        loop {
-            let mut last_token = None;
+        {
             while let Some(action) = self.node.poll_action() {
                 match action {
                     Action::Send(msg) => self.net.send(msg),
                     Action::Persist(p) => {
                         self.log.write(&p)?;
-                        last_token = Some(p.token);
+                        self.written = Some(p.token);
                     }
                     Action::Apply { first, last } => self.apply(first, last)?,
                     Action::Compact { through } => self.log.compact(through)?,
@@ -734,16 +846,8 @@ impl<S: StateMachine> Runner<S> {
                     }
                 }
             }
-            // Group commit: one fsync for every persist of this round, then acknowledge.
-            let Some(token) = last_token else {
-                return Ok(());
-            };
-            if self.log.is_dirty() {
-                self.syncs += 1;
-                blocking(|| self.log.sync())?;
-            }
-            let _ = self.node.persisted(token, &self.log);
         }
+        Ok(())
     }
 
     fn restore(
@@ -758,9 +862,6 @@ impl<S: StateMachine> Runner<S> {
                 meta.id
             );
             return Err(InstallError::Failed);
-        }
-        for (id, addr) in self.sm.peers() {
-            self.net.set_address(id, addr);
         }
         self.membership = meta.membership.clone();
         self.last_snapshot = meta.id.index;
@@ -777,7 +878,6 @@ impl<S: StateMachine> Runner<S> {
     }
 
     fn apply(&mut self, first: Index, last: Index) -> std::io::Result<()> {
-        let mut peers = Vec::new();
         for i in first.0..=last.0 {
             let index = Index(i);
             let Some(entry) = self.log.get(index) else {
@@ -787,7 +887,7 @@ impl<S: StateMachine> Runner<S> {
             };
             let term = entry.term;
             let answer = match &entry.data {
-                EntryData::Normal(cmd) => Some(self.sm.apply(index, cmd, &mut peers)),
+                EntryData::Normal(cmd) => Some(self.sm.apply(index, cmd)),
                 EntryData::Membership(c) => {
                     match self.membership.apply(c) {
                         Ok(m) => self.membership = m,
@@ -815,9 +915,6 @@ impl<S: StateMachine> Runner<S> {
                     Err(ClientError::Lost)
                 });
             }
-        }
-        for (id, addr) in peers {
-            self.net.set_address(id, addr);
         }
         if self.snapshot_every > 0 && last.0 >= self.last_snapshot.0 + self.snapshot_every {
             self.take_snapshot()?;

@@ -7,12 +7,21 @@
 //! * `log/seg-NNNNNNNNNN.log`: segments, replayed in sequence order. Each record is
 //!   `magic (4) | length (4) | crc32 of the payload (4) | payload`, the payload being the postcard
 //!   encoding of a [`Record`]: a batch of entries (which replaces every entry at or after its
-//!   first index, as a `Persist` says), or a reset to an installed snapshot.
+//!   first index, as a `Persist` says), or a reset to an installed snapshot. Segments are
+//!   preallocated: created full of zeros ([`LogOptions::segment_bytes`]) and fsync'd before
+//!   the first record goes in, so that appending never changes a file's size and an
+//!   `fdatasync` writes data blocks only, not the inode. Zeros after the last record are the
+//!   segment's free space. A background thread prepares the next segment while the current
+//!   one fills (`log/next.prep`, renamed into place when the log rolls).
 //!
 //! # Durability
-//! [`DiskLog::write`] buffers entries; [`DiskLog::sync`] makes them durable (flush and
-//! `fdatasync`). The runner acknowledges a persist only after `sync`. A new state (hard state,
-//! compaction, reset) is durable when `write` or `compact` returns.
+//! [`DiskLog::write`] buffers records in memory; [`DiskLog::sync`] makes them durable (one
+//! `write` of the buffer, then `fdatasync`). [`DiskLog::start_sync`] splits that in two: it
+//! writes the buffer and returns the `fdatasync` as a [`SyncJob`] to run on another thread, so
+//! the runner keeps stepping the node while the disk syncs (group commit: every record
+//! written before the job was made is covered by it). The runner acknowledges a persist only
+//! after its sync. A new state (hard state, compaction, reset) is durable when `write` or
+//! `compact` returns.
 //!
 //! # Recovery
 //! [`DiskLog::open`] replays every segment. A record that fails its checks at the end of the
@@ -29,8 +38,10 @@ use raftlet::{ConfChange, Entry, EntryData, HardState, Index, Persist, SnapshotI
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 
 /// The payload type of the tokio runner.
 pub type Payload = Vec<u8>;
@@ -42,8 +53,97 @@ const STATE_MAGIC: u32 = 0x4554_5453; // "STTE"
 const HEADER: usize = 12;
 /// A record longer than this is corrupt (a batch of entries of at most a few MiB).
 const MAX_RECORD: usize = 64 << 20;
-/// A segment is sealed and a new one started once it holds this many bytes.
+/// A segment is sealed and a new one started once it holds this many bytes (the default of
+/// [`LogOptions::segment_bytes`]).
 pub const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// How a [`DiskLog`] lays out its segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// A segment is sealed once it holds this many bytes (a record is never split, so a
+    /// segment can hold a little more).
+    pub segment_bytes: u64,
+    /// Create segments full of zeros (see the [module docs](self)); without it a segment
+    /// grows as records are appended and every `fdatasync` also writes its inode.
+    pub preallocate: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: SEGMENT_BYTES,
+            preallocate: true,
+        }
+    }
+}
+
+/// An `fdatasync` to run off the runner's task; see [`DiskLog::start_sync`].
+pub type SyncJob = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
+/// A persist as the tokio runner's node emits it.
+pub type RunnerPersist = Persist<Payload, { raftlet::DEFAULT_BATCH }>;
+
+/// A log the [runner](crate::runner) can keep: the core's [`Storage`] view, plus the writes,
+/// syncs and compaction the runner executes. [`DiskLog`] is the durable default,
+/// [`MemLog`](crate::memlog::MemLog) an in-memory one for tests and examples.
+///
+/// The contract the runner relies on:
+/// * [`write`](Self::write) makes the persist's entries visible through [`Storage`] at once;
+///   its hard state and snapshot reset are durable when it returns;
+/// * every entry written before [`start_sync`](Self::start_sync) is durable once the job it
+///   returns has returned `Ok` (`None`: nothing waits for a sync, all is durable already);
+///   the runner runs jobs one at a time, in order, on a thread of its own, and acknowledges
+///   persists only after their job;
+/// * [`sync`](Self::sync) makes everything durable before it returns (used at shutdown).
+pub trait LogStore: Storage<Payload> + Send + 'static {
+    /// Executes a `Persist` (see the trait docs).
+    ///
+    /// # Errors
+    /// I/O errors: the runner stops.
+    fn write(&mut self, p: &RunnerPersist) -> io::Result<()>;
+    /// Starts making every write so far durable.
+    ///
+    /// # Errors
+    /// I/O errors: the runner stops.
+    fn start_sync(&mut self) -> io::Result<Option<SyncJob>>;
+    /// Makes every write so far durable now.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Records `through` as the log's start durably; what it covers may be deleted.
+    ///
+    /// # Errors
+    /// I/O errors: the runner stops.
+    fn compact(&mut self, through: SnapshotId) -> io::Result<()>;
+    /// The entry at `index`, without copying it (for applying).
+    fn get(&self, index: Index) -> Option<&LogEntry>;
+    /// Files the log occupies (for [`Status`](crate::runner::Status)).
+    fn segment_count(&self) -> usize {
+        0
+    }
+}
+
+impl LogStore for DiskLog {
+    fn write(&mut self, p: &RunnerPersist) -> io::Result<()> {
+        DiskLog::write(self, p)
+    }
+    fn start_sync(&mut self) -> io::Result<Option<SyncJob>> {
+        DiskLog::start_sync(self)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        DiskLog::sync(self)
+    }
+    fn compact(&mut self, through: SnapshotId) -> io::Result<()> {
+        DiskLog::compact(self, through)
+    }
+    fn get(&self, index: Index) -> Option<&LogEntry> {
+        DiskLog::get(self, index)
+    }
+    fn segment_count(&self) -> usize {
+        DiskLog::segment_count(self)
+    }
+}
 
 /// One record of a segment.
 #[derive(Serialize, Deserialize, Debug)]
@@ -117,28 +217,88 @@ struct Segment {
     path: PathBuf,
     /// The highest index a record of this segment wrote.
     max_index: Index,
+    /// Bytes of records (where the next record goes).
     bytes: u64,
+}
+
+/// Prepares the next preallocated segment on a thread of its own.
+#[derive(Debug)]
+struct Preparer {
+    /// Asks for `log/next.prep` of the given size.
+    ask: std_mpsc::Sender<u64>,
+    /// A prepared file is ready (or preparing it failed: then the roll creates one itself).
+    ready: std_mpsc::Receiver<io::Result<()>>,
+    /// A request is out and not yet collected.
+    pending: bool,
+    /// `log/next.prep` exists, complete and synced.
+    have_spare: bool,
+}
+
+impl Preparer {
+    fn start(dir: PathBuf) -> io::Result<Self> {
+        let (ask, asks) = std_mpsc::channel::<u64>();
+        let (done, ready) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("raftlet-log-prep".into())
+            .spawn(move || {
+                // Ends when the log is dropped (the sender goes away).
+                while let Ok(bytes) = asks.recv() {
+                    let r = create_zeroed(&dir.join("next.prep"), bytes);
+                    if done.send(r).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            ask,
+            ready,
+            pending: false,
+            have_spare: false,
+        })
+    }
+}
+
+/// Creates `path` full of zeros (`bytes` long) and makes it durable (the file; its name is
+/// made durable by the rename that puts it in use).
+fn create_zeroed(path: &Path, bytes: u64) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()
 }
 
 /// The durable log of one node. See the [module docs](self).
 #[derive(Debug)]
 pub struct DiskLog {
     dir: PathBuf,
+    options: LogOptions,
     state: StateFile,
     entries: VecDeque<LogEntry>,
     segments: Vec<Segment>,
-    writer: BufWriter<File>,
+    /// The segment being written, positioned after its last record.
+    file: Arc<File>,
+    /// Records not yet written to `file`.
+    buf: Vec<u8>,
+    /// Records were written since the last `fdatasync` (or are still in `buf`).
     dirty: bool,
+    preparer: Option<Preparer>,
 }
 
-fn encode_record(r: &Record) -> Vec<u8> {
-    let payload = postcard::to_allocvec(r).expect("records serialize");
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
+/// Appends the record to `out`, header first.
+fn encode_record(r: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER]);
+    *out = postcard::to_extend(r, std::mem::take(out)).expect("records serialize");
+    let len = out.len() - start - HEADER;
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start..start + 4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Parses the record at `at`; `None` if it is not a whole, valid record.
@@ -176,6 +336,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Creates a new, empty segment at `path` (preallocated if the options say so) and makes its
+/// name durable.
+fn new_segment_file(dir: &Path, path: &Path, options: LogOptions) -> io::Result<()> {
+    if options.preallocate {
+        create_zeroed(path, options.segment_bytes)?;
+    } else {
+        File::create(path)?;
+    }
+    sync_dir(&dir.join("log"))
+}
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join("log").join(format!("seg-{seq:010}.log"))
 }
@@ -186,8 +357,21 @@ impl DiskLog {
     /// # Errors
     /// I/O errors, corruption of acknowledged data, a missing state file.
     pub fn open(dir: impl AsRef<Path>) -> Result<(Self, Recovery), StorageError> {
+        Self::open_with(dir, LogOptions::default())
+    }
+
+    /// [`open`](Self::open) with the given segment layout.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<(Self, Recovery), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(dir.join("log"))?;
+        // A segment being prepared when the process stopped: never in use, start over.
+        let _ = fs::remove_file(dir.join("log").join("next.prep"));
         let mut seqs: Vec<u64> = fs::read_dir(dir.join("log"))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -221,6 +405,10 @@ impl DiskLog {
             let mut max_index = Index(0);
             while at < bytes.len() {
                 let Some((record, len)) = parse_record(&bytes, at) else {
+                    if bytes[at..].iter().all(|&b| b == 0) {
+                        // The free space of a preallocated segment.
+                        break;
+                    }
                     let later_valid =
                         (at + 1..bytes.len()).any(|p| parse_record(&bytes, p).is_some());
                     if !last_segment || later_valid {
@@ -230,12 +418,15 @@ impl DiskLog {
                             what: "a record fails its checks before the end of the log",
                         });
                     }
-                    // A torn write at the tail: never acknowledged, cut it off.
+                    // A torn write at the tail: never acknowledged, cut it off. In a
+                    // preallocated segment the cut bytes become zeros again (free space).
+                    let torn_end = bytes.iter().rposition(|&b| b != 0).map_or(at, |p| p + 1);
                     let f = OpenOptions::new().write(true).open(&path)?;
                     f.set_len(at as u64)?;
+                    f.set_len(bytes.len() as u64)?;
                     f.sync_all()?;
-                    recovery.truncated_tail = Some((bytes.len() - at) as u64);
-                    bytes.truncate(at);
+                    recovery.truncated_tail = Some((torn_end - at) as u64);
+                    bytes[at..].fill(0);
                     break;
                 };
                 recovery.records += 1;
@@ -277,7 +468,7 @@ impl DiskLog {
                 seq,
                 path,
                 max_index,
-                bytes: bytes.len() as u64,
+                bytes: at as u64,
             });
         }
         if state_missing && (!log.is_empty() || base.index.0 > 0) {
@@ -286,8 +477,7 @@ impl DiskLog {
         let state = StateFile { base, ..state };
         if segments.is_empty() {
             let path = segment_path(&dir, 1);
-            File::create(&path)?;
-            sync_dir(&dir.join("log"))?;
+            new_segment_file(&dir, &path, options)?;
             segments.push(Segment {
                 seq: 1,
                 path,
@@ -296,14 +486,23 @@ impl DiskLog {
             });
         }
         let current = segments.last().expect("one segment");
-        let file = OpenOptions::new().append(true).open(&current.path)?;
+        let mut file = OpenOptions::new().write(true).open(&current.path)?;
+        file.seek(SeekFrom::Start(current.bytes))?;
+        let preparer = if options.preallocate {
+            Some(Preparer::start(dir.join("log"))?)
+        } else {
+            None
+        };
         let mut disk = Self {
             dir,
+            options,
             state,
             entries: log,
             segments,
-            writer: BufWriter::with_capacity(1 << 20, file),
+            file: Arc::new(file),
+            buf: Vec::with_capacity(64 << 10),
             dirty: false,
+            preparer,
         };
         if state_missing {
             disk.write_state()?;
@@ -339,13 +538,15 @@ impl DiskLog {
 
     fn append(&mut self, record: &Record) -> io::Result<()> {
         let current = self.segments.last().expect("one segment");
-        if current.bytes >= SEGMENT_BYTES {
+        if current.bytes >= self.options.segment_bytes {
             self.roll()?;
+        } else if current.bytes >= self.options.segment_bytes / 2 {
+            self.want_spare();
         }
-        let bytes = encode_record(record);
-        self.writer.write_all(&bytes)?;
+        let before = self.buf.len();
+        encode_record(record, &mut self.buf);
         let current = self.segments.last_mut().expect("one segment");
-        current.bytes += bytes.len() as u64;
+        current.bytes += (self.buf.len() - before) as u64;
         if let Record::Entries(batch) = record
             && let Some(last) = batch.last()
         {
@@ -355,14 +556,52 @@ impl DiskLog {
         Ok(())
     }
 
+    /// Asks the preparer for the next segment, once.
+    fn want_spare(&mut self) {
+        let bytes = self.options.segment_bytes;
+        if let Some(p) = &mut self.preparer
+            && !p.pending
+            && !p.have_spare
+        {
+            p.pending = p.ask.send(bytes).is_ok();
+        }
+    }
+
+    /// Writes the buffered records to the segment (no sync).
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            (&*self.file).write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
     /// Seals the current segment and starts the next.
     fn roll(&mut self) -> io::Result<()> {
         self.sync()?;
         let seq = self.segments.last().expect("one segment").seq + 1;
         let path = segment_path(&self.dir, seq);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        sync_dir(&self.dir.join("log"))?;
-        self.writer = BufWriter::with_capacity(1 << 20, file);
+        // Take the prepared segment if it is ready (waiting for it if it is being made).
+        let spare = match &mut self.preparer {
+            Some(p) if p.pending => {
+                p.pending = false;
+                p.have_spare = matches!(p.ready.recv(), Ok(Ok(())));
+                p.have_spare
+            }
+            Some(p) => p.have_spare,
+            None => false,
+        };
+        if spare {
+            fs::rename(self.dir.join("log").join("next.prep"), &path)?;
+            sync_dir(&self.dir.join("log"))?;
+            if let Some(p) = &mut self.preparer {
+                p.have_spare = false;
+            }
+        } else {
+            new_segment_file(&self.dir, &path, self.options)?;
+        }
+        let file = OpenOptions::new().write(true).open(&path)?;
+        self.file = Arc::new(file);
         self.segments.push(Segment {
             seq,
             path,
@@ -413,16 +652,37 @@ impl DiskLog {
     /// I/O errors.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            self.writer.flush()?;
-            self.writer.get_ref().sync_data()?;
+            self.flush()?;
+            self.file.sync_data()?;
             self.dirty = false;
         }
         Ok(())
     }
 
+    /// Writes the buffered records and returns the `fdatasync` that makes them durable, to be
+    /// run on another thread; `None` if nothing waits for a sync. Every record written before
+    /// this call is durable once the job returns `Ok`.
+    ///
+    /// # Errors
+    /// I/O errors of the write.
+    pub fn start_sync(&mut self) -> io::Result<Option<SyncJob>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        self.flush()?;
+        self.dirty = false;
+        let file = self.file.clone();
+        Ok(Some(Box::new(move || file.sync_data())))
+    }
+
     /// Whether writes wait for [`sync`](Self::sync).
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Bytes of records in the segment being written (where the next record goes).
+    pub fn segment_offset(&self) -> u64 {
+        self.segments.last().expect("one segment").bytes
     }
 
     /// Records `through` as the log's start (durably) and deletes what it covers.

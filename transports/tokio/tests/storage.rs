@@ -5,8 +5,14 @@
 use raftlet::{
     Entry, EntryData, HardState, Index, NodeId, Persist, PersistToken, SnapshotId, Storage, Term,
 };
-use raftlet_tokio::storage::{DiskLog, StorageError};
+use raftlet_tokio::storage::{DiskLog, LogOptions, StorageError};
 use std::fs;
+
+/// Preallocated segments of 64 KiB (the fixture's records fit in one).
+const SMALL: LogOptions = LogOptions {
+    segment_bytes: 64 << 10,
+    preallocate: true,
+};
 
 type P = Persist<Vec<u8>, { raftlet::DEFAULT_BATCH }>;
 
@@ -40,9 +46,8 @@ fn hs(term: u64) -> Option<HardState> {
 /// Writes 10 records of 3 entries (the 7th rewrites a tail); returns the byte offsets of the
 /// record boundaries of the segment and the expected (index, term) after each record.
 fn build(dir: &std::path::Path) -> (Vec<u64>, Vec<Vec<(u64, u64)>>) {
-    let (mut log, _) = DiskLog::open(dir).unwrap();
-    let seg = log.current_segment().to_path_buf();
-    let mut bounds = vec![fs::metadata(&seg).unwrap().len()];
+    let (mut log, _) = DiskLog::open_with(dir, SMALL).unwrap();
+    let mut bounds = vec![log.segment_offset()];
     let mut expected = vec![vec![]];
     let mut model: Vec<(u64, u64)> = Vec::new();
     for k in 0..10u64 {
@@ -56,7 +61,7 @@ fn build(dir: &std::path::Path) -> (Vec<u64>, Vec<Vec<(u64, u64)>>) {
         log.sync().unwrap();
         model.truncate(first as usize - 1);
         model.extend((first..first + 3).map(|i| (i, term)));
-        bounds.push(fs::metadata(&seg).unwrap().len());
+        bounds.push(log.segment_offset());
         expected.push(model.clone());
     }
     (bounds, expected)
@@ -66,7 +71,10 @@ fn build(dir: &std::path::Path) -> (Vec<u64>, Vec<Vec<(u64, u64)>>) {
 struct Fixture {
     src: tempfile::TempDir,
     seg: std::path::PathBuf,
+    /// The segment's records (without its free space).
     full: Vec<u8>,
+    /// The segment's preallocated size.
+    size: usize,
     bounds: Vec<u64>,
     expected: Vec<Vec<(u64, u64)>>,
 }
@@ -81,11 +89,21 @@ impl Fixture {
             .unwrap()
             .unwrap()
             .path();
-        let full = fs::read(&seg).unwrap();
+        let mut full = fs::read(&seg).unwrap();
+        let size = full.len();
+        assert_eq!(size, 64 << 10, "segments are preallocated");
+        assert!(
+            full[*bounds.last().unwrap() as usize..]
+                .iter()
+                .all(|&b| b == 0),
+            "free space is zeros"
+        );
+        full.truncate(*bounds.last().unwrap() as usize);
         Self {
             src,
             seg,
             full,
+            size,
             bounds,
             expected,
         }
@@ -102,6 +120,18 @@ impl Fixture {
         .unwrap();
         dir
     }
+
+    /// The same, as a preallocated segment: `bytes`, then zeros up to the segment's size.
+    fn with_padded(&self, bytes: &[u8]) -> tempfile::TempDir {
+        let mut padded = bytes.to_vec();
+        padded.resize(self.size, 0);
+        self.with_segment(&padded)
+    }
+
+    /// Both forms: a segment cut where `bytes` ends, and one whose free space follows it.
+    fn variants(&self, bytes: &[u8]) -> [tempfile::TempDir; 2] {
+        [self.with_segment(bytes), self.with_padded(bytes)]
+    }
 }
 
 fn contents(log: &DiskLog) -> Vec<(u64, u64)> {
@@ -114,10 +144,11 @@ fn contents(log: &DiskLog) -> Vec<(u64, u64)> {
 fn a_log_cut_at_any_record_boundary_recovers_exactly_that_prefix() {
     let f = Fixture::new();
     for (k, &b) in f.bounds.iter().enumerate() {
-        let dir = f.with_segment(&f.full[..b as usize]);
-        let (log, rec) = DiskLog::open(dir.path()).unwrap();
-        assert_eq!(contents(&log), f.expected[k], "cut after record {k}");
-        assert_eq!(rec.truncated_tail, None);
+        for dir in f.variants(&f.full[..b as usize]) {
+            let (log, rec) = DiskLog::open(dir.path()).unwrap();
+            assert_eq!(contents(&log), f.expected[k], "cut after record {k}");
+            assert_eq!(rec.truncated_tail, None);
+        }
     }
 }
 
@@ -127,18 +158,28 @@ fn a_torn_tail_at_any_offset_is_cut_off_and_never_served() {
     let mut rng = fastrand_seed(7);
     for _ in 0..200 {
         let cut = (rng() % f.full.len() as u64) as usize;
-        let dir = f.with_segment(&f.full[..cut]);
-        let (log, rec) = DiskLog::open(dir.path()).unwrap();
-        // The whole records before the cut, nothing of the torn one.
-        let whole = f.bounds.iter().rposition(|&b| b as usize <= cut).unwrap();
-        assert_eq!(contents(&log), f.expected[whole], "cut at {cut}");
-        let torn = cut as u64 - f.bounds[whole];
-        assert_eq!(rec.truncated_tail, (torn > 0).then_some(torn));
-        // The cut is persistent: reopening finds a clean log.
-        drop(log);
-        let (log, rec) = DiskLog::open(dir.path()).unwrap();
-        assert_eq!(contents(&log), f.expected[whole]);
-        assert_eq!(rec.truncated_tail, None);
+        for dir in f.variants(&f.full[..cut]) {
+            let (log, rec) = DiskLog::open(dir.path()).unwrap();
+            // The whole records before the cut, nothing of the torn one.
+            let whole = f.bounds.iter().rposition(|&b| b as usize <= cut).unwrap();
+            assert_eq!(contents(&log), f.expected[whole], "cut at {cut}");
+            // The torn bytes, up to the last that is not zero (zeros are free space).
+            let start = f.bounds[whole] as usize;
+            let torn = f.full[start..cut]
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |p| p as u64 + 1);
+            assert_eq!(
+                rec.truncated_tail,
+                (torn > 0).then_some(torn),
+                "cut at {cut}"
+            );
+            // The cut is persistent: reopening finds a clean log.
+            drop(log);
+            let (log, rec) = DiskLog::open(dir.path()).unwrap();
+            assert_eq!(contents(&log), f.expected[whole]);
+            assert_eq!(rec.truncated_tail, None);
+        }
     }
 }
 
@@ -152,24 +193,25 @@ fn a_bit_flip_before_the_tail_is_an_error_and_in_the_last_record_a_torn_write() 
         let bit = 1u8 << (rng() % 8);
         let mut bytes = f.full.clone();
         bytes[at] ^= bit;
-        let dir = f.with_segment(&bytes);
-        match DiskLog::open(dir.path()) {
-            Ok((log, rec)) => {
-                assert!(
-                    at >= last_start,
-                    "a flip at {at}, before the last record, was accepted"
-                );
-                assert_eq!(contents(&log), f.expected[f.expected.len() - 2]);
-                assert!(rec.truncated_tail.is_some());
+        for dir in f.variants(&bytes) {
+            match DiskLog::open(dir.path()) {
+                Ok((log, rec)) => {
+                    assert!(
+                        at >= last_start,
+                        "a flip at {at}, before the last record, was accepted"
+                    );
+                    assert_eq!(contents(&log), f.expected[f.expected.len() - 2]);
+                    assert!(rec.truncated_tail.is_some());
+                }
+                Err(StorageError::Corrupt { offset, .. }) => {
+                    assert!(
+                        at < last_start,
+                        "a flip at {at} in the last record was refused"
+                    );
+                    assert!(offset as usize <= at);
+                }
+                Err(e) => panic!("unexpected error for a flip at {at}: {e}"),
             }
-            Err(StorageError::Corrupt { offset, .. }) => {
-                assert!(
-                    at < last_start,
-                    "a flip at {at} in the last record was refused"
-                );
-                assert!(offset as usize <= at);
-            }
-            Err(e) => panic!("unexpected error for a flip at {at}: {e}"),
         }
     }
 }

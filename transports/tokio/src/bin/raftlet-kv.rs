@@ -17,7 +17,7 @@
 //! `--timeout SECS` (default 10) bounds every client call. `RAFTLET_LOG=info` logs to stderr.
 
 use raftlet::{InstallOutcome, NodeId, Role};
-use raftlet_tokio::kv::{self, Kv, Reply, Request};
+use raftlet_tokio::kv::{self, Reply, Request};
 use raftlet_tokio::runner::{self, Event, Handle, RunnerConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -159,25 +159,21 @@ async fn serve(args: &Args) -> ExitCode {
     };
     let mut config = RunnerConfig::new(id, data, voters);
     config.peers = peers.into_iter().filter(|(i, _)| *i != id).collect();
-    let (clients_tx, clients_rx) = mpsc::channel(64);
-    let (handle, recovery) =
-        match runner::start(config, Kv::default(), listen, Some(clients_tx)).await {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("node {id} cannot start: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (handle, recovery) = match kv::start(config, listen).await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("node {id} cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!(
-        "node {id} serving on {} (recovered {} segments, {} records{})",
-        handle.addr(),
+        "node {id} serving on {listen} (recovered {} segments, {} records{})",
         recovery.segments,
         recovery.records,
         recovery
             .truncated_tail
             .map_or(String::new(), |b| format!(", cut a torn tail of {b} bytes"))
     );
-    tokio::spawn(kv::serve_clients(handle.clone(), clients_rx));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = wait_stopped(&handle) => {
@@ -385,17 +381,9 @@ impl Cluster {
             .find(|(i, _)| *i == id)
             .expect("address")
             .1;
-        let (clients_tx, clients_rx) = mpsc::channel(64);
         let mut tries = 0;
         let (h, rec) = loop {
-            match runner::start(
-                self.config(id),
-                Kv::default(),
-                addr,
-                Some(clients_tx.clone()),
-            )
-            .await
-            {
+            match kv::start(self.config(id), addr).await {
                 Ok(x) => break x,
                 Err(e) if tries < 50 => {
                     // The port of a killed node may take a moment to be free again.
@@ -415,7 +403,6 @@ impl Cluster {
                     .map_or(String::new(), |b| format!(", cut a torn tail of {b} bytes"))
             );
         }
-        tokio::spawn(kv::serve_clients(h.clone(), clients_rx));
         self.nodes.insert(id, h.clone());
         h
     }
@@ -524,7 +511,7 @@ async fn demo() -> ExitCode {
     println!("  data in {}", dir.display());
     for &id in &ids[..3] {
         let h = cluster.start(id).await;
-        println!("  node {id} listening on {}", h.addr());
+        println!("  node {id} listening on {}", h.addr().expect("TCP"));
     }
     let Some((leader, term)) = cluster
         .leader(raftlet::Term(0), Duration::from_secs(10))
@@ -626,7 +613,7 @@ async fn demo() -> ExitCode {
             hops: 0,
             request: Request::AddLearner {
                 id: new.0,
-                addr: h4.addr(),
+                addr: h4.addr().expect("TCP"),
             },
         },
     )
