@@ -1,0 +1,332 @@
+//! `raftlet-tokio` used as a library: a state machine of the test's own, the in-memory log,
+//! and a transport of the test's own (channels between runners in one process). And the
+//! durable pipeline on a slow disk: proposals keep being accepted and batched while a sync is
+//! in flight, and nothing is acknowledged before the syncs that make it durable complete.
+
+use raftlet::{Index, NodeId, Role, Storage};
+use raftlet_tokio::memlog::MemLog;
+use raftlet_tokio::net::{Msg, Transport};
+use raftlet_tokio::runner::{self, Handle, RunnerConfig, StateMachine};
+use raftlet_tokio::storage::{LogEntry, LogStore, Payload, RunnerPersist, SyncJob};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+// ----- a state machine of our own -----------------------------------------------------------
+
+/// Adds the command's number to a total; answers with the entry's index and the new total.
+#[derive(Default)]
+struct Counter {
+    total: u64,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
+        let n = u64::from_le_bytes(command.try_into().unwrap_or([0; 8]));
+        self.total += n;
+        [index.0.to_le_bytes(), self.total.to_le_bytes()].concat()
+    }
+    fn query(&self, _: &[u8]) -> Vec<u8> {
+        self.total.to_le_bytes().to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.total.to_le_bytes().to_vec()
+    }
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.total = u64::from_le_bytes(data.try_into().map_err(|_| "not 8 bytes")?);
+        Ok(())
+    }
+}
+
+fn answer(bytes: &[u8]) -> (u64, u64) {
+    let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap());
+    (word(0), word(8))
+}
+
+// ----- a transport of our own ------------------------------------------------------------------
+
+/// Runners in one process, connected by channels.
+#[derive(Default, Clone)]
+struct Hub {
+    inboxes: Arc<Mutex<HashMap<NodeId, mpsc::Sender<Msg>>>>,
+}
+
+struct ChannelNet {
+    id: NodeId,
+    hub: Hub,
+    stopped: Arc<AtomicBool>,
+    sent: AtomicU64,
+}
+
+impl Transport for ChannelNet {
+    fn send(&self, msg: Msg) {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let inboxes = self.hub.inboxes.lock().unwrap();
+        if let Some(tx) = inboxes.get(&msg.to) {
+            let _ = tx.try_send(msg);
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn start(&self, inbound: mpsc::Sender<Msg>) {
+        self.hub.inboxes.lock().unwrap().insert(self.id, inbound);
+    }
+    fn shutdown(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.hub.inboxes.lock().unwrap().remove(&self.id);
+    }
+}
+
+// ----- a slow disk ---------------------------------------------------------------------------
+
+/// What one node's log saw.
+#[derive(Default)]
+struct Probe {
+    /// The highest index written.
+    written: AtomicU64,
+    /// The highest index a completed sync covers.
+    durable: AtomicU64,
+    /// A sync job is running.
+    in_flight: AtomicBool,
+    /// Writes of entries made while a sync job was running.
+    writes_while_syncing: AtomicU64,
+    /// Sync jobs completed.
+    syncs: AtomicU64,
+}
+
+/// The in-memory log behind a disk whose every sync takes `delay`.
+struct SlowLog {
+    inner: MemLog,
+    probe: Arc<Probe>,
+    delay: Duration,
+    dirty: bool,
+}
+
+impl raftlet::Storage<Payload> for SlowLog {
+    fn hard_state(&self) -> raftlet::HardState {
+        self.inner.hard_state()
+    }
+    fn last_index(&self) -> Index {
+        self.inner.last_index()
+    }
+    fn term(&self, index: Index) -> Option<raftlet::Term> {
+        self.inner.term(index)
+    }
+    fn entry(&self, index: Index) -> Option<LogEntry> {
+        self.inner.entry(index)
+    }
+    fn snapshot(&self) -> raftlet::SnapshotId {
+        self.inner.snapshot()
+    }
+    fn membership_changes(&self, after: Index, f: &mut dyn FnMut(Index, &raftlet::ConfChange)) {
+        self.inner.membership_changes(after, f);
+    }
+}
+
+impl LogStore for SlowLog {
+    fn write(&mut self, p: &RunnerPersist) -> std::io::Result<()> {
+        self.inner.write(p)?;
+        if let Some(last) = p.entries.last() {
+            self.probe.written.store(last.index.0, Ordering::SeqCst);
+            if self.probe.in_flight.load(Ordering::SeqCst) {
+                self.probe
+                    .writes_while_syncing
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+    fn start_sync(&mut self) -> std::io::Result<Option<SyncJob>> {
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(None);
+        }
+        let probe = self.probe.clone();
+        let covers = self.inner.last_index().0;
+        let delay = self.delay;
+        probe.in_flight.store(true, Ordering::SeqCst);
+        Ok(Some(Box::new(move || {
+            std::thread::sleep(delay);
+            probe.durable.fetch_max(covers, Ordering::SeqCst);
+            probe.syncs.fetch_add(1, Ordering::SeqCst);
+            probe.in_flight.store(false, Ordering::SeqCst);
+            Ok(())
+        })))
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.dirty = false;
+        self.probe
+            .durable
+            .fetch_max(self.inner.last_index().0, Ordering::SeqCst);
+        Ok(())
+    }
+    fn compact(&mut self, through: raftlet::SnapshotId) -> std::io::Result<()> {
+        self.inner.compact(through)
+    }
+    fn get(&self, index: Index) -> Option<&LogEntry> {
+        self.inner.get(index)
+    }
+}
+
+// ----- the cluster ---------------------------------------------------------------------------
+
+struct Node {
+    handle: Handle,
+    probe: Arc<Probe>,
+    stopped: Arc<AtomicBool>,
+}
+
+fn start(n: u64, dir: &std::path::Path, sync_delay: Option<Duration>) -> (Hub, Vec<Node>) {
+    let hub = Hub::default();
+    let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
+    let mut nodes = Vec::new();
+    for &id in &voters {
+        let mut cfg = RunnerConfig::new(id, dir.join(id.to_string()), voters.clone());
+        cfg.tick = Duration::from_millis(10);
+        let probe = Arc::new(Probe::default());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let net = ChannelNet {
+            id,
+            hub: hub.clone(),
+            stopped: stopped.clone(),
+            sent: AtomicU64::new(0),
+        };
+        let handle = match sync_delay {
+            None => runner::start_with(cfg, Counter::default(), MemLog::new(), net),
+            Some(delay) => runner::start_with(
+                cfg,
+                Counter::default(),
+                SlowLog {
+                    inner: MemLog::new(),
+                    probe: probe.clone(),
+                    delay,
+                    dirty: false,
+                },
+                net,
+            ),
+        }
+        .unwrap();
+        nodes.push(Node {
+            handle,
+            probe,
+            stopped,
+        });
+    }
+    (hub, nodes)
+}
+
+async fn leader(nodes: &[Node]) -> usize {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        for (k, n) in nodes.iter().enumerate() {
+            if n.handle
+                .status()
+                .await
+                .is_some_and(|s| s.role == Role::Leader)
+            {
+                return k;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_state_machine_memory_log_and_transport_replicate_and_stop_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, nodes) = start(3, dir.path(), None);
+    let l = leader(&nodes).await;
+    let mut expected = 0;
+    for k in 1..=100u64 {
+        let a = nodes[l].handle.propose(k.to_le_bytes().to_vec()).await;
+        expected += k;
+        assert_eq!(answer(&a.unwrap()).1, expected);
+    }
+    // A follower refuses a proposal and names the leader.
+    let f = (l + 1) % 3;
+    match nodes[f].handle.propose(1u64.to_le_bytes().to_vec()).await {
+        Err(runner::ClientError::NotLeader { leader }) => {
+            assert_eq!(leader, Some(nodes[l].handle.id()));
+        }
+        other => panic!("a follower answered {other:?}"),
+    }
+    // Every node applies the same total; a linearizable read on a follower sees it.
+    let read = nodes[f].handle.read(Vec::new()).await.unwrap();
+    assert_eq!(u64::from_le_bytes(read.try_into().unwrap()), expected);
+    // Killing a runner stops its transport (no task or registration is left behind).
+    nodes[f].handle.kill();
+    let t0 = Instant::now();
+    while !nodes[f].stopped.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        nodes[f].stopped.load(Ordering::SeqCst),
+        "transport still running"
+    );
+    assert!(
+        !hub.inboxes
+            .lock()
+            .unwrap()
+            .contains_key(&nodes[f].handle.id())
+    );
+    // The other two go on committing.
+    let a = nodes[l].handle.propose(5u64.to_le_bytes().to_vec()).await;
+    assert_eq!(answer(&a.unwrap()).1, expected + 5);
+    for n in &nodes {
+        n.handle.shutdown().await;
+        assert!(n.stopped.load(Ordering::SeqCst));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_slow_disk_proposals_batch_behind_a_sync_and_no_ack_precedes_its_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = Duration::from_millis(30);
+    let (_hub, nodes) = start(3, dir.path(), Some(delay));
+    let l = leader(&nodes).await;
+    let nodes = Arc::new(nodes);
+    let syncs_before = nodes[l].probe.syncs.load(Ordering::SeqCst);
+    let proposals = 200;
+    let mut tasks = Vec::new();
+    for k in 0..proposals {
+        let nodes = nodes.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = nodes[l].handle.propose(1u64.to_le_bytes().to_vec()).await;
+            let (index, _) = answer(&a.unwrap_or_else(|e| panic!("proposal {k}: {e}")));
+            // At the moment of the acknowledgement: the leader's own sync covering the entry
+            // has completed, and so have the syncs of a majority.
+            let leader_durable = nodes[l].probe.durable.load(Ordering::SeqCst);
+            assert!(
+                leader_durable >= index,
+                "entry {index} acknowledged, the leader's disk holds {leader_durable}"
+            );
+            let quorum = nodes
+                .iter()
+                .filter(|n| n.probe.durable.load(Ordering::SeqCst) >= index)
+                .count();
+            assert!(quorum >= 2, "entry {index} acknowledged on {quorum} disks");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let p = &nodes[l].probe;
+    let syncs = p.syncs.load(Ordering::SeqCst) - syncs_before;
+    let during = p.writes_while_syncing.load(Ordering::SeqCst);
+    assert!(
+        during > 0,
+        "no proposal was written while a sync was in flight"
+    );
+    assert!(
+        syncs * 5 <= proposals,
+        "{syncs} syncs for {proposals} proposals: not batched"
+    );
+    assert!(p.written.load(Ordering::SeqCst) >= proposals);
+    for n in nodes.iter() {
+        n.handle.shutdown().await;
+    }
+}
