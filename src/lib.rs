@@ -146,9 +146,12 @@ pub use types::{
 /// carries: 8 is the fastest of 4, 8 and 16 in `benches/` (see `benches/README.md`).
 pub const DEFAULT_BATCH: usize = 8;
 
+/// Members (voters and learners) of a membership in the default profile.
+pub const DEFAULT_MEMBERS: usize = 7;
+
 /// The profile for hosted runners: up to 7 members, 256 unstable entries, 8 entries per
 /// message, 8 appends in flight per follower, 64 queued sends.
-pub type DefaultNode<P> = Node<P, 7, 256, DEFAULT_BATCH, 8, 64>;
+pub type DefaultNode<P> = Node<P, DEFAULT_MEMBERS, 256, DEFAULT_BATCH, 8, 64>;
 /// Messages of [`DefaultNode`].
 pub type DefaultMessage<P> = Message<P, DEFAULT_BATCH>;
 /// Actions of [`DefaultNode`].

@@ -169,7 +169,7 @@ pub enum InstallOutcome {
 }
 
 /// The role a node currently plays.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Role {
     /// Follows a leader (possibly unknown).

@@ -1,9 +1,16 @@
 //! # raftlet-tokio
 //!
-//! Runs [raftlet](raftlet) nodes on tokio: a [runner](runner) that executes the core's actions
-//! in the order its action contract requires, a [TCP transport](net), a durable
-//! [segmented log](storage) with a CRC per record and fsync before every acknowledgement,
-//! [snapshot files](snapshot), and a replicated [key-value service](kv) with its client.
+//! Runs [`raftlet`] nodes on tokio, as a library: the [`runner`] executes the core's actions
+//! in the order its action contract requires, with group commit (every queued input is taken
+//! before one `fdatasync`, which runs on a thread of its own while the node keeps working).
+//! What it runs is pluggable: your [`StateMachine`], a log ([`storage::LogStore`]: the durable
+//! segmented [`storage::DiskLog`] by default, [`memlog::MemLog`] for tests and examples) and a
+//! transport ([`net::Transport`]: TCP by default). Also here: [snapshot files](snapshot), a
+//! replicated [key-value service](kv) with its client, and a [load generator](load).
+//!
+//! Start with the defaults with [`runner::start`], or choose the parts with
+//! [`runner::start_with`] (see `tests/library.rs` for a state machine, log and transport of a
+//! test's own).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

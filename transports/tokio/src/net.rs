@@ -80,7 +80,7 @@ struct Hello {
 }
 
 /// Counters of the transport.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetStats {
     /// Messages dropped because a peer's queue was full or no address was known.
     pub dropped: u64,

@@ -35,14 +35,16 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// The node profile of the tokio runner: up to 7 members, 256 unstable entries, 16 entries per
-/// message.
+/// The node profile of the tokio runner ([`raftlet::DefaultNode`]): up to
+/// [`raftlet::DEFAULT_MEMBERS`] members, 256 unstable entries, [`raftlet::DEFAULT_BATCH`] (8)
+/// entries per message and per persist.
 pub type TokioNode = raftlet::DefaultNode<Payload>;
 
 /// The largest command or query, in bytes.
 pub const MAX_COMMAND: usize = 60 << 10;
 
-/// The largest frame between nodes (16 entries of the largest command, or a snapshot chunk).
+/// The largest frame between nodes ([`raftlet::DEFAULT_BATCH`] entries of the largest command,
+/// or a snapshot chunk).
 pub const MAX_FRAME: usize = raftlet::wire::max_frame_len_for(
     raftlet::DEFAULT_BATCH,
     if MAX_COMMAND > crate::snapshot::CHUNK {
@@ -103,6 +105,8 @@ pub enum ClientError {
     Read(ReadError),
     /// A membership change was refused.
     Membership(MembershipError),
+    /// No leader was known within the time allowed: nothing was proposed.
+    NoLeader,
     /// The runner stopped before the outcome was known: it may or may not be applied.
     Unknown,
 }
@@ -123,6 +127,7 @@ impl std::fmt::Display for ClientError {
             Self::Lost => f.write_str("lost to a leader change (not applied)"),
             Self::Read(e) => write!(f, "read failed: {e}"),
             Self::Membership(e) => write!(f, "membership change refused: {e}"),
+            Self::NoLeader => f.write_str("no leader known in time"),
             Self::Unknown => f.write_str("outcome unknown"),
         }
     }
@@ -155,8 +160,9 @@ pub enum Event {
     },
 }
 
-/// A node's state, as [`Handle::status`] reports it.
-#[derive(Debug, Clone)]
+/// A node's state, as [`Handle::status`] reports it (serde: to print or serve it as JSON or
+/// any other format).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     /// The node.
     pub id: NodeId,
@@ -175,7 +181,7 @@ pub struct Status {
     /// Where the log starts.
     pub log_start: SnapshotId,
     /// The membership in use.
-    pub membership: Membership<7>,
+    pub membership: Membership<{ raftlet::DEFAULT_MEMBERS }>,
     /// Sends dropped by the node (full queue) and by the transport.
     pub dropped_sends: u64,
     /// Transport counters.
@@ -282,9 +288,48 @@ pub struct Handle {
     events: broadcast::Sender<Event>,
     task: Arc<tokio::task::JoinHandle<()>>,
     net: Arc<dyn Transport>,
+    leader: tokio::sync::watch::Receiver<(Term, Option<NodeId>)>,
 }
 
 impl Handle {
+    /// The leader this node knows now, with its term (`None`: an election is under way, or
+    /// none was seen yet).
+    pub fn leader(&self) -> (Term, Option<NodeId>) {
+        *self.leader.borrow()
+    }
+
+    /// Waits until this node knows a leader, and returns it.
+    ///
+    /// # Errors
+    /// [`ClientError::NoLeader`] after `timeout`; `Unknown` if the runner stopped.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClientError> {
+        let mut rx = self.leader.clone();
+        match tokio::time::timeout(timeout, rx.wait_for(|(_, l)| l.is_some())).await {
+            Ok(Ok(seen)) => Ok(seen.1.expect("waited for Some")),
+            Ok(Err(_)) => Err(ClientError::Unknown),
+            Err(_) => Err(ClientError::NoLeader),
+        }
+    }
+
+    /// Waits until this node knows a leader at a term after `term` (for example after the
+    /// leader it knew failed), and returns it with its term.
+    ///
+    /// # Errors
+    /// [`ClientError::NoLeader`] after `timeout`; `Unknown` if the runner stopped.
+    pub async fn wait_for_leader_after(
+        &self,
+        term: Term,
+        timeout: Duration,
+    ) -> Result<(Term, NodeId), ClientError> {
+        let mut rx = self.leader.clone();
+        let wait = rx.wait_for(|(t, l)| *t > term && l.is_some());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(seen)) => Ok((seen.0, seen.1.expect("waited for Some"))),
+            Ok(Err(_)) => Err(ClientError::Unknown),
+            Err(_) => Err(ClientError::NoLeader),
+        }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(make(tx)).await.is_err() {
@@ -409,7 +454,7 @@ struct Runner<S, L> {
     sm: S,
     net: Arc<dyn Transport>,
     /// The membership after the last applied entry (stored with snapshots).
-    membership: Membership<7>,
+    membership: Membership<{ raftlet::DEFAULT_MEMBERS }>,
     snapshot_every: u64,
     last_snapshot: Index,
     proposals: BTreeMap<Index, (Term, Reply<Vec<u8>>)>,
@@ -418,6 +463,7 @@ struct Runner<S, L> {
     next_read: u64,
     events: broadcast::Sender<Event>,
     seen_leader: (Term, Option<NodeId>),
+    leader_watch: tokio::sync::watch::Sender<(Term, Option<NodeId>)>,
     syncs: u64,
     /// The newest persist written and not yet covered by a sync job.
     written: Option<PersistToken>,
@@ -511,6 +557,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     let (tx, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(1024);
     let (sync_jobs, synced) = durability_thread(config.id).map_err(StartError::Io)?;
+    let leader_watch = tokio::sync::watch::Sender::new((Term(0), None));
     let runner = Runner {
         node,
         log,
@@ -526,6 +573,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         next_read: 1,
         events: events.clone(),
         seen_leader: (Term(0), None),
+        leader_watch: leader_watch.clone(),
         syncs: 0,
         written: None,
         syncing: None,
@@ -547,6 +595,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         events,
         task: Arc::new(task),
         net,
+        leader: leader_watch.subscribe(),
     })
 }
 
@@ -682,6 +731,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         let now = (self.node.term(), self.node.leader());
         if now != self.seen_leader {
             self.seen_leader = now;
+            self.leader_watch.send_replace(now);
             let _ = self.events.send(Event::Leader {
                 term: now.0,
                 leader: now.1,
@@ -854,7 +904,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         &mut self,
         meta: Meta,
         data: &[u8],
-    ) -> Result<raftlet::SnapshotMeta<7>, InstallError> {
+    ) -> Result<raftlet::SnapshotMeta<{ raftlet::DEFAULT_MEMBERS }>, InstallError> {
         if let Err(e) = self.sm.restore(data) {
             log::warn!(
                 "{}: cannot restore snapshot {:?}: {e}",

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The snapshot metadata of the tokio runner (its node has room for 7 members).
-pub type Meta = SnapshotMeta<7>;
+pub type Meta = SnapshotMeta<{ raftlet::DEFAULT_MEMBERS }>;
 
 /// Bytes per streamed chunk.
 pub const CHUNK: usize = 64 << 10;

@@ -6,7 +6,7 @@
 //!   fsync, rename, fsync of the directory.
 //! * `log/seg-NNNNNNNNNN.log`: segments, replayed in sequence order. Each record is
 //!   `magic (4) | length (4) | crc32 of the payload (4) | payload`, the payload being the postcard
-//!   encoding of a [`Record`]: a batch of entries (which replaces every entry at or after its
+//!   encoding of a `Record`: a batch of entries (which replaces every entry at or after its
 //!   first index, as a `Persist` says), or a reset to an installed snapshot. Segments are
 //!   preallocated: created full of zeros ([`LogOptions::segment_bytes`]) and fsync'd before
 //!   the first record goes in, so that appending never changes a file's size and an

@@ -330,3 +330,61 @@ async fn on_a_slow_disk_proposals_batch_behind_a_sync_and_no_ack_precedes_its_sy
         n.handle.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_wait_for_a_leader_and_for_the_next_one_after_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_hub, nodes) = start(3, dir.path(), None);
+    let mut seen = Vec::new();
+    for n in &nodes {
+        seen.push(
+            n.handle
+                .wait_for_leader(Duration::from_secs(10))
+                .await
+                .unwrap(),
+        );
+    }
+    // The leader each node first saw is a node of the cluster; the current one is among them
+    // (an election that split votes may have put another first).
+    let l = leader(&nodes).await;
+    let lid = nodes[l].handle.id();
+    assert!(seen.iter().all(|s| (1..=3).contains(&s.0)));
+    assert!(seen.contains(&lid), "{seen:?} does not name {lid}");
+    let (term, known) = nodes[l].handle.leader();
+    assert_eq!(known, Some(lid));
+    // Status serializes (serde), for printing or serving it.
+    let status = nodes[l].handle.status().await.unwrap();
+    let bytes = postcard::to_allocvec(&status).unwrap();
+    let back: runner::Status = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        (back.id, back.role, back.term),
+        (status.id, Role::Leader, term)
+    );
+    // The leader dies: the survivors report the next leader, at a later term.
+    nodes[l].handle.kill();
+    for (k, n) in nodes.iter().enumerate() {
+        if k == l {
+            continue;
+        }
+        let (t, next) = n
+            .handle
+            .wait_for_leader_after(term, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(t > term);
+        assert_ne!(next, lid);
+    }
+    // A node that cannot see a quorum reports no leader in time.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_hub2, lonely) = start(3, dir2.path(), None);
+    lonely[1].handle.kill();
+    lonely[2].handle.kill();
+    let (t0, _) = lonely[0].handle.leader();
+    assert_eq!(
+        lonely[0]
+            .handle
+            .wait_for_leader_after(t0, Duration::from_millis(300))
+            .await,
+        Err(runner::ClientError::NoLeader)
+    );
+}
