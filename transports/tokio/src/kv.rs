@@ -27,6 +27,7 @@ use crate::runner::{self, ClientError, Handle, RunnerConfig, StartError, StateMa
 use crate::storage::{DiskLog, Recovery};
 use raftlet::{Change, ConfChange, Index, NodeId};
 use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteBuf, Bytes};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,17 +45,22 @@ pub enum KvCommand {
     /// Set a key.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Set a key if its value is `expect` (`None`: if it is absent).
     Cas {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value it must have.
+        #[serde(with = "serde_bytes")]
         expect: Option<Vec<u8>>,
         /// The value to set.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
     /// Record the address of a node (replicated, so every node can reach it).
@@ -74,10 +80,11 @@ pub enum KvAnswer {
     /// A compare-and-set found another value.
     CasFailed {
         /// The value found.
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
     },
     /// A value read.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// A digest of the whole store.
     Digest {
         /// Number of keys.
@@ -93,6 +100,7 @@ pub enum KvQuery {
     /// The value of a key.
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// A digest of the store (to compare nodes).
@@ -111,7 +119,7 @@ pub struct Kv {
 /// What a snapshot of the store holds.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct KvState {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    data: BTreeMap<ByteBuf, ByteBuf>,
     peers: BTreeMap<u64, SocketAddr>,
 }
 
@@ -199,13 +207,17 @@ impl StateMachine for Kv {
         };
         let answer = match cmd {
             KvCommand::Put { key, value } => {
-                self.state.data.insert(key, value);
+                self.state
+                    .data
+                    .insert(ByteBuf::from(key), ByteBuf::from(value));
                 KvAnswer::Done
             }
             KvCommand::Cas { key, expect, new } => {
-                let current = self.state.data.get(&key).cloned();
+                let current = self.state.data.get(Bytes::new(&key)).map(|v| v.to_vec());
                 if current == expect {
-                    self.state.data.insert(key, new);
+                    self.state
+                        .data
+                        .insert(ByteBuf::from(key), ByteBuf::from(new));
                     KvAnswer::Done
                 } else {
                     KvAnswer::CasFailed { current }
@@ -222,7 +234,9 @@ impl StateMachine for Kv {
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
         let answer = match postcard::from_bytes::<KvQuery>(query) {
-            Ok(KvQuery::Get { key }) => KvAnswer::Value(self.state.data.get(&key).cloned()),
+            Ok(KvQuery::Get { key }) => {
+                KvAnswer::Value(self.state.data.get(Bytes::new(&key)).map(|v| v.to_vec()))
+            }
             Ok(KvQuery::Digest) | Err(_) => self.digest(),
         };
         encode(&answer)
@@ -249,13 +263,16 @@ pub enum Request {
     /// Set a key.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Read a key: linearizable, or this node's state as it is (`stale`).
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Skip the linearizable read barrier.
         stale: bool,
@@ -263,10 +280,13 @@ pub enum Request {
     /// Compare-and-set.
     Cas {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The expected value (`None`: absent).
+        #[serde(with = "serde_bytes")]
         expect: Option<Vec<u8>>,
         /// The new value.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
     /// The node's status, as text.
@@ -314,10 +334,11 @@ pub enum Reply {
     /// The write is applied.
     Applied,
     /// The value read (`None`: no such key).
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The compare-and-set did not match: nothing written.
     CasFailed {
         /// The value found.
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
     },
     /// Certainly not applied.

@@ -471,6 +471,11 @@ struct Runner<S, L> {
     syncing: Option<PersistToken>,
     /// Sync jobs to the durability thread.
     sync_jobs: SyncSender,
+    /// The snapshot being saved, and who waits for it.
+    saving: Option<SnapshotId>,
+    snapshot_waiters: Vec<oneshot::Sender<Option<SnapshotId>>>,
+    /// Saved snapshots come back here.
+    saved_tx: mpsc::UnboundedSender<(SnapshotId, std::io::Result<()>)>,
 }
 
 /// Results of sync jobs: the token they cover.
@@ -558,6 +563,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     let (events, _) = broadcast::channel(1024);
     let (sync_jobs, synced) = durability_thread(config.id).map_err(StartError::Io)?;
     let leader_watch = tokio::sync::watch::Sender::new((Term(0), None));
+    let (saved_tx, saved_rx) = mpsc::unbounded_channel();
     let runner = Runner {
         node,
         log,
@@ -578,6 +584,9 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         written: None,
         syncing: None,
         sync_jobs,
+        saving: None,
+        snapshot_waiters: Vec::new(),
+        saved_tx,
     };
     let id = config.id;
     let tick = config.tick;
@@ -585,7 +594,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     let task = tokio::spawn(async move {
         // However the task ends (returns, fails, is aborted), the transport stops with it.
         let _stop = stop;
-        if let Err(e) = runner.run(tick, in_rx, rx, synced).await {
+        if let Err(e) = runner.run(tick, in_rx, rx, synced, saved_rx).await {
             log::error!("{id}: the runner stopped: {e}");
         }
     });
@@ -605,15 +614,6 @@ struct StopTransport(Arc<dyn Transport>);
 impl Drop for StopTransport {
     fn drop(&mut self) {
         self.0.shutdown();
-    }
-}
-
-/// Runs blocking disk work (fsync) without stalling the other tasks of a multi-threaded
-/// runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
@@ -637,6 +637,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         mut inbound: mpsc::Receiver<Msg>,
         mut commands: mpsc::Receiver<Command>,
         mut synced: mpsc::UnboundedReceiver<Synced>,
+        mut saved: mpsc::UnboundedReceiver<(SnapshotId, std::io::Result<()>)>,
     ) -> Result<(), std::io::Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -647,6 +648,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     self.drain()?;
                 }
                 Some(done) = synced.recv() => self.synced(done)?,
+                Some(done) = saved.recv() => self.saved(done)?,
                 Some(msg) = inbound.recv() => {
                     let _ = self.node.step(msg, &self.log);
                     self.drain()?;
@@ -796,7 +798,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 let _ = reply.send(r);
             }
             Command::Snapshot(reply) => {
-                let _ = reply.send(self.take_snapshot()?);
+                self.take_snapshot(Some(reply));
             }
             Command::SetAddress(id, addr) => self.net.set_address(id, addr),
             Command::Shutdown(_) => unreachable!("handled by the loop"),
@@ -967,19 +969,27 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             }
         }
         if self.snapshot_every > 0 && last.0 >= self.last_snapshot.0 + self.snapshot_every {
-            self.take_snapshot()?;
+            self.take_snapshot(None);
         }
         Ok(())
     }
 
-    /// Snapshots the state machine at the applied index and lets the node compact.
-    fn take_snapshot(&mut self) -> std::io::Result<Option<SnapshotId>> {
-        let applied = self.node.applied_index();
-        if applied <= self.last_snapshot {
-            return Ok(None);
+    /// Snapshots the state machine at the applied index; the file is written and synced off
+    /// the runner's task, and the node compacts once it is durable ([`Self::saved`]).
+    /// `reply` (from [`Handle::snapshot`]) gets the snapshot once it is taken, or `None`.
+    fn take_snapshot(&mut self, reply: Option<oneshot::Sender<Option<SnapshotId>>>) {
+        if self.saving.is_some() {
+            // One at a time: the caller gets the one being saved.
+            self.snapshot_waiters.extend(reply);
+            return;
         }
-        let Some(term) = self.log.term(applied) else {
-            return Ok(None);
+        let applied = self.node.applied_index();
+        let term = self.log.term(applied);
+        let (true, Some(term)) = (applied > self.last_snapshot, term) else {
+            if let Some(r) = reply {
+                let _ = r.send(None);
+            }
+            return;
         };
         let id = SnapshotId {
             index: applied,
@@ -990,17 +1000,33 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             membership: self.membership.clone(),
         };
         let data = self.sm.snapshot();
-        blocking(|| self.snaps.save(&meta, &data))?;
         self.last_snapshot = applied;
-        match self.node.snapshot_taken(id, &self.log) {
+        self.saving = Some(id);
+        self.snapshot_waiters.extend(reply);
+        let saver = self.snaps.saver();
+        let done = self.saved_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send((id, saver.save(&meta, &data)));
+        });
+    }
+
+    /// A snapshot is durable: the node may compact up to it.
+    fn saved(&mut self, (id, result): (SnapshotId, std::io::Result<()>)) -> std::io::Result<()> {
+        result?;
+        self.saving = None;
+        let taken = match self.node.snapshot_taken(id, &self.log) {
             Ok(()) => {
                 let _ = self.events.send(Event::Snapshot { id });
-                Ok(Some(id))
+                Some(id)
             }
             Err(e) => {
                 log::debug!("{}: snapshot {id:?} refused: {e}", self.node.id());
-                Ok(None)
+                None
             }
+        };
+        for w in self.snapshot_waiters.drain(..) {
+            let _ = w.send(taken);
         }
+        self.drain()
     }
 }

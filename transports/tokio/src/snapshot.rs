@@ -39,6 +39,49 @@ fn decode_body(body: &[u8]) -> Option<(Meta, Vec<u8>)> {
     postcard::from_bytes::<(Meta, Vec<u8>)>(body).ok()
 }
 
+/// Snapshot file names in `dir`, oldest first.
+fn names_in(dir: &std::path::Path) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn snap_path(dir: &std::path::Path, id: SnapshotId) -> PathBuf {
+    dir.join(format!("{:020}-{:020}.snap", id.index.0, id.term.0))
+}
+
+/// Saves snapshots into a [`SnapshotStore`]'s directory; see [`SnapshotStore::saver`].
+#[derive(Debug, Clone)]
+pub struct Saver {
+    dir: PathBuf,
+}
+
+impl Saver {
+    /// Saves a snapshot durably and prunes all but the newest two.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self, meta: &Meta, data: &[u8]) -> io::Result<()> {
+        self.save_body(meta.id, &encode_body(meta, data))
+    }
+
+    fn save_body(&self, id: SnapshotId, body: &[u8]) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(8 + body.len());
+        bytes.extend_from_slice(&MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes.extend_from_slice(body);
+        write_atomic(&snap_path(&self.dir, id), &bytes)?;
+        let mut names = names_in(&self.dir)?;
+        while names.len() > 2 {
+            fs::remove_file(self.dir.join(names.remove(0)))?;
+        }
+        Ok(())
+    }
+}
+
 impl SnapshotStore {
     /// Opens `dir/snap`, discarding any partial staging left by a crash.
     ///
@@ -55,40 +98,29 @@ impl SnapshotStore {
         })
     }
 
-    fn path(&self, id: SnapshotId) -> PathBuf {
-        self.dir
-            .join(format!("{:020}-{:020}.snap", id.index.0, id.term.0))
-    }
-
     /// Saves a snapshot durably and prunes all but the newest two.
     ///
     /// # Errors
     /// I/O errors.
     pub fn save(&self, meta: &Meta, data: &[u8]) -> io::Result<()> {
-        self.save_body(meta.id, &encode_body(meta, data))
+        self.saver().save(meta, data)
+    }
+
+    /// Something that saves snapshots into this store from another thread (the runner saves
+    /// the snapshots it takes off its own task).
+    pub fn saver(&self) -> Saver {
+        Saver {
+            dir: self.dir.clone(),
+        }
     }
 
     fn save_body(&self, id: SnapshotId, body: &[u8]) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(8 + body.len());
-        bytes.extend_from_slice(&MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        bytes.extend_from_slice(body);
-        write_atomic(&self.path(id), &bytes)?;
-        let mut names = self.names()?;
-        while names.len() > 2 {
-            fs::remove_file(self.dir.join(names.remove(0)))?;
-        }
-        Ok(())
+        self.saver().save_body(id, body)
     }
 
     /// Snapshot file names, oldest first.
     fn names(&self) -> io::Result<Vec<String>> {
-        let mut names: Vec<String> = fs::read_dir(&self.dir)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".snap"))
-            .collect();
-        names.sort();
-        Ok(names)
+        names_in(&self.dir)
     }
 
     fn read_body(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
