@@ -4,16 +4,21 @@
 # to the leader). Prints throughput, latency percentiles, fdatasync calls per write on the leader
 # and the followers, and the servers' CPU time per write.
 #
-#   bash benches/kv-load.sh [--clients 32] [--duration 10] [--value-bytes 16] [--runs 1]
+#   bash benches/kv-load.sh [--system raftlet|openraft] [--clients 32] [--duration 10]
+#                           [--value-bytes 16] [--runs 1] [--json]
+#
+# --system openraft runs the peer in benches/peers/openraft-kv (same client protocol, same
+# durability) instead of raftlet-kv; the load generator is raftlet-kv's in both cases.
 #
 # The data directories go under $RAFTLET_BENCH_DIR (default target/kv-load): keep them on a real
 # disk, not a tmpfs, or fsync costs nothing. benches/compare-openraft.sh runs this beside the
 # openraft peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clients=32 duration=10 value_bytes=16 runs=1 json=0
+clients=32 duration=10 value_bytes=16 runs=1 json=0 system=raftlet
 while [ $# -gt 0 ]; do
     case "$1" in
+        --system) system=$2; shift 2 ;;
         --clients) clients=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --value-bytes) value_bytes=$2; shift 2 ;;
@@ -24,6 +29,13 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release -q -p raftlet-tokio --bin raftlet-kv
 bin=target/release/raftlet-kv
+case "$system" in
+    raftlet) server=("$bin" serve) ;;
+    openraft)
+        cargo build --release -q --manifest-path benches/peers/openraft-kv/Cargo.toml
+        server=(benches/peers/openraft-kv/target/release/openraft-kv) ;;
+    *) echo "unknown system $system" >&2; exit 64 ;;
+esac
 root=${RAFTLET_BENCH_DIR:-target/kv-load}
 clk=$(getconf CLK_TCK)
 
@@ -39,7 +51,7 @@ for run in $(seq 1 "$runs"); do
     peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
     pids=()
     for i in 1 2 3; do
-        "$bin" serve --id $i --peers "$peers" --data "$root/node-$i" 2>"$root/node-$i.log" &
+        "${server[@]}" --id $i --peers "$peers" --data "$root/node-$i" 2>"$root/node-$i.log" &
         pids+=($!)
     done
     trap 'kill ${pids[*]} 2>/dev/null || true' EXIT
@@ -71,10 +83,11 @@ for run in $(seq 1 "$runs"); do
     kill "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
     trap - EXIT
-    python3 - "$root/bench.json" "$cpu" "$clk" "$leader_syncs" "$follower_syncs" "$followers" "$json" <<'EOF'
+    python3 - "$root/bench.json" "$cpu" "$clk" "$leader_syncs" "$follower_syncs" "$followers" "$json" "$system" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-cpu, clk, ls, fs, nf, as_json = (int(x) for x in sys.argv[2:])
+cpu, clk, ls, fs, nf, as_json = (int(x) for x in sys.argv[2:8])
+r["system"] = sys.argv[8]
 w = max(r["writes"], 1)
 r["server_cpu_us_per_write"] = round(cpu / clk * 1e6 / w, 1)
 r["leader_syncs_per_write"] = round(ls / w, 3)
@@ -82,7 +95,7 @@ r["follower_syncs_per_write"] = round(fs / max(nf, 1) / w, 3)
 if as_json:
     print(json.dumps(r))
 else:
-    print(f"raftlet-kv: {r['writes_per_sec']:.0f} writes/s, p50 {r['p50_us']/1e3:.2f} ms, p90 {r['p90_us']/1e3:.2f} ms, "
+    print(f"{r['system']}: {r['writes_per_sec']:.0f} writes/s, p50 {r['p50_us']/1e3:.2f} ms, p90 {r['p90_us']/1e3:.2f} ms, "
           f"p99 {r['p99_us']/1e3:.2f} ms, p99.9 {r['p999_us']/1e3:.2f} ms; fdatasync per write leader {r['leader_syncs_per_write']}, "
           f"follower {r['follower_syncs_per_write']}; server CPU {r['server_cpu_us_per_write']} us/write; errors {r['errors']}")
 EOF
