@@ -8,7 +8,9 @@
 #                           [--value-bytes 16] [--runs 1] [--json]
 #
 # --system openraft runs the peer in benches/peers/openraft-kv (same client protocol, same
-# durability) instead of raftlet-kv; the load generator is raftlet-kv's in both cases.
+# durability) instead of raftlet-kv; openraft-nosync runs it without fdatasync (not durable:
+# openraft's ceiling on this machine), raftlet-memory runs raftlet-kv with its log in memory
+# (not durable either). The load generator is raftlet-kv's in every case.
 #
 # The data directories go under $RAFTLET_BENCH_DIR (default target/kv-load): keep them on a real
 # disk, not a tmpfs, or fsync costs nothing. benches/compare-openraft.sh runs this beside the
@@ -31,9 +33,13 @@ cargo build --release -q -p raftlet-tokio --bin raftlet-kv
 bin=target/release/raftlet-kv
 case "$system" in
     raftlet) server=("$bin" serve) ;;
+    raftlet-memory) server=("$bin" serve --in-memory) ;;
     openraft)
         cargo build --release -q --manifest-path benches/peers/openraft-kv/Cargo.toml
         server=(benches/peers/openraft-kv/target/release/openraft-kv) ;;
+    openraft-nosync)
+        cargo build --release -q --manifest-path benches/peers/openraft-kv/Cargo.toml
+        server=(benches/peers/openraft-kv/target/release/openraft-kv --no-fsync) ;;
     *) echo "unknown system $system" >&2; exit 64 ;;
 esac
 root=${RAFTLET_BENCH_DIR:-target/kv-load}

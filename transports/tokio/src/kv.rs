@@ -24,7 +24,7 @@
 use crate::net::{Network, Transport};
 use crate::net::{read_frame, write_frame};
 use crate::runner::{self, ClientError, Handle, RunnerConfig, StartError, StateMachine};
-use crate::storage::{DiskLog, Recovery};
+use crate::storage::{DiskLog, LogStore, Recovery};
 use raftlet::{Change, ConfChange, Index, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteBuf, Bytes};
@@ -358,14 +358,27 @@ pub async fn start(
     config: RunnerConfig,
     listen: SocketAddr,
 ) -> Result<(Handle, Recovery), StartError> {
+    let (log, recovery) = DiskLog::open(&config.dir).map_err(StartError::Storage)?;
+    Ok((start_on(config, listen, log).await?, recovery))
+}
+
+/// [`start`] on a log of the caller's choice (`raftlet-kv serve --in-memory` passes a
+/// [`MemLog`](crate::memlog::MemLog): nothing survives a restart).
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start_on<L: LogStore>(
+    config: RunnerConfig,
+    listen: SocketAddr,
+    log: L,
+) -> Result<Handle, StartError> {
     let (clients_tx, clients_rx) = mpsc::channel(64);
     let net = Network::bind(config.id, config.cluster, listen, Some(clients_tx))
         .await
         .map_err(StartError::Io)?;
-    let (log, recovery) = DiskLog::open(&config.dir).map_err(StartError::Storage)?;
     let handle = runner::start_with(config, Kv::with_transport(net.clone()), log, net)?;
     tokio::spawn(serve_clients(handle.clone(), clients_rx));
-    Ok((handle, recovery))
+    Ok(handle)
 }
 
 /// Serves client connections handed over by the transport.

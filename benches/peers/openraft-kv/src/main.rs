@@ -19,8 +19,11 @@
 //!   `Envelope` / `Reply`), so that `raftlet-kv bench` drives both systems the same way.
 //!
 //! ```text
-//! openraft-kv --id N --peers 1=host:port,2=host:port,3=host:port --data DIR
+//! openraft-kv --id N --peers 1=host:port,2=host:port,3=host:port --data DIR [--no-fsync]
 //! ```
+//!
+//! `--no-fsync` acknowledges appends without syncing them: not durable, an upper bound of what
+//! openraft does on this machine when the disk costs nothing.
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -163,10 +166,13 @@ impl Syncer {
 struct LogStore {
     inner: Arc<Mutex<LogInner>>,
     syncer: Arc<Syncer>,
+    /// `--no-fsync`: acknowledge appends once written, without `fdatasync` (an upper bound
+    /// for openraft, not a durable configuration).
+    no_fsync: bool,
 }
 
 impl LogStore {
-    fn open(dir: &Path, syncs: Arc<AtomicU64>) -> std::io::Result<Self> {
+    fn open(dir: &Path, syncs: Arc<AtomicU64>, no_fsync: bool) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
         let path = dir.join("log");
         let mut entries = BTreeMap::new();
@@ -223,6 +229,7 @@ impl LogStore {
                 dir: dir.to_path_buf(),
             })),
             syncer: Arc::new(Syncer::start(syncs)),
+            no_fsync,
         })
     }
 }
@@ -290,6 +297,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             inner.flush().map_err(io_err)?;
             inner.file.clone()
         };
+        if self.no_fsync {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         self.syncer
             .jobs
             .send((file, callback))
@@ -639,7 +650,8 @@ async fn main() {
         .unwrap_or_else(|_| usage());
     let dir = PathBuf::from(data);
     let syncs = Arc::new(AtomicU64::new(0));
-    let log = LogStore::open(&dir, syncs.clone()).expect("opening the log");
+    let no_fsync = args.iter().any(|a| a == "--no-fsync");
+    let log = LogStore::open(&dir, syncs.clone(), no_fsync).expect("opening the log");
     let sm = SmStore {
         inner: Arc::new(Mutex::new(SmInner {
             sm: SmData::default(),

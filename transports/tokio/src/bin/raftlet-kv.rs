@@ -3,6 +3,7 @@
 //! ```text
 //! raftlet-kv demo                                   a 3-node cluster on loopback, start to finish
 //! raftlet-kv serve --id N --peers 1=host:port,... --data DIR [--voters 1,2,3] [--listen ADDR]
+//!                  [--in-memory]    (the log in memory, not durable: for experiments)
 //! raftlet-kv put KEY VALUE --addr host:port         exit 0 applied, 2 not applied, 3 unknown
 //! raftlet-kv get KEY --addr host:port [--stale]     value on stdout; exit 4 if there is none
 //! raftlet-kv cas KEY EXPECTED NEW --addr host:port  EXPECTED "-" means "absent"; 2 on mismatch
@@ -73,7 +74,10 @@ impl Args {
         while let Some(a) = it.next() {
             if let Some(name) = a.strip_prefix("--") {
                 let value = match it.peek() {
-                    Some(v) if !v.starts_with("--") && name != "stale" && name != "json" => {
+                    Some(v)
+                        if !v.starts_with("--")
+                            && !["stale", "json", "in-memory"].contains(&name) =>
+                    {
                         it.next().cloned()
                     }
                     _ => None,
@@ -95,7 +99,7 @@ impl Args {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  raftlet-kv demo\n  raftlet-kv serve --id N --peers 1=host:port,2=host:port,... --data DIR [--voters 1,2,3] [--listen ADDR]\n  raftlet-kv put KEY VALUE --addr host:port\n  raftlet-kv get KEY --addr host:port [--stale]\n  raftlet-kv cas KEY EXPECTED NEW --addr host:port   (EXPECTED - for absent)\n  raftlet-kv status|digest --addr host:port\n  raftlet-kv add-learner ID ADDR --addr host:port\n  raftlet-kv promote ID --addr host:port\n  raftlet-kv remove ID --addr host:port\n  raftlet-kv bench --addr host:port[,...] [--clients 32] [--duration 10] [--warmup 1] [--value-bytes 16] [--json]\noptions: --timeout SECS (default 10)\nexit codes: 0 done, 2 certainly not applied, 3 unknown, 4 no such key, 64 usage"
+        "usage:\n  raftlet-kv demo\n  raftlet-kv serve --id N --peers 1=host:port,2=host:port,... --data DIR [--voters 1,2,3] [--listen ADDR] [--in-memory]\n  raftlet-kv put KEY VALUE --addr host:port\n  raftlet-kv get KEY --addr host:port [--stale]\n  raftlet-kv cas KEY EXPECTED NEW --addr host:port   (EXPECTED - for absent)\n  raftlet-kv status|digest --addr host:port\n  raftlet-kv add-learner ID ADDR --addr host:port\n  raftlet-kv promote ID --addr host:port\n  raftlet-kv remove ID --addr host:port\n  raftlet-kv bench --addr host:port[,...] [--clients 32] [--duration 10] [--warmup 1] [--value-bytes 16] [--json]\noptions: --timeout SECS (default 10)\nexit codes: 0 done, 2 certainly not applied, 3 unknown, 4 no such key, 64 usage"
     );
     ExitCode::from(EXIT_USAGE)
 }
@@ -159,7 +163,14 @@ async fn serve(args: &Args) -> ExitCode {
     };
     let mut config = RunnerConfig::new(id, data, voters);
     config.peers = peers.into_iter().filter(|(i, _)| *i != id).collect();
-    let (handle, recovery) = match kv::start(config, listen).await {
+    let started = if args.options.contains_key("in-memory") {
+        kv::start_on(config, listen, raftlet_tokio::memlog::MemLog::new())
+            .await
+            .map(|h| (h, Default::default()))
+    } else {
+        kv::start(config, listen).await
+    };
+    let (handle, recovery): (Handle, raftlet_tokio::storage::Recovery) = match started {
         Ok(x) => x,
         Err(e) => {
             eprintln!("node {id} cannot start: {e}");
