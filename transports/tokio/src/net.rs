@@ -7,7 +7,9 @@
 //!   the handshake, then writes frames, batching what is queued; on an error it reconnects
 //!   with exponential back-off (50 ms to 1 s), dropping what queued meanwhile.
 //! * **Inbound**: every connection starts with one byte: `P` for a peer, `C` for a client
-//!   (handed to the application). A peer then sends `Hello { magic, cluster, from }` as a
+//!   (handed to the application), `F` for proposals a peer forwards to this node (the same
+//!   handshake as `P`, then one request frame and one [`ForwardOutcome`] frame at a time; the
+//!   sending side keeps a pool of such connections per peer). A peer then sends `Hello { magic, cluster, from }` as a
 //!   length-prefixed postcard frame; a wrong magic, another cluster or a node missing from the
 //!   address book is refused and logged. After that, frames of at most the codec's maximum
 //!   length are decoded (typed errors from the core's codec: a bad frame is counted and
@@ -64,7 +66,57 @@ pub trait Transport: Send + Sync + 'static {
         let _ = peer;
         None
     }
+    /// Hands proposals other nodes forward to this one to `to` (called once, at start).
+    /// Transports that cannot forward ignore it.
+    fn serve_forwarded(&self, to: mpsc::Sender<Forwarded>) {
+        let _ = to;
+    }
+    /// Sends `command` to `leader`'s runner to propose there and returns its outcome; `None`
+    /// if this transport cannot forward (then a follower's `propose` answers `NotLeader`).
+    fn forward(&self, leader: NodeId, command: Vec<u8>) -> Option<ForwardFuture> {
+        let _ = (leader, command);
+        None
+    }
 }
+
+/// A proposal another node forwarded here, and where its outcome goes.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The command.
+    pub command: Vec<u8>,
+    /// Its outcome.
+    pub reply: tokio::sync::oneshot::Sender<ForwardOutcome>,
+}
+
+/// How a forwarded proposal ended on the node it was forwarded to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardOutcome {
+    /// Applied there; the state machine's answer.
+    Applied(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// That node is not the leader (it names the one it knows): nothing was proposed.
+    NotLeader(Option<u64>),
+    /// Refused before it was proposed, or lost to a leader change: certainly not applied.
+    NotApplied(String),
+    /// Proposed, outcome unknown.
+    Unknown,
+}
+
+/// Why a forward got no outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardError {
+    /// The request never left (no connection): certainly not applied.
+    NotSent,
+    /// The connection failed after the request was sent: unknown.
+    Lost,
+}
+
+/// The future of [`Transport::forward`].
+pub type ForwardFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<ForwardOutcome, ForwardError>> + Send>,
+>;
+
+/// Idle forwarding connections kept per peer.
+const FORWARD_POOL: usize = 64;
 
 /// Messages queued per peer before sends are dropped.
 pub const PEER_QUEUE: usize = 1024;
@@ -112,6 +164,10 @@ struct Inner {
     local: Option<SocketAddr>,
     /// Set by [`Network::shutdown`]: inbound connections end.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Where proposals forwarded to this node go.
+    forwarded: Mutex<Option<mpsc::Sender<Forwarded>>>,
+    /// Idle connections for forwarding, per peer.
+    forward_pool: Mutex<HashMap<NodeId, Vec<tokio::io::BufReader<TcpStream>>>>,
 }
 
 /// The transport of one node. Cheap to clone.
@@ -202,6 +258,8 @@ impl Network {
                 listener: Mutex::new(listener),
                 local,
                 stop: tokio::sync::watch::Sender::new(false),
+                forwarded: Mutex::new(None),
+                forward_pool: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -274,6 +332,8 @@ impl Network {
     /// Stops accepting, sending and receiving: every task of the transport ends.
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
+        *self.inner.forwarded.lock().expect("forwarded lock") = None;
+        self.inner.forward_pool.lock().expect("pool lock").clear();
         for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
             t.abort();
         }
@@ -318,17 +378,124 @@ impl Transport for Network {
     fn address(&self, peer: NodeId) -> Option<SocketAddr> {
         Network::address(self, peer)
     }
+    fn serve_forwarded(&self, to: mpsc::Sender<Forwarded>) {
+        *self.inner.forwarded.lock().expect("forwarded lock") = Some(to);
+    }
+    fn forward(&self, leader: NodeId, command: Vec<u8>) -> Option<ForwardFuture> {
+        let addr = self.address(leader)?;
+        let inner = self.inner.clone();
+        Some(Box::pin(forward_call(inner, leader, addr, command)))
+    }
+}
+
+fn hello_bytes(inner: &Inner) -> Vec<u8> {
+    postcard::to_allocvec(&Hello {
+        magic: HELLO_MAGIC,
+        cluster: inner.codec.cluster(),
+        from: inner.id.0,
+    })
+    .expect("hello serializes")
+}
+
+/// One forwarded proposal over a pooled connection (`F`, hello, then request and reply frames).
+async fn forward_call(
+    inner: Arc<Inner>,
+    to: NodeId,
+    addr: SocketAddr,
+    command: Vec<u8>,
+) -> Result<ForwardOutcome, ForwardError> {
+    // An idle connection the peer has closed (it restarted, or stopped) never carried this
+    // request: skip it rather than report a lost request as "unknown".
+    let pooled = loop {
+        let Some(c) = inner
+            .forward_pool
+            .lock()
+            .expect("pool lock")
+            .get_mut(&to)
+            .and_then(Vec::pop)
+        else {
+            break None;
+        };
+        match c.get_ref().try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Some(c),
+            _ => continue,
+        }
+    };
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => {
+            let connect = async {
+                let mut s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                let mut hello = vec![b'F'];
+                let body = hello_bytes(&inner);
+                hello.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                hello.extend_from_slice(&body);
+                s.write_all(&hello).await?;
+                Ok::<_, std::io::Error>(tokio::io::BufReader::new(s))
+            };
+            connect.await.map_err(|_| ForwardError::NotSent)?
+        }
+    };
+    // From here a failure may come after the node received the request: unknown.
+    write_frame(&mut conn, &command)
+        .await
+        .map_err(|_| ForwardError::Lost)?;
+    let mut buf = Vec::new();
+    match read_frame(&mut conn, 1 << 20, &mut buf).await {
+        Ok(true) => {}
+        _ => return Err(ForwardError::Lost),
+    }
+    let outcome = postcard::from_bytes(&buf).map_err(|_| ForwardError::Lost)?;
+    let mut pool = inner.forward_pool.lock().expect("pool lock");
+    let idle = pool.entry(to).or_default();
+    if idle.len() < FORWARD_POOL {
+        idle.push(conn);
+    }
+    Ok(outcome)
+}
+
+/// Serves proposals forwarded by `from` on one connection, one at a time.
+async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: TcpStream) {
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut stop = inner.stop.subscribe();
+    let mut buf = Vec::new();
+    let max = crate::runner::MAX_COMMAND;
+    loop {
+        let frame = tokio::select! {
+            r = read_frame(&mut stream, max, &mut buf) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if !matches!(frame, Ok(true)) {
+            return;
+        }
+        let to = inner.forwarded.lock().expect("forwarded lock").clone();
+        let outcome = match to {
+            None => {
+                ForwardOutcome::NotApplied("this node does not take forwarded proposals".into())
+            }
+            Some(to) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let command = std::mem::take(&mut buf);
+                if to.send(Forwarded { command, reply }).await.is_err() {
+                    ForwardOutcome::NotApplied("the node stopped".into())
+                } else {
+                    rx.await.unwrap_or(ForwardOutcome::Unknown)
+                }
+            }
+        };
+        let bytes = postcard::to_allocvec(&outcome).expect("outcomes serialize");
+        if write_frame(&mut stream, &bytes).await.is_err() {
+            log::debug!("{}: forwarding connection from {from} lost", inner.id);
+            return;
+        }
+    }
 }
 
 async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Msg>) {
     let mut backoff = Duration::from_millis(50);
     let mut buf = vec![0u8; inner.codec.max_frame() + 4];
-    let hello = postcard::to_allocvec(&Hello {
-        magic: HELLO_MAGIC,
-        cluster: inner.codec.cluster(),
-        from: inner.id.0,
-    })
-    .expect("hello serializes");
+    let hello = hello_bytes(&inner);
     loop {
         let stream = match TcpStream::connect(addr).await {
             Ok(s) => s,
@@ -394,7 +561,7 @@ async fn serve_connection(
     let mut buf = Vec::new();
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         stream.read_exact(&mut kind).await?;
-        if kind[0] == b'P' {
+        if kind[0] == b'P' || kind[0] == b'F' {
             read_frame(&mut stream, 64, &mut buf).await?;
         }
         Ok::<_, std::io::Error>(())
@@ -419,7 +586,7 @@ async fn serve_connection(
             }
             return;
         }
-        b'P' => {}
+        b'P' | b'F' => {}
         _ => return refuse("unknown connection kind"),
     }
     let Ok(hello) = postcard::from_bytes::<Hello>(&buf) else {
@@ -434,6 +601,9 @@ async fn serve_connection(
     let from = NodeId(hello.from);
     if !inner.peers.lock().expect("peers lock").contains_key(&from) {
         return refuse(&format!("node {from} is not in the address book"));
+    }
+    if kind[0] == b'F' {
+        return serve_forwards(inner, from, stream).await;
     }
     let max = inner.codec.max_frame();
     // Buffered from here on: one read takes every frame that has arrived.

@@ -19,7 +19,7 @@
 //! A storage error stops the runner (a node that cannot persist must not go on); waiting
 //! callers get [`ClientError::Unknown`].
 
-use crate::net::{Msg, NetStats, Network, Transport};
+use crate::net::{ForwardError, ForwardOutcome, Forwarded, Msg, NetStats, Network, Transport};
 use crate::snapshot::{Meta, SnapshotStore};
 use crate::storage::{DiskLog, LogStore, Payload, Recovery, StorageError, SyncJob};
 use raftlet::{
@@ -219,6 +219,9 @@ pub struct RunnerConfig {
     pub log_retention: u64,
     /// How lagging followers catch up.
     pub snapshot_mode: SnapshotMode,
+    /// How long [`Handle::propose`] keeps trying to reach a leader (forwarding, waiting out
+    /// an election) before it gives up.
+    pub forward_timeout: Duration,
 }
 
 impl RunnerConfig {
@@ -237,6 +240,7 @@ impl RunnerConfig {
             snapshot_every: 10_000,
             log_retention: 1_000,
             snapshot_mode: SnapshotMode::Stream,
+            forward_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -289,6 +293,7 @@ pub struct Handle {
     task: Arc<tokio::task::JoinHandle<()>>,
     net: Arc<dyn Transport>,
     leader: tokio::sync::watch::Receiver<(Term, Option<NodeId>)>,
+    forward_timeout: Duration,
 }
 
 impl Handle {
@@ -347,11 +352,74 @@ impl Handle {
         self.net.local_addr()
     }
 
-    /// Proposes `command`; returns the state machine's answer once it is applied here.
+    /// Proposes `command` on the leader, wherever it is, and returns the state machine's
+    /// answer once applied there. On a follower the command is forwarded to the leader
+    /// through the transport; during an election, or when the leader this node names cannot
+    /// be reached, it waits for the next leader and tries again, for up to
+    /// [`RunnerConfig::forward_timeout`].
+    ///
+    /// # Errors
+    /// [`ClientError`]: `NoLeader` (none reachable in time) and `Refused` and `Lost` are
+    /// certainly not applied; `Unknown` may be (a forwarded request whose reply was lost).
+    /// `NotLeader` only from a transport that cannot forward.
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.forward_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // A leader that loses its quorum keeps the proposal pending: bounded by the
+            // deadline, its outcome is then unknown.
+            let local = tokio::time::timeout(left, self.propose_local(command.clone()));
+            let leader = match local.await {
+                Err(_) => return Err(ClientError::Unknown),
+                Ok(Err(ClientError::NotLeader { leader })) => leader,
+                Ok(other) => return other,
+            };
+            let (term, _) = self.leader();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let target = match leader {
+                Some(l) if l != self.id => l,
+                // No leader known yet: wait for one.
+                None => {
+                    self.wait_for_leader(left).await?;
+                    continue;
+                }
+                // Stale news of ourselves: wait for a later term.
+                Some(_) => {
+                    self.wait_for_leader_after(term, left).await?;
+                    continue;
+                }
+            };
+            let Some(call) = self.net.forward(target, command.clone()) else {
+                return Err(ClientError::NotLeader { leader });
+            };
+            match tokio::time::timeout(left, call).await {
+                Err(_) => return Err(ClientError::Unknown),
+                Ok(Err(ForwardError::Lost)) => return Err(ClientError::Unknown),
+                Ok(Ok(ForwardOutcome::Applied(answer))) => return Ok(answer),
+                Ok(Ok(ForwardOutcome::NotApplied(why))) => return Err(ClientError::Refused(why)),
+                Ok(Ok(ForwardOutcome::Unknown)) => return Err(ClientError::Unknown),
+                // Unreachable, or no longer the leader: nothing was proposed. Wait (a little
+                // at a time, until the deadline) for news of a leader at a later term, then
+                // try again.
+                Ok(Err(ForwardError::NotSent) | Ok(ForwardOutcome::NotLeader(_))) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(ClientError::NoLeader);
+                    }
+                    let step = left.min(Duration::from_millis(100));
+                    let _ =
+                        tokio::time::timeout(step, self.wait_for_leader_after(term, step)).await;
+                }
+            }
+        }
+    }
+
+    /// Proposes `command` on this node only; returns the state machine's answer once it is
+    /// applied here.
     ///
     /// # Errors
     /// [`ClientError`]: not the leader, refused, lost to a leader change, unknown.
-    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+    pub async fn propose_local(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         if command.len() > MAX_COMMAND {
             return Err(ClientError::Refused("command too large".into()));
         }
@@ -559,6 +627,8 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     }
     let (in_tx, in_rx) = mpsc::channel::<Msg>(4096);
     net.start(in_tx);
+    let (fwd_tx, fwd_rx) = mpsc::channel::<Forwarded>(1024);
+    net.serve_forwarded(fwd_tx);
     let (tx, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(1024);
     let (sync_jobs, synced) = durability_thread(config.id).map_err(StartError::Io)?;
@@ -598,14 +668,64 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
             log::error!("{id}: the runner stopped: {e}");
         }
     });
-    Ok(Handle {
+    let handle = Handle {
         id,
         tx,
         events,
         task: Arc::new(task),
         net,
         leader: leader_watch.subscribe(),
-    })
+        forward_timeout: config.forward_timeout,
+    };
+    tokio::spawn(serve_forwarded(
+        handle.tx.downgrade(),
+        leader_watch.subscribe(),
+        fwd_rx,
+    ));
+    Ok(handle)
+}
+
+/// Proposes what other nodes forward here, each on a task of its own, until the runner ends.
+/// Holds no strong command sender: dropping every [`Handle`] still ends the runner.
+async fn serve_forwarded(
+    commands: mpsc::WeakSender<Command>,
+    mut leader: tokio::sync::watch::Receiver<(Term, Option<NodeId>)>,
+    mut forwarded: mpsc::Receiver<Forwarded>,
+) {
+    loop {
+        let f = tokio::select! {
+            f = forwarded.recv() => f,
+            // The runner dropped its end of the leader watch: it has ended.
+            () = async { while leader.changed().await.is_ok() {} } => None,
+        };
+        let Some(Forwarded { command, reply }) = f else {
+            return;
+        };
+        let Some(tx) = commands.upgrade() else {
+            let _ = reply.send(ForwardOutcome::NotApplied("the node stopped".into()));
+            return;
+        };
+        tokio::spawn(async move {
+            let (done, rx) = oneshot::channel();
+            let outcome = if command.len() > MAX_COMMAND {
+                ForwardOutcome::NotApplied("command too large".into())
+            } else if tx.send(Command::Propose(command, done)).await.is_err() {
+                ForwardOutcome::NotApplied("the node stopped".into())
+            } else {
+                match rx.await.unwrap_or(Err(ClientError::Unknown)) {
+                    Ok(answer) => ForwardOutcome::Applied(answer),
+                    Err(ClientError::NotLeader { leader }) => {
+                        ForwardOutcome::NotLeader(leader.map(|l| l.0))
+                    }
+                    Err(e) if e.is_certainly_not_applied() => {
+                        ForwardOutcome::NotApplied(e.to_string())
+                    }
+                    Err(_) => ForwardOutcome::Unknown,
+                }
+            };
+            let _ = reply.send(outcome);
+        });
+    }
 }
 
 /// Stops a transport when dropped.

@@ -48,6 +48,7 @@ impl Cluster {
             .filter(|(i, _)| *i != id)
             .collect();
         cfg.tick = Duration::from_millis(20);
+        cfg.forward_timeout = Duration::from_secs(2);
         let addr = self.addrs.iter().find(|(i, _)| *i == id).unwrap().1;
         let mut tries = 0;
         let h = loop {
@@ -250,4 +251,52 @@ async fn bad_input_on_the_wire_leaves_the_node_serving() {
     for h in c.nodes.values() {
         h.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_proposals_and_rides_out_the_death_of_the_leader() {
+    let mut c = Cluster::new(3).await;
+    let (l1, t1) = c.leader(Term(0)).await;
+    let f = *c.nodes.keys().find(|&&i| i != l1).unwrap();
+    // On a follower, propose goes to the leader and comes back with the answer; the local-only
+    // call still says who leads.
+    for k in 0..20 {
+        let a = c.nodes[&f]
+            .propose(kv::put(format!("f{k}").as_bytes(), b"v"))
+            .await
+            .unwrap();
+        assert_eq!(kv::answer(&a), Some(KvAnswer::Done));
+    }
+    match c.nodes[&f].propose_local(kv::put(b"x", b"v")).await {
+        Err(runner::ClientError::NotLeader { leader }) => assert_eq!(leader, Some(l1)),
+        other => panic!("propose_local on a follower: {other:?}"),
+    }
+    // The leader dies. The follower still names it until an election: a proposal made now
+    // must neither fail at once nor spin on the dead leader, but land on the next one.
+    c.nodes.remove(&l1).unwrap().kill();
+    // In process, a killed node's sockets close when its tasks next run; a crashed process's
+    // close at once. (A request already sent to a node that dies is `Unknown`, rightly.)
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    let a = c.nodes[&f]
+        .propose(kv::put(b"after", b"v"))
+        .await
+        .expect("the proposal lands on the next leader");
+    assert_eq!(kv::answer(&a), Some(KvAnswer::Done));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let (l2, t2) = c.leader(t1).await;
+    assert!(t2 > t1 && l2 != l1);
+    // Every acknowledged write is there.
+    let got = c.nodes[&l2].read(kv::get(b"after")).await.unwrap();
+    assert_eq!(kv::answer(&got), Some(KvAnswer::Value(Some(b"v".to_vec()))));
+    let got = c.nodes[&l2].read(kv::get(b"f19")).await.unwrap();
+    assert_eq!(kv::answer(&got), Some(KvAnswer::Value(Some(b"v".to_vec()))));
+    // With no quorum left, a proposal gives up after the forward timeout (2 s here): the
+    // leader took it, so its outcome is unknown.
+    let other = *c.nodes.keys().find(|&&i| i != l2).unwrap();
+    c.nodes.remove(&other).unwrap().kill();
+    let t0 = Instant::now();
+    let r = c.nodes[&l2].propose(kv::put(b"lost", b"v")).await;
+    assert_eq!(r, Err(runner::ClientError::Unknown));
+    assert!(t0.elapsed() < Duration::from_secs(5));
 }
