@@ -176,6 +176,9 @@ pub enum StorageError {
     },
     /// The log has entries but the state file is missing.
     MissingState,
+    /// Another process (or another log in this one) holds the directory: two nodes on one
+    /// data directory would overwrite each other's log.
+    Locked(PathBuf),
 }
 
 impl std::fmt::Display for StorageError {
@@ -190,6 +193,11 @@ impl std::fmt::Display for StorageError {
                 )
             }
             Self::MissingState => f.write_str("the log has entries but no state file"),
+            Self::Locked(dir) => write!(
+                f,
+                "{} is in use by another node (its lock file is held); one node per data directory",
+                dir.display()
+            ),
         }
     }
 }
@@ -287,6 +295,9 @@ pub struct DiskLog {
     /// Records were written since the last `fdatasync` (or are still in `buf`).
     dirty: bool,
     preparer: Option<Preparer>,
+    /// `dir/lock`, locked exclusively while the log is open (released by the OS when the
+    /// process ends, however it ends).
+    _lock: File,
 }
 
 /// Appends the record to `out`, header first.
@@ -370,6 +381,16 @@ impl DiskLog {
     ) -> Result<(Self, Recovery), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(dir.join("log"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StorageError::Locked(dir)),
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         // A segment being prepared when the process stopped: never in use, start over.
         let _ = fs::remove_file(dir.join("log").join("next.prep"));
         let mut seqs: Vec<u64> = fs::read_dir(dir.join("log"))?
@@ -503,6 +524,7 @@ impl DiskLog {
             buf: Vec::with_capacity(64 << 10),
             dirty: false,
             preparer,
+            _lock: lock,
         };
         if state_missing {
             disk.write_state()?;

@@ -178,3 +178,42 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_leader() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A second `serve` on a data directory a live node uses is refused, and says why; the live
+/// node is untouched.
+#[test]
+fn a_second_node_on_a_used_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (free_addr(), free_addr());
+    let serve = |addr: SocketAddr| {
+        Command::new(env!("CARGO_BIN_EXE_raftlet-kv"))
+            .args(["serve", "--id", "1", "--peers", &format!("1={addr}")])
+            .arg("--data")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn raftlet-kv serve")
+    };
+    let mut first = serve(a);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = serve(b).wait_with_output().expect("second node ends");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(stderr.contains("in use by another node"), "{stderr}");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first node stopped"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // Once the first is gone (killed: no clean release), the directory can be used again.
+    let mut third = serve(b);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        third.try_wait().unwrap().is_none(),
+        "a node on a free directory stopped"
+    );
+    let _ = third.kill();
+    let _ = third.wait();
+}

@@ -352,3 +352,15 @@ fn fastrand_seed(seed: u64) -> impl FnMut() -> u64 {
         z ^ (z >> 31)
     }
 }
+
+#[test]
+fn a_data_directory_holds_one_open_log_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = DiskLog::open(dir.path()).unwrap();
+    match DiskLog::open(dir.path()) {
+        Err(StorageError::Locked(d)) => assert_eq!(d, dir.path()),
+        other => panic!("a second open of a used directory: {other:?}"),
+    }
+    drop(log);
+    DiskLog::open(dir.path()).expect("free again once the first is closed");
+}
