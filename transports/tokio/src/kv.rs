@@ -21,7 +21,7 @@
 //! `get` is linearizable (ReadIndex, served by whichever node was asked); `get --stale` reads
 //! the node's state as it is.
 
-use crate::net::{Network, Transport};
+use crate::net::{ClientConnection, Network, Transport};
 use crate::net::{read_frame, write_frame};
 use crate::runner::{self, ClientError, Handle, RunnerConfig, StartError, StateMachine};
 use crate::storage::{DiskLog, LogStore, Recovery};
@@ -382,19 +382,22 @@ pub async fn start_on<L: LogStore>(
 }
 
 /// Serves client connections handed over by the transport.
-pub async fn serve_clients(handle: Handle, mut streams: mpsc::Receiver<TcpStream>) {
-    while let Some(stream) = streams.recv().await {
-        tokio::spawn(serve_client(handle.clone(), stream));
+pub async fn serve_clients(handle: Handle, mut streams: mpsc::Receiver<ClientConnection>) {
+    while let Some(conn) = streams.recv().await {
+        tokio::spawn(serve_client(handle.clone(), conn));
     }
 }
 
-async fn serve_client(handle: Handle, stream: TcpStream) {
+/// One client connection: requests one at a time, each bounded by the port's memory budget;
+/// closed after the port's idle time without a request.
+async fn serve_client(handle: Handle, conn: ClientConnection) {
+    let ClientConnection { stream, permit } = conn;
     let mut stream = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
         match tokio::time::timeout(
-            Duration::from_secs(300),
-            read_frame(&mut stream, MAX_CLIENT_FRAME, &mut buf),
+            permit.client_idle(),
+            read_frame(&mut stream, MAX_CLIENT_FRAME, &mut buf, Some(&permit)),
         )
         .await
         {
@@ -592,7 +595,7 @@ impl Client {
         sent.await.map_err(CallError::Lost)?;
         match tokio::time::timeout(
             timeout,
-            read_frame(&mut self.stream, MAX_CLIENT_FRAME, &mut self.buf),
+            read_frame(&mut self.stream, MAX_CLIENT_FRAME, &mut self.buf, None),
         )
         .await
         {

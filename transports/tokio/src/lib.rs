@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod kv;
+pub mod limits;
 pub mod load;
 pub mod memlog;
 pub mod net;

@@ -17,6 +17,7 @@
 //!   resynchronised) and handed to the runner. A connection that does not complete its
 //!   handshake within [`HANDSHAKE_TIMEOUT`] is closed.
 
+use crate::limits::{Limiter, Limits, Permit};
 use crate::storage::Payload;
 use raftlet::NodeId;
 use raftlet::wire::Codec;
@@ -115,6 +116,44 @@ pub type ForwardFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<ForwardOutcome, ForwardError>> + Send>,
 >;
 
+/// A client connection (first byte `C`) handed to the application, with its slot of the
+/// port's [`Limits`]: keep the permit as long as the connection, and pass it to
+/// [`read_frame`]-style reads so that frames count against the memory budget.
+#[derive(Debug)]
+pub struct ClientConnection {
+    /// The connection, after its first byte.
+    pub stream: TcpStream,
+    /// Its slot.
+    pub permit: Permit,
+}
+
+/// Logs at most one warning per second, counting the rest.
+struct Throttle {
+    last: Mutex<Option<std::time::Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        let mut last = self.last.lock().expect("throttle lock");
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        match self.suppressed.swap(0, Ordering::Relaxed) {
+            0 => log::warn!("{msg}"),
+            n => log::warn!("{msg} (and {n} similar warnings in the last second)"),
+        }
+    }
+}
+
 /// Idle forwarding connections kept per peer.
 const FORWARD_POOL: usize = 64;
 
@@ -160,7 +199,7 @@ struct Inner {
     received: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Bound by [`Network::bind`], taken by [`Transport::start`].
-    listener: Mutex<Option<(TcpListener, Option<mpsc::Sender<TcpStream>>)>>,
+    listener: Mutex<Option<(TcpListener, Option<mpsc::Sender<ClientConnection>>)>>,
     local: Option<SocketAddr>,
     /// Set by [`Network::shutdown`]: inbound connections end.
     stop: tokio::sync::watch::Sender<bool>,
@@ -168,6 +207,10 @@ struct Inner {
     forwarded: Mutex<Option<mpsc::Sender<Forwarded>>>,
     /// Idle connections for forwarding, per peer.
     forward_pool: Mutex<HashMap<NodeId, Vec<tokio::io::BufReader<TcpStream>>>>,
+    /// Slots and memory of inbound connections.
+    limiter: Arc<Limiter>,
+    /// Warnings about bad connections.
+    throttle: Throttle,
 }
 
 /// The transport of one node. Cheap to clone.
@@ -177,10 +220,16 @@ pub struct Network {
 }
 
 /// Reads one length-prefixed frame into `buf`. `Ok(false)` at a clean end of stream.
+///
+/// The buffer grows only as bytes arrive (a length prefix alone allocates nothing), and with
+/// a `permit` the frame's length is first reserved from the node's memory budget
+/// ([`crate::limits`]): a frame that does not fit is an `OutOfMemory` error, and the caller
+/// closes the connection.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
     buf: &mut Vec<u8>,
+    permit: Option<&Permit>,
 ) -> std::io::Result<bool> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
@@ -195,10 +244,43 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
             format!("frame of {len} bytes exceeds {max}"),
         ));
     }
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
+    // Frames up to KEEP_BUFFER cost at most that per connection, and connections are
+    // counted: only larger ones take from the shared budget (so that a flood of large frames
+    // cannot starve small requests), and must arrive within FRAME_DEADLINE.
+    let held = match permit {
+        Some(p) if len > KEEP_BUFFER => Some(p.reserve(len).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "the memory budget for frames in flight is spent",
+            )
+        })?),
+        _ => None,
+    };
+    if buf.capacity() > KEEP_BUFFER {
+        // Give back what an earlier large frame took.
+        *buf = Vec::new();
+    }
+    buf.clear();
+    let mut limited = (&mut *r).take(len as u64);
+    let body = limited.read_to_end(buf);
+    let n = if held.is_some() {
+        tokio::time::timeout(FRAME_DEADLINE, body)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??
+    } else {
+        body.await?
+    };
+    if n < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(true)
 }
+
+/// A frame that takes from the memory budget must arrive whole within this time.
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A connection keeps a receive buffer of up to this many bytes between frames.
+const KEEP_BUFFER: usize = 64 << 10;
 
 /// Writes `bytes` as one length-prefixed frame, in one write.
 pub(crate) async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
@@ -215,7 +297,7 @@ impl Network {
     /// A transport for node `id` of cluster `cluster`, with frames of at most `max_frame`
     /// bytes.
     pub fn new(id: NodeId, cluster: u64, max_frame: usize) -> Self {
-        Self::with_listener(id, cluster, max_frame, None)
+        Self::with_listener(id, cluster, max_frame, None, Limits::default())
     }
 
     /// A transport listening on `listen` (bound now, served once the runner starts it).
@@ -227,7 +309,21 @@ impl Network {
         id: NodeId,
         cluster: u64,
         listen: SocketAddr,
-        clients: Option<mpsc::Sender<TcpStream>>,
+        clients: Option<mpsc::Sender<ClientConnection>>,
+    ) -> std::io::Result<Self> {
+        Self::bind_with(id, cluster, listen, clients, Limits::default()).await
+    }
+
+    /// [`bind`](Self::bind) with the given bounds on inbound connections.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind_with(
+        id: NodeId,
+        cluster: u64,
+        listen: SocketAddr,
+        clients: Option<mpsc::Sender<ClientConnection>>,
+        limits: Limits,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         Ok(Self::with_listener(
@@ -235,14 +331,21 @@ impl Network {
             cluster,
             crate::runner::MAX_FRAME,
             Some((listener, clients)),
+            limits,
         ))
+    }
+
+    /// The bounds on inbound connections, and what they hold now.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
     }
 
     fn with_listener(
         id: NodeId,
         cluster: u64,
         max_frame: usize,
-        listener: Option<(TcpListener, Option<mpsc::Sender<TcpStream>>)>,
+        listener: Option<(TcpListener, Option<mpsc::Sender<ClientConnection>>)>,
+        limits: Limits,
     ) -> Self {
         let local = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
         Self {
@@ -260,6 +363,8 @@ impl Network {
                 stop: tokio::sync::watch::Sender::new(false),
                 forwarded: Mutex::new(None),
                 forward_pool: Mutex::new(HashMap::new()),
+                limiter: Limiter::new(limits),
+                throttle: Throttle::new(),
             }),
         }
     }
@@ -308,19 +413,39 @@ impl Network {
         &self,
         listener: TcpListener,
         inbound: mpsc::Sender<Msg>,
-        clients: Option<mpsc::Sender<TcpStream>>,
+        clients: Option<mpsc::Sender<ClientConnection>>,
     ) {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(10);
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                let (stream, from) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of descriptors (EMFILE) or a transient error: wait and go on;
+                        // the node itself keeps working.
+                        inner
+                            .throttle
+                            .warn(format_args!("{}: accept failed: {e}", inner.id));
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(10);
+                let Some(permit) = inner.limiter.admit(from.ip()) else {
+                    inner.refused.fetch_add(1, Ordering::Relaxed);
+                    inner.throttle.warn(format_args!(
+                        "{}: refused a connection from {from}: too many connections",
+                        inner.id
+                    ));
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(serve_connection(
                     inner.clone(),
                     stream,
+                    permit,
                     inbound.clone(),
                     clients.clone(),
                 ));
@@ -442,7 +567,7 @@ async fn forward_call(
         .await
         .map_err(|_| ForwardError::Lost)?;
     let mut buf = Vec::new();
-    match read_frame(&mut conn, 1 << 20, &mut buf).await {
+    match read_frame(&mut conn, 1 << 20, &mut buf, None).await {
         Ok(true) => {}
         _ => return Err(ForwardError::Lost),
     }
@@ -456,14 +581,14 @@ async fn forward_call(
 }
 
 /// Serves proposals forwarded by `from` on one connection, one at a time.
-async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: TcpStream) {
+async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: TcpStream, permit: Permit) {
     let mut stream = tokio::io::BufReader::new(stream);
     let mut stop = inner.stop.subscribe();
     let mut buf = Vec::new();
     let max = crate::runner::MAX_COMMAND;
     loop {
         let frame = tokio::select! {
-            r = read_frame(&mut stream, max, &mut buf) => r,
+            r = read_frame(&mut stream, max, &mut buf, Some(&permit)) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         if !matches!(frame, Ok(true)) {
@@ -553,8 +678,9 @@ async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mp
 async fn serve_connection(
     inner: Arc<Inner>,
     mut stream: TcpStream,
+    permit: Permit,
     inbound: mpsc::Sender<Msg>,
-    clients: Option<mpsc::Sender<TcpStream>>,
+    clients: Option<mpsc::Sender<ClientConnection>>,
 ) {
     let peer_addr = stream.peer_addr().ok();
     let mut kind = [0u8; 1];
@@ -562,17 +688,17 @@ async fn serve_connection(
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         stream.read_exact(&mut kind).await?;
         if kind[0] == b'P' || kind[0] == b'F' {
-            read_frame(&mut stream, 64, &mut buf).await?;
+            read_frame(&mut stream, 64, &mut buf, None).await?;
         }
         Ok::<_, std::io::Error>(())
     })
     .await;
     let refuse = |why: &str| {
         inner.refused.fetch_add(1, Ordering::Relaxed);
-        log::warn!(
+        inner.throttle.warn(format_args!(
             "{}: refused a connection from {peer_addr:?}: {why}",
             inner.id
-        );
+        ));
     };
     match hello {
         Err(_) => return refuse("no handshake in time"),
@@ -582,7 +708,7 @@ async fn serve_connection(
     match kind[0] {
         b'C' => {
             if let Some(clients) = clients {
-                let _ = clients.send(stream).await;
+                let _ = clients.send(ClientConnection { stream, permit }).await;
             }
             return;
         }
@@ -602,8 +728,13 @@ async fn serve_connection(
     if !inner.peers.lock().expect("peers lock").contains_key(&from) {
         return refuse(&format!("node {from} is not in the address book"));
     }
+    // Peers stay connected while idle: keepalive finds the dead ones.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     if kind[0] == b'F' {
-        return serve_forwards(inner, from, stream).await;
+        return serve_forwards(inner, from, stream, permit).await;
     }
     let max = inner.codec.max_frame();
     // Buffered from here on: one read takes every frame that has arrived.
@@ -611,7 +742,7 @@ async fn serve_connection(
     let mut stop = inner.stop.subscribe();
     loop {
         let frame = tokio::select! {
-            r = read_frame(&mut stream, max, &mut buf) => r,
+            r = read_frame(&mut stream, max, &mut buf, Some(&permit)) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         match frame {
@@ -620,7 +751,10 @@ async fn serve_connection(
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::InvalidData {
                     inner.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("{}: closing the connection from {from}: {e}", inner.id);
+                    inner.throttle.warn(format_args!(
+                        "{}: closing the connection from {from}: {e}",
+                        inner.id
+                    ));
                 }
                 return;
             }
@@ -640,7 +774,10 @@ async fn serve_connection(
             }
             Err(e) => {
                 inner.bad_frames.fetch_add(1, Ordering::Relaxed);
-                log::warn!("{}: skipped a bad frame from {from}: {e}", inner.id);
+                inner.throttle.warn(format_args!(
+                    "{}: skipped a bad frame from {from}: {e}",
+                    inner.id
+                ));
             }
         }
     }

@@ -19,7 +19,9 @@
 //! A storage error stops the runner (a node that cannot persist must not go on); waiting
 //! callers get [`ClientError::Unknown`].
 
-use crate::net::{ForwardError, ForwardOutcome, Forwarded, Msg, NetStats, Network, Transport};
+use crate::net::{
+    ClientConnection, ForwardError, ForwardOutcome, Forwarded, Msg, NetStats, Network, Transport,
+};
 use crate::snapshot::{Meta, SnapshotStore};
 use crate::storage::{DiskLog, LogStore, Payload, Recovery, StorageError, SyncJob};
 use raftlet::{
@@ -32,7 +34,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// The node profile of the tokio runner ([`raftlet::DefaultNode`]): up to
@@ -579,7 +580,7 @@ pub async fn start<S: StateMachine>(
     config: RunnerConfig,
     sm: S,
     listen: SocketAddr,
-    clients: Option<mpsc::Sender<TcpStream>>,
+    clients: Option<mpsc::Sender<ClientConnection>>,
 ) -> Result<(Handle, Recovery), StartError> {
     let net = Network::bind(config.id, config.cluster, listen, clients)
         .await

@@ -19,6 +19,8 @@ struct Procs {
     addrs: Vec<SocketAddr>,
     dir: tempfile::TempDir,
     children: Vec<Option<Child>>,
+    /// Start node 0 with this limit on open files (`ulimit -n`).
+    fd_limit: Option<u32>,
 }
 
 impl Procs {
@@ -29,7 +31,17 @@ impl Procs {
             .enumerate()
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect();
-        let child = Command::new(env!("CARGO_BIN_EXE_raftlet-kv"))
+        let mut cmd = match self.fd_limit.filter(|_| k == 0) {
+            None => Command::new(env!("CARGO_BIN_EXE_raftlet-kv")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_raftlet-kv"));
+                c
+            }
+        };
+        let child = cmd
             .args([
                 "serve",
                 "--id",
@@ -86,6 +98,7 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_leader() {
         addrs: (0..3).map(|_| free_addr()).collect(),
         dir: tempfile::tempdir().unwrap(),
         children: vec![None, None, None],
+        fd_limit: None,
     };
     for k in 0..3 {
         p.spawn(k);
@@ -216,4 +229,130 @@ fn a_second_node_on_a_used_data_directory_is_refused() {
     );
     let _ = third.kill();
     let _ = third.wait();
+}
+
+/// The soft limit on open files of this process.
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| x.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+/// A flood of hostile connections on one node's port (the node limited to 1,024 open files,
+/// a common default), from 6 source addresses: silent ones,
+/// clients that announce a 1 MiB request and trickle it, and would-be peers that never finish
+/// the handshake. The port's slots fill up (new connections are refused until hostile ones
+/// time out), but the node stays up, its established peers and clients are served: the
+/// cluster elects, commits through that node and reads from it, and its memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_and_slow_connections_leaves_a_node_serving_in_bounded_memory() {
+    use tokio::io::AsyncWriteExt;
+    let mut p = Procs {
+        addrs: (0..3).map(|_| free_addr()).collect(),
+        dir: tempfile::tempdir().unwrap(),
+        children: vec![None, None, None],
+        fd_limit: Some(1024),
+    };
+    for k in 0..3 {
+        p.spawn(k);
+    }
+    let l = leader(&p, None).await;
+    let target = p.addrs[0];
+    let pid = p.children[0].as_ref().unwrap().id();
+    let rss_before = rss_kib(pid);
+    // A client connected before the flood.
+    let mut client = Client::connect(target).await.unwrap();
+    // As many hostile connections as this process may open, up to 1,000.
+    let n = 1000.min(open_file_limit().saturating_sub(200));
+    let mut flood = Vec::new();
+    let mut opened = 0;
+    for i in 0..n {
+        let source = format!("127.0.1.{}:0", 1 + i % 6).parse().unwrap();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(source).unwrap();
+        let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(1), sock.connect(target)).await
+        else {
+            continue;
+        };
+        opened += 1;
+        match i % 3 {
+            // Silent.
+            0 => {}
+            // A client announcing 1 MiB, then a trickle.
+            1 => {
+                let mut head = vec![b'C'];
+                head.extend_from_slice(&(1u32 << 20).to_le_bytes());
+                head.extend_from_slice(&[7u8; 100]);
+                let _ = s.write_all(&head).await;
+            }
+            // A would-be peer: the kind byte and half a hello.
+            _ => {
+                let _ = s.write_all(&[b'P', 40, 0]).await;
+            }
+        }
+        flood.push(s);
+    }
+    assert!(opened >= n / 2, "only {opened} of {n} connections opened");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The flooded node commits and serves.
+    let put = |k: u32| Request::Put {
+        key: format!("f{k}").into_bytes(),
+        value: b"v".to_vec(),
+    };
+    for k in 0..20 {
+        let r = client.call(put(k), Duration::from_secs(5)).await;
+        assert!(
+            matches!(r, Ok(Reply::Applied)),
+            "put {k}: {r:?} (leader {l})"
+        );
+    }
+    // An election under the flood: kill the leader (or, if the flooded node leads, another
+    // node); the flooded node takes part and the cluster commits again.
+    let victim = if l == 0 { 1 } else { l };
+    let mut c = p.children[victim].take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let l2 = leader(&p, Some(victim)).await;
+    assert_ne!(l2, victim);
+    for k in 20..40 {
+        let r = client.call(put(k), Duration::from_secs(10)).await.ok();
+        assert_eq!(r, Some(Reply::Applied), "put {k}");
+    }
+    let get = Request::Get {
+        key: b"f39".to_vec(),
+        stale: false,
+    };
+    let got = client.call(get, Duration::from_secs(5)).await.ok();
+    assert_eq!(got, Some(Reply::Value(Some(b"v".to_vec()))));
+    let rss = rss_kib(pid);
+    eprintln!(
+        "flood: {opened} hostile connections; node RSS {} KiB before, {rss} KiB during",
+        rss_before
+    );
+    assert!(rss < 64 << 10, "RSS {rss} KiB under the flood");
+    assert!(
+        p.children[0]
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "the flooded node exited"
+    );
+    drop(flood);
 }
