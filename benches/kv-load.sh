@@ -47,8 +47,8 @@ clk=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-status_field() { # status_field ADDR NAME: the number after NAME in the node's status line
-    "$bin" status --addr "$1" | tr ' ' '\n' | awk -v k="$2" 'p{print; exit} $0==k{p=1}'
+status_field() { # status_field ADDR NAME: a field of the node's status (raftlet-kv status --json)
+    "$bin" status --addr "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][sys.argv[1]])' "$2"
 }
 
 for run in $(seq 1 "$runs"); do
@@ -80,7 +80,7 @@ for run in $(seq 1 "$runs"); do
         t=$(( $(cpu_ticks "${pids[$k]}") - before[$k] ))
         cpu=$((cpu + t))
         s=$(( $(status_field "$a" syncs) - syncs_before[$k] ))
-        if "$bin" status --addr "$a" | grep -q " Leader "; then
+        if [ "$(status_field "$a" role)" = Leader ]; then
             leader_syncs=$s
         else
             follower_syncs=$((follower_syncs + s)); followers=$((followers + 1))

@@ -310,11 +310,16 @@ pub enum Request {
     },
     /// A digest of the node's store (stale read).
     Digest,
+    /// The node's status, structured ([`Reply::Node`]).
+    NodeStatus,
 }
 
 impl Request {
     fn is_write(&self) -> bool {
-        !matches!(self, Self::Get { .. } | Self::Status | Self::Digest)
+        !matches!(
+            self,
+            Self::Get { .. } | Self::Status | Self::Digest | Self::NodeStatus
+        )
     }
 }
 
@@ -347,6 +352,37 @@ pub enum Reply {
     Unknown(String),
     /// Status or digest, as text.
     Status(String),
+    /// The node's status ([`Request::NodeStatus`]).
+    Node(NodeStatus),
+}
+
+/// A node's status as the client protocol carries it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: u64,
+    /// `Leader`, `Follower`, `Candidate`, `PreCandidate` or `Learner`.
+    pub role: String,
+    /// Its term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<u64>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Where the log starts (the last index its snapshot covers).
+    pub log_start: u64,
+    /// Voters.
+    pub voters: Vec<u64>,
+    /// Learners.
+    pub learners: Vec<u64>,
+    /// Whether a joint configuration is in use.
+    pub joint: bool,
+    /// `fdatasync` calls of its log so far.
+    pub syncs: u64,
 }
 
 /// Starts a key-value node with the defaults (a [`DiskLog`] in `config.dir`, TCP on `listen`,
@@ -468,6 +504,23 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
                     ""
                 }
             )),
+            None => Reply::NotApplied("node stopped".into()),
+        }),
+        Request::NodeStatus => Ok(match handle.status().await {
+            Some(s) => Reply::Node(NodeStatus {
+                id: s.id.0,
+                role: format!("{:?}", s.role),
+                term: s.term.0,
+                leader: s.leader.map(|l| l.0),
+                commit: s.commit.0,
+                applied: s.applied.0,
+                last_index: s.last_index.0,
+                log_start: s.log_start.index.0,
+                voters: s.membership.voters().iter().map(|v| v.0).collect(),
+                learners: s.membership.learners().iter().map(|v| v.0).collect(),
+                joint: s.membership.is_joint(),
+                syncs: s.syncs,
+            }),
             None => Reply::NotApplied("node stopped".into()),
         }),
         Request::AddLearner { id, addr } => {

@@ -38,7 +38,7 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, ServerState,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
-use raftlet_tokio::kv::{Envelope, Reply, Request};
+use raftlet_tokio::kv::{Envelope, NodeStatus, Reply, Request};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
@@ -575,6 +575,15 @@ async fn serve_peer(server: Arc<Server>, stream: TcpStream) -> std::io::Result<(
     }
 }
 
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "Leader",
+        ServerState::Candidate => "Candidate",
+        ServerState::Learner => "Learner",
+        _ => "Follower",
+    }
+}
+
 async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result<()> {
     let mut s = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -592,12 +601,7 @@ async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result
                 }
                 Request::Status => {
                     let m = server.raft.metrics().borrow().clone();
-                    let role = match m.state {
-                        ServerState::Leader => "Leader",
-                        ServerState::Candidate => "Candidate",
-                        ServerState::Learner => "Learner",
-                        _ => "Follower",
-                    };
+                    let role = role_name(m.state);
                     Reply::Status(format!(
                         "node {} {role} term {} leader {} applied {} syncs {}",
                         server.id,
@@ -606,6 +610,24 @@ async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result
                         m.last_applied.map_or(0, |l| l.index),
                         server.syncs.load(Ordering::Relaxed)
                     ))
+                }
+                Request::NodeStatus => {
+                    let m = server.raft.metrics().borrow().clone();
+                    let role = role_name(m.state);
+                    Reply::Node(NodeStatus {
+                        id: server.id,
+                        role: role.into(),
+                        term: m.current_term,
+                        leader: m.current_leader,
+                        commit: m.last_applied.map_or(0, |l| l.index),
+                        applied: m.last_applied.map_or(0, |l| l.index),
+                        last_index: m.last_log_index.unwrap_or(0),
+                        log_start: m.purged.map_or(0, |l| l.index),
+                        voters: Vec::new(),
+                        learners: Vec::new(),
+                        joint: false,
+                        syncs: server.syncs.load(Ordering::Relaxed),
+                    })
                 }
                 _ => Reply::NotApplied("not supported by the openraft peer".into()),
             },
