@@ -353,7 +353,7 @@ pub enum Reply {
     /// Status or digest, as text.
     Status(String),
     /// The node's status ([`Request::NodeStatus`]).
-    Node(NodeStatus),
+    Node(Box<NodeStatus>),
 }
 
 /// A node's status as the client protocol carries it.
@@ -383,6 +383,9 @@ pub struct NodeStatus {
     pub joint: bool,
     /// `fdatasync` calls of its log so far.
     pub syncs: u64,
+    /// Its counters.
+    #[serde(default)]
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Starts a key-value node with the defaults (a [`DiskLog`] in `config.dir`, TCP on `listen`,
@@ -507,7 +510,7 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
             None => Reply::NotApplied("node stopped".into()),
         }),
         Request::NodeStatus => Ok(match handle.status().await {
-            Some(s) => Reply::Node(NodeStatus {
+            Some(s) => Reply::Node(Box::new(NodeStatus {
                 id: s.id.0,
                 role: format!("{:?}", s.role),
                 term: s.term.0,
@@ -520,7 +523,8 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
                 learners: s.membership.learners().iter().map(|v| v.0).collect(),
                 joint: s.membership.is_joint(),
                 syncs: s.syncs,
-            }),
+                metrics: s.metrics,
+            })),
             None => Reply::NotApplied("node stopped".into()),
         }),
         Request::AddLearner { id, addr } => {

@@ -34,6 +34,7 @@ pub mod kv;
 pub mod limits;
 pub mod load;
 pub mod memlog;
+pub mod metrics;
 pub mod net;
 pub mod runner;
 pub mod snapshot;

@@ -6,7 +6,7 @@
 //! reserves its length from the node's memory budget; the reservation is returned when the
 //! frame has been handled. A connection that cannot get a slot is closed at once; one whose
 //! frame does not fit the budget is closed. Buffers grow only as bytes arrive, never on a
-//! length prefix alone ([`crate::net::read_frame`]).
+//! length prefix alone (see the transport's frame reader in `net.rs`).
 //!
 //! Invariants: `active ≤ max_connections`, each source's count `≤ max_per_source`, reserved
 //! memory `≤ memory_budget`; a permit or reservation dropped on any path (error, timeout,

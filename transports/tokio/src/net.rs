@@ -117,8 +117,8 @@ pub type ForwardFuture = std::pin::Pin<
 >;
 
 /// A client connection (first byte `C`) handed to the application, with its slot of the
-/// port's [`Limits`]: keep the permit as long as the connection, and pass it to
-/// [`read_frame`]-style reads so that frames count against the memory budget.
+/// port's [`Limits`]: keep the permit as long as the connection, and reserve large frames
+/// from it ([`Permit::reserve`]) so that they count against the memory budget.
 #[derive(Debug)]
 pub struct ClientConnection {
     /// The connection, after its first byte.

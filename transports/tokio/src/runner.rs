@@ -191,6 +191,8 @@ pub struct Status {
     pub segments: usize,
     /// `fdatasync` calls that made log entries durable (group commits).
     pub syncs: u64,
+    /// Counters and the fsync latency histogram.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// How to run a node.
@@ -534,6 +536,7 @@ struct Runner<S, L> {
     seen_leader: (Term, Option<NodeId>),
     leader_watch: tokio::sync::watch::Sender<(Term, Option<NodeId>)>,
     syncs: u64,
+    metrics: crate::metrics::Metrics,
     /// The newest persist written and not yet covered by a sync job.
     written: Option<PersistToken>,
     /// The persist the sync job in flight covers.
@@ -547,8 +550,8 @@ struct Runner<S, L> {
     saved_tx: mpsc::UnboundedSender<(SnapshotId, std::io::Result<()>)>,
 }
 
-/// Results of sync jobs: the token they cover.
-type Synced = (PersistToken, std::io::Result<()>);
+/// Results of sync jobs: the token they cover, and how long the sync took.
+type Synced = (PersistToken, std::io::Result<()>, Duration);
 /// Sync jobs, with the token each covers.
 type SyncSender = std::sync::mpsc::Sender<(PersistToken, SyncJob)>;
 
@@ -561,7 +564,9 @@ fn durability_thread(id: NodeId) -> std::io::Result<(SyncSender, mpsc::Unbounded
         .name(format!("raftlet-sync-{}", id.0))
         .spawn(move || {
             while let Ok((token, job)) = rx.recv() {
-                if done.send((token, job())).is_err() {
+                let t = std::time::Instant::now();
+                let r = job();
+                if done.send((token, r, t.elapsed())).is_err() {
                     return;
                 }
             }
@@ -652,6 +657,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         seen_leader: (Term(0), None),
         leader_watch: leader_watch.clone(),
         syncs: 0,
+        metrics: crate::metrics::Metrics::default(),
         written: None,
         syncing: None,
         sync_jobs,
@@ -842,8 +848,9 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     }
 
     /// A sync job finished.
-    fn synced(&mut self, (token, result): Synced) -> std::io::Result<()> {
+    fn synced(&mut self, (token, result, took): Synced) -> std::io::Result<()> {
         result?;
+        self.metrics.fsync.record(took);
         debug_assert_eq!(self.syncing, Some(token));
         self.syncing = None;
         let _ = self.node.persisted(token, &self.log);
@@ -853,6 +860,9 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     fn note_leader(&mut self) {
         let now = (self.node.term(), self.node.leader());
         if now != self.seen_leader {
+            if now.1.is_some() && now.1 != self.seen_leader.1 {
+                self.metrics.leader_changes += 1;
+            }
             self.seen_leader = now;
             self.leader_watch.send_replace(now);
             let _ = self.events.send(Event::Leader {
@@ -866,9 +876,11 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         match cmd {
             Command::Propose(data, reply) => match self.node.propose(data, &self.log) {
                 Ok(index) => {
+                    self.metrics.proposals += 1;
                     self.proposals.insert(index, (self.node.term(), reply));
                 }
                 Err(e) => {
+                    self.metrics.proposals_refused += 1;
                     let err = match e {
                         ProposeError::NotLeader { leader, .. } => ClientError::NotLeader { leader },
                         ProposeError::Full(_) => ClientError::Refused("log full".into()),
@@ -943,6 +955,14 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             net: self.net.stats(),
             segments: self.log.segment_count(),
             syncs: self.syncs,
+            metrics: {
+                let mut m = self.metrics.clone();
+                let st = n.stats();
+                m.elections = st.campaigns;
+                m.dropped_sends = st.dropped_sends + self.net.stats().dropped;
+                m.connections_refused = self.net.stats().refused;
+                m
+            },
         }
     }
 
@@ -1051,6 +1071,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     }
 
     fn apply(&mut self, first: Index, last: Index) -> std::io::Result<()> {
+        self.metrics.applied += last.0 + 1 - first.0;
         for i in first.0..=last.0 {
             let index = Index(i);
             let Some(entry) = self.log.get(index) else {

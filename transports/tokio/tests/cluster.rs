@@ -300,3 +300,47 @@ async fn a_follower_forwards_proposals_and_rides_out_the_death_of_the_leader() {
     assert_eq!(r, Err(runner::ClientError::Unknown));
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_happened_and_serve_in_prometheus_format() {
+    let c = Cluster::new(3).await;
+    let (l, _) = c.leader(Term(0)).await;
+    for k in 0..30 {
+        c.put(l, &format!("m{k}")).await;
+    }
+    let s = c.nodes[&l].status().await.unwrap();
+    let m = &s.metrics;
+    assert!(m.proposals >= 30, "{m:?}");
+    assert!(m.applied >= 30);
+    assert_eq!(m.fsync.count, s.syncs, "one latency sample per sync");
+    assert_eq!(m.fsync.counts.iter().sum::<u64>(), m.fsync.count);
+    assert!(m.leader_changes >= 1);
+    // Over HTTP, in the text format.
+    let addr = raftlet_tokio::metrics::serve("127.0.0.1:0".parse().unwrap(), c.nodes[&l].clone())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    let value = |name: &str| -> f64 {
+        let line = body
+            .lines()
+            .find(|x| x.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("raftlet_proposals_total") >= 30.0);
+    assert_eq!(value("raftlet_is_leader"), 1.0);
+    assert!(value("raftlet_fsync_seconds_count") >= 1.0);
+    assert!(body.contains("raftlet_fsync_seconds_bucket{node=\"") && body.contains("le=\"+Inf\""));
+    // Anything else is 404.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut other = String::new();
+    s.read_to_string(&mut other).await.unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"));
+}

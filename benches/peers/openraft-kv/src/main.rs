@@ -614,7 +614,7 @@ async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result
                 Request::NodeStatus => {
                     let m = server.raft.metrics().borrow().clone();
                     let role = role_name(m.state);
-                    Reply::Node(NodeStatus {
+                    Reply::Node(Box::new(NodeStatus {
                         id: server.id,
                         role: role.into(),
                         term: m.current_term,
@@ -627,7 +627,8 @@ async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result
                         learners: Vec::new(),
                         joint: false,
                         syncs: server.syncs.load(Ordering::Relaxed),
-                    })
+                        metrics: Default::default(),
+                    }))
                 }
                 _ => Reply::NotApplied("not supported by the openraft peer".into()),
             },

@@ -145,6 +145,9 @@ struct ServeArgs {
     /// Keep the log in memory (not durable: for experiments and benchmarks)
     #[arg(long)]
     in_memory: bool,
+    /// Serve Prometheus metrics (GET /metrics) on this address
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -291,6 +294,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    if let Some(addr) = args.metrics_addr {
+        match raftlet_tokio::metrics::serve(addr, handle.clone()).await {
+            Ok(a) => eprintln!("node {id}: metrics on http://{a}/metrics"),
+            Err(e) => {
+                eprintln!("node {id}: cannot serve metrics on {addr}: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
     eprintln!(
         "node {id} serving on {listen} (recovered {} segments, {} records{})",
         recovery.segments,
@@ -448,7 +460,7 @@ async fn status(to: &Target, json: bool) -> ExitCode {
     let nodes: Vec<(SocketAddr, Option<NodeStatus>, String)> = answers
         .into_iter()
         .map(|(addr, r)| match r {
-            Ok(Reply::Node(n)) => (addr, Some(n), String::new()),
+            Ok(Reply::Node(n)) => (addr, Some(*n), String::new()),
             Ok(other) => (addr, None, format!("{other:?}")),
             Err(e) => (addr, None, e.to_string()),
         })
@@ -468,6 +480,7 @@ async fn status(to: &Target, json: bool) -> ExitCode {
                     "last_index": n.last_index, "log_start": n.log_start,
                     "lag": top.saturating_sub(n.applied), "voters": n.voters,
                     "learners": n.learners, "joint": n.joint, "syncs": n.syncs,
+                    "metrics": n.metrics,
                 }),
                 None => serde_json::json!({ "addr": addr.to_string(), "error": err }),
             })
