@@ -32,8 +32,8 @@ done
 cargo build --release -q -p raftlet-tokio --bin raftlet-kv
 bin=target/release/raftlet-kv
 case "$system" in
-    raftlet) server=("$bin" serve) ;;
-    raftlet-memory) server=("$bin" serve --in-memory) ;;
+    raftlet) server=("$bin" serve --insecure) ;;
+    raftlet-memory) server=("$bin" serve --insecure --in-memory) ;;
     openraft)
         cargo build --release -q --manifest-path benches/peers/openraft-kv/Cargo.toml
         server=(benches/peers/openraft-kv/target/release/openraft-kv) ;;

@@ -21,10 +21,11 @@
 //! `get` is linearizable (ReadIndex, served by whichever node was asked); `get --stale` reads
 //! the node's state as it is.
 
-use crate::net::{ClientConnection, Network, Transport};
+use crate::net::{ClientConnection, NetOptions, Network, Stream, Transport};
 use crate::net::{read_frame, write_frame};
 use crate::runner::{self, ClientError, Handle, RunnerConfig, StartError, StateMachine};
 use crate::storage::{DiskLog, LogStore, Recovery};
+use crate::tls::Tls;
 use raftlet::{Change, ConfChange, Index, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteBuf, Bytes};
@@ -411,8 +412,21 @@ pub async fn start_on<L: LogStore>(
     listen: SocketAddr,
     log: L,
 ) -> Result<Handle, StartError> {
+    start_with_options(config, listen, log, NetOptions::default()).await
+}
+
+/// [`start_on`] with the transport's bounds and TLS of the caller's choice.
+///
+/// # Errors
+/// [`StartError`].
+pub async fn start_with_options<L: LogStore>(
+    config: RunnerConfig,
+    listen: SocketAddr,
+    log: L,
+    options: NetOptions,
+) -> Result<Handle, StartError> {
     let (clients_tx, clients_rx) = mpsc::channel(64);
-    let net = Network::bind(config.id, config.cluster, listen, Some(clients_tx))
+    let net = Network::bind_with(config.id, config.cluster, listen, Some(clients_tx), options)
         .await
         .map_err(StartError::Io)?;
     let handle = runner::start_with(config, Kv::with_transport(net.clone()), log, net)?;
@@ -601,20 +615,39 @@ impl std::error::Error for CallError {}
 
 /// A connection to one node.
 pub struct Client {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
     addr: SocketAddr,
     buf: Vec<u8>,
 }
 
 impl Client {
-    /// Connects to the node at `addr`.
+    /// Connects to the node at `addr` (plain TCP).
     ///
     /// # Errors
     /// The connection failed.
     pub async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        Self::connect_with(addr, None).await
+    }
+
+    /// Connects to the node at `addr`, over TLS with `tls` (the node's certificate must name
+    /// [`tls::CLUSTER_NAME`](crate::tls::CLUSTER_NAME); ours, the client's, is checked by the
+    /// node).
+    ///
+    /// # Errors
+    /// The connection or the TLS handshake failed.
+    pub async fn connect_with(addr: SocketAddr, tls: Option<&Tls>) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream: Stream = match tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(
+                t.connector()
+                    .connect(crate::tls::cluster_server_name(), tcp)
+                    .await?,
+            ),
+        };
         stream.write_all(b"C").await?;
+        stream.flush().await?;
         Ok(Self {
             stream: BufReader::new(stream),
             addr,
@@ -670,7 +703,20 @@ impl Client {
 /// # Errors
 /// [`CallError`].
 pub async fn call(addr: SocketAddr, env: &Envelope, timeout: Duration) -> Result<Reply, CallError> {
-    let mut client = match tokio::time::timeout(timeout, Client::connect(addr)).await {
+    call_with(addr, env, timeout, None).await
+}
+
+/// [`call`] over TLS with `tls`, if given.
+///
+/// # Errors
+/// [`CallError`].
+pub async fn call_with(
+    addr: SocketAddr,
+    env: &Envelope,
+    timeout: Duration,
+    tls: Option<&Tls>,
+) -> Result<Reply, CallError> {
+    let mut client = match tokio::time::timeout(timeout, Client::connect_with(addr, tls)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(CallError::NotSent(e)),
         Err(_) => return Err(CallError::NotSent(std::io::ErrorKind::TimedOut.into())),

@@ -39,5 +39,6 @@ pub mod net;
 pub mod runner;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;
 
 pub use runner::{ClientError, Event, Handle, RunnerConfig, StateMachine, Status, start};

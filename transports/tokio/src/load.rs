@@ -33,6 +33,8 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Bound on one request.
     pub timeout: Duration,
+    /// TLS for the connections (a client certificate), if the cluster uses it.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl LoadConfig {
@@ -46,6 +48,7 @@ impl LoadConfig {
             value_bytes: 16,
             progress: true,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -161,7 +164,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     });
     let mut clients = Vec::with_capacity(config.clients);
     for _ in 0..config.clients {
-        let c = Client::connect(config.addr)
+        let c = Client::connect_with(config.addr, config.tls.as_ref())
             .await
             .map_err(|e| LoadError(format!("cannot connect to {}: {e}", config.addr)))?;
         clients.push(c);
@@ -172,6 +175,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         let shared = shared.clone();
         let value = value.clone();
         let timeout = config.timeout;
+        let tls = config.tls.clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
@@ -202,7 +206,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
                 if r.is_err() {
                     // The connection is in an unknown state: open another.
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    match Client::connect(client.peer()).await {
+                    match Client::connect_with(client.peer(), tls.as_ref()).await {
                         Ok(c) => client = c,
                         Err(_) => continue,
                     }

@@ -19,6 +19,7 @@
 
 use crate::limits::{Limiter, Limits, Permit};
 use crate::storage::Payload;
+use crate::tls::{self, Tls};
 use raftlet::NodeId;
 use raftlet::wire::Codec;
 use raftlet::wire::frame::encode_length_prefixed;
@@ -116,15 +117,39 @@ pub type ForwardFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<ForwardOutcome, ForwardError>> + Send>,
 >;
 
+/// A byte stream: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A connection of the transport, plain or TLS.
+pub type Stream = Box<dyn Io>;
+
+/// How a [`Network`] guards its port.
+#[derive(Debug, Clone, Default)]
+pub struct NetOptions {
+    /// Bounds on inbound connections.
+    pub limits: Limits,
+    /// Mutual TLS for every connection, inbound and outbound ([`crate::tls`]); `None`: plain
+    /// TCP, unauthenticated.
+    pub tls: Option<Tls>,
+}
+
 /// A client connection (first byte `C`) handed to the application, with its slot of the
 /// port's [`Limits`]: keep the permit as long as the connection, and reserve large frames
 /// from it ([`Permit::reserve`]) so that they count against the memory budget.
-#[derive(Debug)]
 pub struct ClientConnection {
-    /// The connection, after its first byte.
-    pub stream: TcpStream,
+    /// The connection, after its first byte (TLS if the node uses it).
+    pub stream: Stream,
     /// Its slot.
     pub permit: Permit,
+}
+
+impl std::fmt::Debug for ClientConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConnection")
+            .field("permit", &self.permit)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Logs at most one warning per second, counting the rest.
@@ -153,6 +178,9 @@ impl Throttle {
         }
     }
 }
+
+/// An idle forwarding connection, and a duplicate of its socket to peek at.
+type PooledConn = (tokio::io::BufReader<Stream>, socket2::Socket);
 
 /// Idle forwarding connections kept per peer.
 const FORWARD_POOL: usize = 64;
@@ -206,7 +234,9 @@ struct Inner {
     /// Where proposals forwarded to this node go.
     forwarded: Mutex<Option<mpsc::Sender<Forwarded>>>,
     /// Idle connections for forwarding, per peer.
-    forward_pool: Mutex<HashMap<NodeId, Vec<tokio::io::BufReader<TcpStream>>>>,
+    forward_pool: Mutex<HashMap<NodeId, Vec<PooledConn>>>,
+    /// TLS for every connection, if configured.
+    tls: Option<Tls>,
     /// Slots and memory of inbound connections.
     limiter: Arc<Limiter>,
     /// Warnings about bad connections.
@@ -297,7 +327,7 @@ impl Network {
     /// A transport for node `id` of cluster `cluster`, with frames of at most `max_frame`
     /// bytes.
     pub fn new(id: NodeId, cluster: u64, max_frame: usize) -> Self {
-        Self::with_listener(id, cluster, max_frame, None, Limits::default())
+        Self::with_listener(id, cluster, max_frame, None, NetOptions::default())
     }
 
     /// A transport listening on `listen` (bound now, served once the runner starts it).
@@ -311,10 +341,10 @@ impl Network {
         listen: SocketAddr,
         clients: Option<mpsc::Sender<ClientConnection>>,
     ) -> std::io::Result<Self> {
-        Self::bind_with(id, cluster, listen, clients, Limits::default()).await
+        Self::bind_with(id, cluster, listen, clients, NetOptions::default()).await
     }
 
-    /// [`bind`](Self::bind) with the given bounds on inbound connections.
+    /// [`bind`](Self::bind) with the given bounds on inbound connections and TLS.
     ///
     /// # Errors
     /// The address cannot be bound.
@@ -323,7 +353,7 @@ impl Network {
         cluster: u64,
         listen: SocketAddr,
         clients: Option<mpsc::Sender<ClientConnection>>,
-        limits: Limits,
+        options: NetOptions,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         Ok(Self::with_listener(
@@ -331,7 +361,7 @@ impl Network {
             cluster,
             crate::runner::MAX_FRAME,
             Some((listener, clients)),
-            limits,
+            options,
         ))
     }
 
@@ -345,7 +375,7 @@ impl Network {
         cluster: u64,
         max_frame: usize,
         listener: Option<(TcpListener, Option<mpsc::Sender<ClientConnection>>)>,
-        limits: Limits,
+        options: NetOptions,
     ) -> Self {
         let local = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
         Self {
@@ -363,7 +393,8 @@ impl Network {
                 stop: tokio::sync::watch::Sender::new(false),
                 forwarded: Mutex::new(None),
                 forward_pool: Mutex::new(HashMap::new()),
-                limiter: Limiter::new(limits),
+                limiter: Limiter::new(options.limits),
+                tls: options.tls,
                 throttle: Throttle::new(),
             }),
         }
@@ -522,6 +553,40 @@ fn hello_bytes(inner: &Inner) -> Vec<u8> {
     .expect("hello serializes")
 }
 
+/// Connects to node `to` at `addr`: TCP, then TLS checking that the server is node `to` if
+/// the transport uses TLS. Also returns a duplicate of the socket, to peek at it later.
+async fn dial(
+    inner: &Inner,
+    to: NodeId,
+    addr: SocketAddr,
+) -> std::io::Result<(Stream, socket2::Socket)> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let probe = socket2::SockRef::from(&tcp).try_clone()?;
+    let stream: Stream = match &inner.tls {
+        None => Box::new(tcp),
+        Some(t) => Box::new(
+            tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                t.connector().connect(tls::server_name(to.0), tcp),
+            )
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+        ),
+    };
+    Ok((stream, probe))
+}
+
+/// Whether an idle connection is still open and quiet (the peer has not closed it or sent
+/// anything), without consuming a byte.
+fn still_open(probe: &socket2::Socket) -> bool {
+    let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match probe.peek(&mut b) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
+
 /// One forwarded proposal over a pooled connection (`F`, hello, then request and reply frames).
 async fn forward_call(
     inner: Arc<Inner>,
@@ -541,31 +606,32 @@ async fn forward_call(
         else {
             break None;
         };
-        match c.get_ref().try_read(&mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Some(c),
-            _ => continue,
+        if still_open(&c.1) {
+            break Some(c);
         }
     };
-    let mut conn = match pooled {
+    let (mut conn, probe) = match pooled {
         Some(c) => c,
         None => {
             let connect = async {
-                let mut s = TcpStream::connect(addr).await?;
-                s.set_nodelay(true)?;
+                let (mut s, probe) = dial(&inner, to, addr).await?;
                 let mut hello = vec![b'F'];
                 let body = hello_bytes(&inner);
                 hello.extend_from_slice(&(body.len() as u32).to_le_bytes());
                 hello.extend_from_slice(&body);
                 s.write_all(&hello).await?;
-                Ok::<_, std::io::Error>(tokio::io::BufReader::new(s))
+                s.flush().await?;
+                Ok::<_, std::io::Error>((tokio::io::BufReader::new(s), probe))
             };
             connect.await.map_err(|_| ForwardError::NotSent)?
         }
     };
     // From here a failure may come after the node received the request: unknown.
-    write_frame(&mut conn, &command)
-        .await
-        .map_err(|_| ForwardError::Lost)?;
+    let sent = async {
+        write_frame(&mut conn, &command).await?;
+        conn.flush().await
+    };
+    sent.await.map_err(|_| ForwardError::Lost)?;
     let mut buf = Vec::new();
     match read_frame(&mut conn, 1 << 20, &mut buf, None).await {
         Ok(true) => {}
@@ -575,13 +641,13 @@ async fn forward_call(
     let mut pool = inner.forward_pool.lock().expect("pool lock");
     let idle = pool.entry(to).or_default();
     if idle.len() < FORWARD_POOL {
-        idle.push(conn);
+        idle.push((conn, probe));
     }
     Ok(outcome)
 }
 
 /// Serves proposals forwarded by `from` on one connection, one at a time.
-async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: TcpStream, permit: Permit) {
+async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: Stream, permit: Permit) {
     let mut stream = tokio::io::BufReader::new(stream);
     let mut stop = inner.stop.subscribe();
     let mut buf = Vec::new();
@@ -610,7 +676,11 @@ async fn serve_forwards(inner: Arc<Inner>, from: NodeId, stream: TcpStream, perm
             }
         };
         let bytes = postcard::to_allocvec(&outcome).expect("outcomes serialize");
-        if write_frame(&mut stream, &bytes).await.is_err() {
+        let sent = async {
+            write_frame(&mut stream, &bytes).await?;
+            stream.flush().await
+        };
+        if sent.await.is_err() {
             log::debug!("{}: forwarding connection from {from} lost", inner.id);
             return;
         }
@@ -622,8 +692,8 @@ async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mp
     let mut buf = vec![0u8; inner.codec.max_frame() + 4];
     let hello = hello_bytes(&inner);
     loop {
-        let stream = match TcpStream::connect(addr).await {
-            Ok(s) => s,
+        let stream = match dial(&inner, to, addr).await {
+            Ok((s, _)) => s,
             Err(e) => {
                 log::debug!("{}: cannot reach {to} at {addr}: {e}", inner.id);
                 tokio::time::sleep(backoff).await;
@@ -635,7 +705,6 @@ async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mp
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let mut w = BufWriter::with_capacity(256 << 10, stream);
         let greeted = async {
             w.write_all(b"P").await?;
@@ -677,22 +746,12 @@ async fn peer_writer(inner: Arc<Inner>, to: NodeId, addr: SocketAddr, mut rx: mp
 
 async fn serve_connection(
     inner: Arc<Inner>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
     permit: Permit,
     inbound: mpsc::Sender<Msg>,
     clients: Option<mpsc::Sender<ClientConnection>>,
 ) {
-    let peer_addr = stream.peer_addr().ok();
-    let mut kind = [0u8; 1];
-    let mut buf = Vec::new();
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        stream.read_exact(&mut kind).await?;
-        if kind[0] == b'P' || kind[0] == b'F' {
-            read_frame(&mut stream, 64, &mut buf, None).await?;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+    let peer_addr = tcp.peer_addr().ok();
     let refuse = |why: &str| {
         inner.refused.fetch_add(1, Ordering::Relaxed);
         inner.throttle.warn(format_args!(
@@ -700,11 +759,40 @@ async fn serve_connection(
             inner.id
         ));
     };
-    match hello {
+    // Peers stay connected while idle: keepalive finds the dead ones.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+    let mut kind = [0u8; 1];
+    let mut buf = Vec::new();
+    // TLS first, if configured: the handshake checks the certificate against the cluster's CA.
+    let handshake = async {
+        let (mut stream, cert): (Stream, Option<rustls::pki_types::CertificateDer<'static>>) =
+            match &inner.tls {
+                None => (Box::new(tcp), None),
+                Some(t) => {
+                    let s = t.acceptor().accept(tcp).await?;
+                    let cert = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.clone().into_owned());
+                    (Box::new(s), cert)
+                }
+            };
+        stream.read_exact(&mut kind).await?;
+        if kind[0] == b'P' || kind[0] == b'F' {
+            read_frame(&mut stream, 64, &mut buf, None).await?;
+        }
+        Ok::<_, std::io::Error>((stream, cert))
+    };
+    let (stream, cert) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Err(_) => return refuse("no handshake in time"),
         Ok(Err(e)) => return refuse(&format!("handshake failed: {e}")),
-        Ok(Ok(())) => {}
-    }
+        Ok(Ok(x)) => x,
+    };
     match kind[0] {
         b'C' => {
             if let Some(clients) = clients {
@@ -728,11 +816,16 @@ async fn serve_connection(
     if !inner.peers.lock().expect("peers lock").contains_key(&from) {
         return refuse(&format!("node {from} is not in the address book"));
     }
-    // Peers stay connected while idle: keepalive finds the dead ones.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10));
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    // With TLS, the certificate must name the node the hello claims.
+    if inner.tls.is_some()
+        && !cert
+            .as_ref()
+            .is_some_and(|c| tls::names(c, &tls::node_name(from.0)))
+    {
+        return refuse(&format!(
+            "its certificate does not name node {from}, which it claims to be"
+        ));
+    }
     if kind[0] == b'F' {
         return serve_forwards(inner, from, stream, permit).await;
     }

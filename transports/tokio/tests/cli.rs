@@ -205,3 +205,74 @@ fn every_subcommand_parses() {
         assert_eq!(o.status.code(), Some(0), "{cmd}: {}", text(&o.stderr));
     }
 }
+
+#[test]
+fn serve_needs_tls_or_an_explicit_insecure_and_certs_make_a_working_tls_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = dead_addr();
+    let peers = format!("1={addr}");
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // No TLS files and no --insecure: refused, with the reason.
+    let o = run(&["serve", "--id", "1", "--peers", &peers, "--data", data]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        text(&o.stderr).contains("--insecure"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Certificates for one node and a client; never overwritten.
+    let certs = dir.path().join("certs");
+    let c = |f: &str| certs.join(f).to_str().unwrap().to_string();
+    let o = run(&["certs", "--nodes", "1", "--out", &c("")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    for f in [
+        "ca.pem",
+        "ca-key.pem",
+        "node-1.pem",
+        "node-1-key.pem",
+        "client.pem",
+        "client-key.pem",
+    ] {
+        assert!(certs.join(f).exists(), "{f}");
+    }
+    assert_eq!(
+        run(&["certs", "--nodes", "1", "--out", &c("")])
+            .status
+            .code(),
+        Some(1)
+    );
+    // A one-node cluster over TLS takes a write from a client with the client certificate,
+    // and not from one without.
+    let mut node = Command::new(env!("CARGO_BIN_EXE_raftlet-kv"))
+        .args(["serve", "--id", "1", "--peers", &peers, "--data", data])
+        .args(["--tls-ca", &c("ca.pem"), "--tls-cert", &c("node-1.pem")])
+        .args(["--tls-key", &c("node-1-key.pem")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_tls = [
+        "--tls-ca".to_string(),
+        c("ca.pem"),
+        "--tls-cert".to_string(),
+        c("client.pem"),
+        "--tls-key".to_string(),
+        c("client-key.pem"),
+    ];
+    let mut put = vec!["put", "k", "v", "--addr", &addr, "--timeout", "10s"];
+    put.extend(client_tls.iter().map(String::as_str));
+    let o = run(&put);
+    let mut get = vec!["get", "k", "--addr", &addr];
+    get.extend(client_tls.iter().map(String::as_str));
+    let g = run(&get);
+    let plain = run(&["put", "k", "w", "--addr", &addr, "--timeout", "1s"]);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&g.stdout).trim(), "v");
+    assert_ne!(
+        plain.status.code(),
+        Some(0),
+        "a client without a certificate wrote"
+    );
+}

@@ -44,6 +44,7 @@ impl Procs {
         let child = cmd
             .args([
                 "serve",
+                "--insecure",
                 "--id",
                 &(k + 1).to_string(),
                 "--peers",
@@ -200,7 +201,14 @@ fn a_second_node_on_a_used_data_directory_is_refused() {
     let (a, b) = (free_addr(), free_addr());
     let serve = |addr: SocketAddr| {
         Command::new(env!("CARGO_BIN_EXE_raftlet-kv"))
-            .args(["serve", "--id", "1", "--peers", &format!("1={addr}")])
+            .args([
+                "serve",
+                "--insecure",
+                "--id",
+                "1",
+                "--peers",
+                &format!("1={addr}"),
+            ])
             .arg("--data")
             .arg(dir.path())
             .stdout(Stdio::null())

@@ -109,6 +109,41 @@ enum Command {
     },
     /// Closed-loop load: clients writing to the leader among the addresses
     Bench(BenchArgs),
+    /// Make a certificate authority, a certificate per node and a client certificate (PEM)
+    Certs {
+        /// Node ids, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<u64>,
+        /// Directory to write ca.pem, ca-key.pem, node-N.pem, node-N-key.pem, client.pem,
+        /// client-key.pem into (created; existing files are not overwritten)
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// TLS files: the cluster's CA, and this party's certificate and key.
+#[derive(Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// The cluster's CA certificate (PEM); with --tls-cert and --tls-key: mutual TLS
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's or client's certificate (PEM)
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM)
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(&self) -> Result<Option<raftlet_tokio::tls::Tls>, String> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => raftlet_tokio::tls::Tls::from_files(ca, cert, key)
+                .map(Some)
+                .map_err(|e| format!("TLS: {e}")),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Which nodes to ask, and for how long.
@@ -120,6 +155,8 @@ struct Target {
     /// How long to keep trying (10s, 500ms, 1m; a bare number is seconds)
     #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: Duration,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +185,12 @@ struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) on this address
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Run without TLS: anyone who can reach the port can act as a client or a peer (see the
+    /// README's threat model). Required when no --tls-* files are given.
+    #[arg(long, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
+    insecure: bool,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +213,8 @@ struct BenchArgs {
     /// One JSON object instead of a sentence
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// A duration: humantime (`10s`, `500ms`, `1m 30s`) or a bare, finite, non-negative number of
@@ -249,6 +294,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Bench(args) => bench(args).await,
             Command::Status { json, to } => status(&to, json).await,
+            Command::Certs { nodes, out } => certs(&nodes, &out),
             other => client(other).await,
         }
     })
@@ -258,6 +304,23 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let id = NodeId(args.id);
+    let tls = match args.tls.load() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if tls.is_none() && !args.insecure {
+        eprintln!(
+            "error: no TLS: give --tls-ca, --tls-cert and --tls-key (raftlet-kv certs makes them), or --insecure to run unauthenticated"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let options = raftlet_tokio::net::NetOptions {
+        tls,
+        ..Default::default()
+    };
     let voters: Vec<NodeId> = match &args.voters {
         Some(v) => v.iter().copied().map(NodeId).collect(),
         None => args.peers.iter().map(|(i, _)| NodeId(*i)).collect(),
@@ -281,11 +344,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map(|&(i, a)| (NodeId(i), a))
         .collect();
     let started = if args.in_memory {
-        kv::start_on(config, listen, raftlet_tokio::memlog::MemLog::new())
+        let log = raftlet_tokio::memlog::MemLog::new();
+        kv::start_with_options(config, listen, log, options)
             .await
             .map(|h| (h, Default::default()))
     } else {
-        kv::start(config, listen).await
+        match raftlet_tokio::storage::DiskLog::open(&args.data) {
+            Ok((log, recovery)) => kv::start_with_options(config, listen, log, options)
+                .await
+                .map(|h| (h, recovery)),
+            Err(e) => Err(raftlet_tokio::runner::StartError::Storage(e)),
+        }
     };
     let (handle, recovery): (Handle, raftlet_tokio::storage::Recovery) = match started {
         Ok(x) => x,
@@ -333,7 +402,11 @@ async fn wait_stopped(h: &Handle) {
 /// Sends `request` to the nodes of `to` until one answers with something other than
 /// "certainly not applied", or the time is up. Only requests that certainly had no effect
 /// are retried, so retrying is safe for writes.
-async fn call_retrying(to: &Target, request: Request) -> Result<Reply, kv::CallError> {
+async fn call_retrying(
+    to: &Target,
+    tls: Option<&raftlet_tokio::tls::Tls>,
+    request: Request,
+) -> Result<Reply, kv::CallError> {
     let deadline = Instant::now() + to.timeout;
     let mut k = 0;
     loop {
@@ -344,7 +417,7 @@ async fn call_retrying(to: &Target, request: Request) -> Result<Reply, kv::CallE
             hops: 0,
             request: request.clone(),
         };
-        let r = kv::call(addr, &env, left.max(Duration::from_millis(1))).await;
+        let r = kv::call_with(addr, &env, left.max(Duration::from_millis(1)), tls).await;
         let retry = matches!(r, Ok(Reply::NotApplied(_)) | Err(kv::CallError::NotSent(_)));
         if !retry || Instant::now() + Duration::from_millis(100) >= deadline {
             return r;
@@ -395,11 +468,20 @@ async fn client(command: Command) -> ExitCode {
         ),
         Command::Promote { id, to } => (Request::Promote { id }, to),
         Command::Remove { id, to } => (Request::Remove { id }, to),
-        Command::Demo | Command::Serve(_) | Command::Bench(_) | Command::Status { .. } => {
-            unreachable!("handled in main")
+        Command::Demo
+        | Command::Serve(_)
+        | Command::Bench(_)
+        | Command::Status { .. }
+        | Command::Certs { .. } => unreachable!("handled in main"),
+    };
+    let tls = match to.tls.load() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
-    match call_retrying(&to, request).await {
+    match call_retrying(&to, tls.as_ref(), request).await {
         Ok(Reply::Applied) => ExitCode::SUCCESS,
         Ok(Reply::Value(Some(v))) => {
             println!("{}", String::from_utf8_lossy(&v));
@@ -447,14 +529,24 @@ async fn client(command: Command) -> ExitCode {
 
 /// Asks every node of `to` (at once) for its status; prints a table or JSON.
 async fn status(to: &Target, json: bool) -> ExitCode {
+    let tls = match to.tls.load() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let timeout = to.timeout;
-    let asks = to.addr.iter().map(|&addr| async move {
-        let env = kv::Envelope {
-            hops: 0,
-            request: Request::NodeStatus,
-        };
-        let r = kv::call(addr, &env, timeout).await;
-        (addr, r)
+    let asks = to.addr.iter().map(|&addr| {
+        let tls = tls.clone();
+        async move {
+            let env = kv::Envelope {
+                hops: 0,
+                request: Request::NodeStatus,
+            };
+            let r = kv::call_with(addr, &env, timeout, tls.as_ref()).await;
+            (addr, r)
+        }
     });
     let answers = futures_join_all(asks).await;
     let nodes: Vec<(SocketAddr, Option<NodeStatus>, String)> = answers
@@ -546,7 +638,11 @@ where
 // ----- bench ----------------------------------------------------------------------------------
 
 /// Asks each address for its status until one says it leads.
-async fn find_leader(addrs: &[SocketAddr], within: Duration) -> Option<SocketAddr> {
+async fn find_leader(
+    addrs: &[SocketAddr],
+    tls: Option<&raftlet_tokio::tls::Tls>,
+    within: Duration,
+) -> Option<SocketAddr> {
     let t = Instant::now();
     while t.elapsed() < within {
         for &a in addrs {
@@ -554,7 +650,7 @@ async fn find_leader(addrs: &[SocketAddr], within: Duration) -> Option<SocketAdd
                 hops: 0,
                 request: Request::Status,
             };
-            if let Ok(Reply::Status(s)) = kv::call(a, &env, Duration::from_secs(1)).await
+            if let Ok(Reply::Status(s)) = kv::call_with(a, &env, Duration::from_secs(1), tls).await
                 && s.split_whitespace().nth(2) == Some("Leader")
             {
                 return Some(a);
@@ -566,7 +662,14 @@ async fn find_leader(addrs: &[SocketAddr], within: Duration) -> Option<SocketAdd
 }
 
 async fn bench(args: BenchArgs) -> ExitCode {
-    let Some(leader) = find_leader(&args.addr, Duration::from_secs(15)).await else {
+    let tls = match args.tls.load() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let Some(leader) = find_leader(&args.addr, tls.as_ref(), Duration::from_secs(15)).await else {
         eprintln!("no leader among {:?}", args.addr);
         return ExitCode::from(EXIT_FAILED);
     };
@@ -575,6 +678,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
     config.duration = args.duration;
     config.warmup = args.warmup;
     config.value_bytes = args.value_bytes as usize;
+    config.tls = tls;
     eprintln!(
         "bench: {} closed-loop clients writing {}-byte values to the leader at {leader} for {:?} (after {:?} of warm-up)",
         config.clients, config.value_bytes, args.duration, args.warmup
@@ -593,4 +697,48 @@ async fn bench(args: BenchArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+// ----- certs ----------------------------------------------------------------------------------
+
+fn certs(nodes: &[u64], out: &std::path::Path) -> ExitCode {
+    let g = match raftlet_tokio::tls::generate(nodes) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: making certificates: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let mut files = vec![
+        ("ca.pem".to_string(), g.ca_cert),
+        ("ca-key.pem".to_string(), g.ca_key),
+        ("client.pem".to_string(), g.client.0),
+        ("client-key.pem".to_string(), g.client.1),
+    ];
+    for (id, cert, key) in g.nodes {
+        files.push((format!("node-{id}.pem"), cert));
+        files.push((format!("node-{id}-key.pem"), key));
+    }
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!("error: {}: {e}", out.display());
+        return ExitCode::from(EXIT_FAILED);
+    }
+    for (name, pem) in &files {
+        let path = out.join(name);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, pem.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(EXIT_FAILED);
+        }
+    }
+    println!(
+        "wrote {} files to {}: ca.pem for everyone, node-N.pem and node-N-key.pem for node N, client.pem and client-key.pem for clients; keep ca-key.pem offline",
+        files.len(),
+        out.display()
+    );
+    ExitCode::SUCCESS
 }
