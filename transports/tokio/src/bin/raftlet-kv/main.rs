@@ -242,32 +242,17 @@ fn parse_peer(s: &str) -> Result<(u64, SocketAddr), String> {
     Ok((id, addr))
 }
 
-struct StderrLog(log::LevelFilter);
-impl log::Log for StderrLog {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{:<5} {}", r.level(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
+/// Logs go to stderr through `tracing` (the libraries' `log` records included), filtered by
+/// `RAFTLET_LOG` (`warn` by default; `info`, `debug`, or directives such as
+/// `raftlet_tokio=debug`).
 fn init_log() {
-    let level = match std::env::var("RAFTLET_LOG").as_deref() {
-        Ok("trace") => log::LevelFilter::Trace,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("info") => log::LevelFilter::Info,
-        Ok("error") => log::LevelFilter::Error,
-        Ok("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Warn,
-    };
-    let logger = Box::leak(Box::new(StderrLog(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 fn main() -> ExitCode {
