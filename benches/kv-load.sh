@@ -5,7 +5,7 @@
 # and the followers, and the servers' CPU time per write.
 #
 #   bash benches/kv-load.sh [--system raftlet|openraft] [--clients 32] [--duration 10]
-#                           [--value-bytes 16] [--runs 1] [--json]
+#                           [--value-bytes 16] [--runs 1] [--json] [--server-args "ARGS"]
 #
 # --system openraft runs the peer in benches/peers/openraft-kv (same client protocol, same
 # durability) instead of raftlet-kv; openraft-nosync runs it without fdatasync (not durable:
@@ -17,10 +17,11 @@
 # openraft peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clients=32 duration=10 value_bytes=16 runs=1 json=0 system=raftlet
+clients=32 duration=10 value_bytes=16 runs=1 json=0 system=raftlet extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --system) system=$2; shift 2 ;;
+        --server-args) extra=($2); shift 2 ;;
         --clients) clients=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --value-bytes) value_bytes=$2; shift 2 ;;
@@ -57,7 +58,7 @@ for run in $(seq 1 "$runs"); do
     peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
     pids=()
     for i in 1 2 3; do
-        "${server[@]}" --id $i --peers "$peers" --data "$root/node-$i" 2>"$root/node-$i.log" &
+        "${server[@]}" "${extra[@]}" --id $i --peers "$peers" --data "$root/node-$i" 2>"$root/node-$i.log" &
         pids+=($!)
     done
     trap 'kill ${pids[*]} 2>/dev/null || true' EXIT

@@ -185,6 +185,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) on this address
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Take a snapshot (and compact the log) every this many applied entries; 0: never
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
     #[command(flatten)]
     tls: TlsArgs,
     /// Run without TLS: anyone who can reach the port can act as a client or a peer (see the
@@ -322,6 +325,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let mut config = RunnerConfig::new(id, &args.data, voters);
     config.cluster = args.cluster_id;
+    config.snapshot_every = args.snapshot_every;
     config.peers = args
         .peers
         .iter()
