@@ -286,6 +286,7 @@ async fn a_flood_of_idle_and_slow_connections_leaves_a_node_serving_in_bounded_m
     let mut client = Client::connect(target).await.unwrap();
     // As many hostile connections as this process may open, up to 1,000.
     let n = 1000.min(open_file_limit().saturating_sub(200));
+    let flood_started = Instant::now();
     let mut flood = Vec::new();
     let mut opened = 0;
     for i in 0..n {
@@ -347,6 +348,16 @@ async fn a_flood_of_idle_and_slow_connections_leaves_a_node_serving_in_bounded_m
     };
     let got = client.call(get, Duration::from_secs(5)).await.ok();
     assert_eq!(got, Some(Reply::Value(Some(b"v".to_vec()))));
+    // Once the silent and half-handshake connections have timed out (5 s), new connections
+    // get in again, although the flood's sockets stay open on our side.
+    let since = flood_started.elapsed();
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(since)).await;
+    let mut fresh = Client::connect(target).await.unwrap();
+    let r = fresh.call(put(99), Duration::from_secs(10)).await;
+    assert!(
+        matches!(r, Ok(Reply::Applied)),
+        "a new connection after the handshake timeout: {r:?}"
+    );
     let rss = rss_kib(pid);
     eprintln!(
         "flood: {opened} hostile connections; node RSS {} KiB before, {rss} KiB during",
