@@ -145,12 +145,22 @@ impl LogStore for DiskLog {
     }
 }
 
-/// One record of a segment.
-#[derive(Serialize, Deserialize, Debug)]
+/// One record of a segment, as read back.
+#[derive(Deserialize, Debug)]
 enum Record {
     /// Entries, contiguous; they replace every entry at or after the first one's index.
     Entries(Vec<LogEntry>),
     /// The log was replaced by an installed snapshot: nothing before this record counts.
+    Reset(SnapshotId),
+}
+
+/// One record as written: the same encoding as [`Record`], borrowing the entries (a persist's
+/// entries are serialized from the persist, not copied first).
+#[derive(Serialize, Debug)]
+enum RecordRef<'a> {
+    /// See [`Record::Entries`].
+    Entries(&'a [LogEntry]),
+    /// See [`Record::Reset`].
     Reset(SnapshotId),
 }
 
@@ -301,7 +311,7 @@ pub struct DiskLog {
 }
 
 /// Appends the record to `out`, header first.
-fn encode_record(r: &Record, out: &mut Vec<u8>) {
+fn encode_record(r: &RecordRef<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER]);
     *out = postcard::to_extend(r, std::mem::take(out)).expect("records serialize");
@@ -558,7 +568,7 @@ impl DiskLog {
         write_atomic(&self.dir.join("state"), &bytes)
     }
 
-    fn append(&mut self, record: &Record) -> io::Result<()> {
+    fn append(&mut self, record: &RecordRef<'_>) -> io::Result<()> {
         let current = self.segments.last().expect("one segment");
         if current.bytes >= self.options.segment_bytes {
             self.roll()?;
@@ -569,7 +579,7 @@ impl DiskLog {
         encode_record(record, &mut self.buf);
         let current = self.segments.last_mut().expect("one segment");
         current.bytes += (self.buf.len() - before) as u64;
-        if let Record::Entries(batch) = record
+        if let RecordRef::Entries(batch) = record
             && let Some(last) = batch.last()
         {
             current.max_index = current.max_index.max(last.index);
@@ -647,7 +657,7 @@ impl DiskLog {
             // The reset is recorded in a new segment before the state file names the new
             // start, so that a replay never keeps entries from before it.
             self.roll()?;
-            self.append(&Record::Reset(id))?;
+            self.append(&RecordRef::Reset(id))?;
             self.sync()?;
             self.entries.clear();
             state.base = id;
@@ -663,7 +673,7 @@ impl DiskLog {
             let keep = first.index.0.saturating_sub(self.state.base.index.0 + 1) as usize;
             self.entries.truncate(keep);
             self.entries.extend(p.entries.iter().cloned());
-            self.append(&Record::Entries(p.entries.to_vec()))?;
+            self.append(&RecordRef::Entries(&p.entries))?;
         }
         Ok(())
     }
