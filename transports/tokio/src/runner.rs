@@ -275,8 +275,13 @@ impl std::error::Error for StartError {}
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
+/// A proposal's outcome; a refused command comes back with the error (so that `propose` can
+/// forward it without having copied it first).
+type ProposeResult = Result<Vec<u8>, (ClientError, Option<Vec<u8>>)>;
+type ProposeReply = oneshot::Sender<ProposeResult>;
+
 enum Command {
-    Propose(Vec<u8>, Reply<Vec<u8>>),
+    Propose(Vec<u8>, ProposeReply),
     Read(Vec<u8>, Reply<Vec<u8>>),
     LocalRead(Vec<u8>, oneshot::Sender<Vec<u8>>),
     Status(oneshot::Sender<Status>),
@@ -365,17 +370,20 @@ impl Handle {
     /// [`ClientError`]: `NoLeader` (none reachable in time) and `Refused` and `Lost` are
     /// certainly not applied; `Unknown` may be (a forwarded request whose reply was lost).
     /// `NotLeader` only from a transport that cannot forward.
-    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+    pub async fn propose(&self, mut command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let deadline = tokio::time::Instant::now() + self.forward_timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             // A leader that loses its quorum keeps the proposal pending: bounded by the
             // deadline, its outcome is then unknown.
-            let local = tokio::time::timeout(left, self.propose_local(command.clone()));
+            let local = tokio::time::timeout(left, self.propose_owned(command));
             let leader = match local.await {
                 Err(_) => return Err(ClientError::Unknown),
-                Ok(Err(ClientError::NotLeader { leader })) => leader,
-                Ok(other) => return other,
+                Ok(Err((ClientError::NotLeader { leader }, Some(back)))) => {
+                    command = back;
+                    leader
+                }
+                Ok(other) => return other.map_err(|(e, _)| e),
             };
             let (term, _) = self.leader();
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -423,10 +431,15 @@ impl Handle {
     /// # Errors
     /// [`ClientError`]: not the leader, refused, lost to a leader change, unknown.
     pub async fn propose_local(&self, command: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        self.propose_owned(command).await.map_err(|(e, _)| e)
+    }
+
+    /// [`propose_local`](Self::propose_local), handing a refused command back.
+    async fn propose_owned(&self, command: Vec<u8>) -> ProposeResult {
         if command.len() > MAX_COMMAND {
-            return Err(ClientError::Refused("command too large".into()));
+            return Err((ClientError::Refused("command too large".into()), None));
         }
-        self.ask(|r| Command::Propose(command, r)).await
+        propose_via(&self.tx, command).await
     }
 
     /// A linearizable read (ReadIndex, from any node): `query` is answered by the state
@@ -528,7 +541,7 @@ struct Runner<S, L> {
     membership: Membership<{ raftlet::DEFAULT_MEMBERS }>,
     snapshot_every: u64,
     last_snapshot: Index,
-    proposals: BTreeMap<Index, (Term, Reply<Vec<u8>>)>,
+    proposals: BTreeMap<Index, (Term, ProposeReply)>,
     conf_waiters: BTreeMap<Index, (Term, Reply<Index>)>,
     reads: HashMap<u64, (Vec<u8>, Reply<Vec<u8>>)>,
     next_read: u64,
@@ -692,6 +705,15 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     Ok(handle)
 }
 
+/// Sends a proposal to the runner behind `tx` and waits for its outcome.
+async fn propose_via(tx: &mpsc::Sender<Command>, command: Vec<u8>) -> ProposeResult {
+    let (done, rx) = oneshot::channel();
+    if tx.send(Command::Propose(command, done)).await.is_err() {
+        return Err((ClientError::Unknown, None));
+    }
+    rx.await.unwrap_or(Err((ClientError::Unknown, None)))
+}
+
 /// Proposes what other nodes forward here, each on a task of its own, until the runner ends.
 /// Holds no strong command sender: dropping every [`Handle`] still ends the runner.
 async fn serve_forwarded(
@@ -713,18 +735,15 @@ async fn serve_forwarded(
             return;
         };
         tokio::spawn(async move {
-            let (done, rx) = oneshot::channel();
             let outcome = if command.len() > MAX_COMMAND {
                 ForwardOutcome::NotApplied("command too large".into())
-            } else if tx.send(Command::Propose(command, done)).await.is_err() {
-                ForwardOutcome::NotApplied("the node stopped".into())
             } else {
-                match rx.await.unwrap_or(Err(ClientError::Unknown)) {
+                match propose_via(&tx, command).await {
                     Ok(answer) => ForwardOutcome::Applied(answer),
-                    Err(ClientError::NotLeader { leader }) => {
+                    Err((ClientError::NotLeader { leader }, _)) => {
                         ForwardOutcome::NotLeader(leader.map(|l| l.0))
                     }
-                    Err(e) if e.is_certainly_not_applied() => {
+                    Err((e, _)) if e.is_certainly_not_applied() => {
                         ForwardOutcome::NotApplied(e.to_string())
                     }
                     Err(_) => ForwardOutcome::Unknown,
@@ -882,12 +901,15 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 Err(e) => {
                     self.metrics.proposals_refused += 1;
                     let err = match e {
-                        ProposeError::NotLeader { leader, .. } => ClientError::NotLeader { leader },
-                        ProposeError::Full(_) => ClientError::Refused("log full".into()),
-                        ProposeError::Transferring(_) => {
-                            ClientError::Refused("leadership transfer in progress".into())
+                        ProposeError::NotLeader { leader, data } => {
+                            (ClientError::NotLeader { leader }, Some(data))
                         }
-                        other => ClientError::Refused(other.to_string()),
+                        ProposeError::Full(_) => (ClientError::Refused("log full".into()), None),
+                        ProposeError::Transferring(_) => (
+                            ClientError::Refused("leadership transfer in progress".into()),
+                            None,
+                        ),
+                        other => (ClientError::Refused(other.to_string()), None),
                     };
                     let _ = reply.send(Err(err));
                 }
@@ -1061,7 +1083,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         // Proposals the snapshot jumped over: their outcome is not known here.
         let later = self.proposals.split_off(&meta.id.index.next());
         for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
-            let _ = reply.send(Err(ClientError::Unknown));
+            let _ = reply.send(Err((ClientError::Unknown, None)));
         }
         let later = self.conf_waiters.split_off(&meta.id.index.next());
         for (_, (_, reply)) in std::mem::replace(&mut self.conf_waiters, later) {
@@ -1097,7 +1119,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             if let Some((t, reply)) = self.proposals.remove(&index) {
                 let r = match answer {
                     Some(a) if t == term => Ok(a),
-                    _ => Err(ClientError::Lost),
+                    _ => Err((ClientError::Lost, None)),
                 };
                 let _ = reply.send(r);
             }
