@@ -162,7 +162,7 @@ pub fn answer(bytes: &[u8]) -> Option<KvAnswer> {
 
 impl Kv {
     /// A store that tells `transport` the node addresses it learns.
-    pub fn with_transport(transport: impl Transport + Clone) -> Self {
+    pub fn with_transport(transport: impl Transport) -> Self {
         Self {
             state: KvState::default(),
             transport: Some(Arc::new(transport)),

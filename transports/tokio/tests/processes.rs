@@ -218,7 +218,18 @@ fn a_second_node_on_a_used_data_directory_is_refused() {
     };
     let mut first = serve(a);
     std::thread::sleep(Duration::from_millis(500));
-    let second = serve(b).wait_with_output().expect("second node ends");
+    // Bounded: without the lock the second node would run for ever.
+    let mut second = serve(b);
+    let t0 = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = second.kill();
+            let _ = first.kill();
+            panic!("a second node on a used data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = second.wait_with_output().expect("second node ends");
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(stderr.contains("in use by another node"), "{stderr}");
