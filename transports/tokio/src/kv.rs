@@ -387,6 +387,9 @@ pub struct NodeStatus {
     /// Its counters.
     #[serde(default)]
     pub metrics: crate::metrics::Metrics,
+    /// The addresses it knows of the other members (so that a client can ask them all).
+    #[serde(default)]
+    pub peers: Vec<(u64, SocketAddr)>,
 }
 
 /// Starts a key-value node with the defaults (a [`DiskLog`] in `config.dir`, TCP on `listen`,
@@ -537,6 +540,14 @@ pub async fn execute(handle: &Handle, env: Envelope) -> Reply {
                 learners: s.membership.learners().iter().map(|v| v.0).collect(),
                 joint: s.membership.is_joint(),
                 syncs: s.syncs,
+                peers: s
+                    .membership
+                    .voters()
+                    .iter()
+                    .chain(s.membership.learners())
+                    .filter(|m| **m != s.id)
+                    .filter_map(|m| Some((m.0, handle.peer_address(*m)?)))
+                    .collect(),
                 metrics: s.metrics,
             })),
             None => Reply::NotApplied("node stopped".into()),

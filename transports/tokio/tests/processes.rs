@@ -191,6 +191,21 @@ async fn acknowledged_writes_survive_a_sigkill_of_the_leader() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // `status` given one address shows every member: the others are found through it.
+    let out = Command::new(env!("CARGO_BIN_EXE_raftlet-kv"))
+        .args(["status", "--json", "--addr", &p.addrs[l2].to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().expect("every member answered"))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3], "{v}");
 }
 
 /// A second `serve` on a data directory a live node uses is refused, and says why; the live

@@ -628,6 +628,7 @@ async fn serve_client(server: Arc<Server>, stream: TcpStream) -> std::io::Result
                         joint: false,
                         syncs: server.syncs.load(Ordering::Relaxed),
                         metrics: Default::default(),
+                        peers: Vec::new(),
                     }))
                 }
                 _ => Reply::NotApplied("not supported by the openraft peer".into()),

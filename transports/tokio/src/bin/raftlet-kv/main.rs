@@ -70,7 +70,8 @@ enum Command {
         #[command(flatten)]
         to: Target,
     },
-    /// The status of every node given: role, term, leader, commit, applied, lag
+    /// The status of the cluster: every node given and every member they know of (role,
+    /// term, leader, commit, applied, lag)
     Status {
         /// One JSON array instead of a table
         #[arg(long)]
@@ -525,27 +526,18 @@ async fn status(to: &Target, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let timeout = to.timeout;
-    let asks = to.addr.iter().map(|&addr| {
-        let tls = tls.clone();
-        async move {
-            let env = kv::Envelope {
-                hops: 0,
-                request: Request::NodeStatus,
-            };
-            let r = kv::call_with(addr, &env, timeout, tls.as_ref()).await;
-            (addr, r)
-        }
-    });
-    let answers = futures_join_all(asks).await;
-    let nodes: Vec<(SocketAddr, Option<NodeStatus>, String)> = answers
-        .into_iter()
-        .map(|(addr, r)| match r {
-            Ok(Reply::Node(n)) => (addr, Some(*n), String::new()),
-            Ok(other) => (addr, None, format!("{other:?}")),
-            Err(e) => (addr, None, e.to_string()),
-        })
+    // Every node given, then every other member they name (a cluster-wide view from one
+    // address).
+    let mut nodes = ask_status(&to.addr, to.timeout, tls.as_ref()).await;
+    let mut more: Vec<SocketAddr> = nodes
+        .iter()
+        .filter_map(|(_, n, _)| n.as_ref())
+        .flat_map(|n| n.peers.iter().map(|p| p.1))
+        .filter(|a| !to.addr.contains(a))
         .collect();
+    more.sort_unstable();
+    more.dedup();
+    nodes.extend(ask_status(&more, to.timeout, tls.as_ref()).await);
     let top = nodes
         .iter()
         .filter_map(|(_, n, _)| n.as_ref().map(|n| n.commit))
@@ -607,6 +599,34 @@ async fn status(to: &Target, json: bool) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILED)
     }
+}
+
+/// Asks each of `addrs` (at once) for its status.
+async fn ask_status(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    tls: Option<&raftlet_tokio::tls::Tls>,
+) -> Vec<(SocketAddr, Option<NodeStatus>, String)> {
+    let asks = addrs.iter().map(|&addr| {
+        let tls = tls.cloned();
+        async move {
+            let env = kv::Envelope {
+                hops: 0,
+                request: Request::NodeStatus,
+            };
+            let r = kv::call_with(addr, &env, timeout, tls.as_ref()).await;
+            (addr, r)
+        }
+    });
+    futures_join_all(asks)
+        .await
+        .into_iter()
+        .map(|(addr, r)| match r {
+            Ok(Reply::Node(n)) => (addr, Some(*n), String::new()),
+            Ok(other) => (addr, None, format!("{other:?}")),
+            Err(e) => (addr, None, e.to_string()),
+        })
+        .collect()
 }
 
 /// Runs the futures concurrently and collects their outputs in order.
