@@ -5,14 +5,18 @@
 //! A runner drains [`Node::poll_action`](crate::Node::poll_action) after **every** input
 //! (`tick`, `step`, `propose`, `persisted`, `campaign`) and executes each action as follows:
 //!
-//! * [`Action::Send`]: deliver the message to `message.to`, or drop it. There is no ordering or
+//! * [`Action::Send`]: deliver the message ([`Outgoing`]: encode it with
+//!   [`Outgoing::encode`], or copy it with [`Outgoing::to_message`]) to its recipient, or drop
+//!   it. The action borrows the node: read what you need before the next call. There is no ordering or
 //!   durability prerequisite: the node never emits a message that acknowledges state that is not
 //!   yet durable. Vote grants and append acknowledgements are withheld inside the node until the
 //!   runner has acknowledged the [`Persist`] they depend on. A runner may therefore send every
 //!   message the moment it gets it, in any order, or lose it.
 //! * [`Action::Persist`]: write durably, **in token order**: first the hard state, if any, then
-//!   the entries, which replace every stored entry at or after `entries[0].index` (a new leader
-//!   may overwrite an uncommitted tail). Once the write is durable (fsync'd), call
+//!   the entries, which replace every stored entry at or after the first one's index (a new
+//!   leader may overwrite an uncommitted tail). A persist hands out every entry not yet handed
+//!   out, as one contiguous run borrowed from the node's log ([`Entries`]): copy or write them
+//!   before the next call. Once the write is durable (fsync'd), call
 //!   [`Node::persisted`](crate::Node::persisted) with its token. The runner may do this later and
 //!   keep feeding other inputs meanwhile; acknowledging token `k` acknowledges every token
 //!   before it. Never acknowledge a write that is not durable: that is the one way a runner can
@@ -35,7 +39,8 @@
 //! send queue can never lose them; only sends are dropped (and counted) when the queue is full.
 
 use crate::error::ReadError;
-use crate::message::Message;
+use crate::message::{Body, Message, Queued, Span};
+use crate::storage::Storage;
 use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, ReadId, SnapshotId};
 use serde::{Deserialize, Serialize};
 
@@ -45,35 +50,276 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PersistToken(pub u64);
 
-/// A durable write the runner must perform, then acknowledge. Not `#[non_exhaustive]`, for
-/// the reason given on [`Action`]: a new field is state the runner must write.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// A run of consecutive log entries borrowed from the node (two slices: the node keeps its
+/// unstable entries in a ring).
+#[derive(Debug)]
+pub struct Entries<'a, P> {
+    front: &'a [Entry<P>],
+    back: &'a [Entry<P>],
+}
+
+impl<P> Clone for Entries<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Entries<'_, P> {}
+
+impl<'a, P> Entries<'a, P> {
+    pub(crate) const EMPTY: Self = Self { front: &[], back: &[] };
+
+    pub(crate) fn new(front: &'a [Entry<P>], back: &'a [Entry<P>]) -> Self {
+        if front.is_empty() {
+            Self { front: back, back: &[] }
+        } else {
+            Self { front, back }
+        }
+    }
+    /// How many entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.front.len() + self.back.len()
+    }
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.front.is_empty()
+    }
+    /// The first entry.
+    #[must_use]
+    pub fn first(&self) -> Option<&'a Entry<P>> {
+        self.front.first()
+    }
+    /// The last entry.
+    #[must_use]
+    pub fn last(&self) -> Option<&'a Entry<P>> {
+        self.back.last().or(self.front.last())
+    }
+    /// The entries in order, as (at most) two slices.
+    #[must_use]
+    pub fn as_slices(&self) -> (&'a [Entry<P>], &'a [Entry<P>]) {
+        (self.front, self.back)
+    }
+    /// The entries in order.
+    pub fn iter(&self) -> core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>> {
+        self.front.iter().chain(self.back.iter())
+    }
+}
+
+impl<'a, P> IntoIterator for Entries<'a, P> {
+    type Item = &'a Entry<P>;
+    type IntoIter = core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<P: PartialEq> PartialEq for Entries<'_, P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<P: defmt::Format> defmt::Format for Entries<'_, P> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Entries({=usize})", self.len());
+    }
+}
+
+/// A durable write the runner must perform, then acknowledge. It borrows the node: write (or
+/// copy) it before the next call. Not `#[non_exhaustive]`, for the reason given on [`Action`]:
+/// a new field is state the runner must write.
+#[derive(PartialEq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Persist<P, const BATCH: usize> {
+pub struct Persist<'a, P> {
     /// Acknowledge with this token once durable.
     pub token: PersistToken,
     /// A new hard state to store (replacing the old one atomically), if it changed.
-    pub hard_state: Option<HardState>,
+    pub hard_state: Option<&'a HardState>,
     /// `Some(id)`: the node adopted a snapshot installed from the leader. Discard the whole
     /// stored log (before storing `entries`, if any); the log now starts after `id`, and
     /// [`Storage::snapshot`](crate::Storage::snapshot) must answer `id` from now on.
-    pub snapshot: Option<SnapshotId>,
-    /// Entries to store. Stored entries at or after `entries[0].index` are removed first.
-    pub entries: heapless::Vec<Entry<P>, BATCH>,
+    pub snapshot: Option<&'a SnapshotId>,
+    /// Entries to store: every entry not handed out before, in one run. Stored entries at or
+    /// after the first one's index are removed first.
+    pub entries: Entries<'a, P>,
 }
 
-/// One thing the runner must do. See the [module docs](self) for the contract.
+impl<P> Clone for Persist<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Persist<'_, P> {}
+
+/// What an [`Outgoing`] message should carry but cannot be found: an entry the runner's
+/// storage does not hold (it deleted entries the node still needed, or its view lags behind
+/// the acknowledged persists), or a chunk's bytes (never, for a send polled from a node).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum MissingCargo {
+    /// Storage has no entry at this index.
+    Entry(Index),
+    /// A chunk message without its bytes.
+    Chunk,
+}
+
+impl core::fmt::Display for MissingCargo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Entry(i) => write!(f, "storage has no entry {i}"),
+            Self::Chunk => f.write_str("a chunk message without its bytes"),
+        }
+    }
+}
+impl core::error::Error for MissingCargo {}
+
+/// A message to send, as [`Action::Send`] hands it out: the queued message (header, body, the
+/// number of entries) and, borrowed from the node, what it carries. Entries at or below the
+/// durable index are read from the runner's [`Storage`]; newer ones come from the node's log.
+#[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Outgoing<'a, P> {
+    message: &'a Queued,
+    stable_last: Index,
+    tail: Entries<'a, P>,
+    chunk: Option<&'a P>,
+}
+
+impl<P> Clone for Outgoing<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Outgoing<'_, P> {}
+
+impl<P: PartialEq> PartialEq for Outgoing<'_, P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.tail == other.tail && self.chunk == other.chunk
+    }
+}
+
+impl<'a, P> Outgoing<'a, P> {
+    pub(crate) fn new(
+        message: &'a Queued,
+        stable_last: Index,
+        tail: Entries<'a, P>,
+        chunk: Option<&'a P>,
+    ) -> Self {
+        Self {
+            message,
+            stable_last,
+            tail,
+            chunk,
+        }
+    }
+    /// The message without its cargo: header, body, and for an append the number of entries.
+    #[must_use]
+    pub fn message(&self) -> &'a Queued {
+        self.message
+    }
+    /// The recipient.
+    #[must_use]
+    pub fn to(&self) -> NodeId {
+        self.message.to
+    }
+    /// The bytes of a stream-mode snapshot chunk, if this message is one.
+    #[must_use]
+    pub fn chunk(&self) -> Option<&'a P> {
+        self.chunk
+    }
+    /// The append's entries (none for other messages), read from `storage` up to the durable
+    /// index and cloned from the node's log above it.
+    pub fn entries<'s, S: Storage<P>>(&self, storage: &'s S) -> OutgoingEntries<'a, 's, P, S> {
+        let (first, count) = match self.message.body {
+            Body::Append {
+                prev_index,
+                entries: Span { count },
+                ..
+            } => (prev_index.next(), count),
+            _ => (Index(1), 0),
+        };
+        OutgoingEntries {
+            at: first,
+            end: Index(first.0.saturating_add(u64::from(count))),
+            stable_last: self.stable_last,
+            tail: self.tail.iter(),
+            storage,
+        }
+    }
+    /// An owned copy of the message, its entries collected into `E` (`Vec<Entry<P>>` on std,
+    /// or `heapless::Vec<Entry<P>, N>` with `N` at least the node's entries per message: a
+    /// heapless `Extend` panics when the vector is full).
+    ///
+    /// # Errors
+    /// [`MissingCargo`]: `storage` lacks an entry the append carries.
+    pub fn to_message<E, S>(&self, storage: &S) -> Result<Message<P, E>, MissingCargo>
+    where
+        P: Clone,
+        E: Default + Extend<Entry<P>>,
+        S: Storage<P>,
+    {
+        let mut entries = E::default();
+        for e in self.entries(storage) {
+            entries.extend(core::iter::once(e?));
+        }
+        let chunk = self.chunk;
+        self.message
+            .try_map(|()| chunk.cloned().ok_or(MissingCargo::Chunk), |_| Ok(entries))
+    }
+}
+
+/// The entries of an [`Outgoing`] append, in order; see [`Outgoing::entries`].
+#[derive(Debug)]
+pub struct OutgoingEntries<'a, 's, P, S> {
+    at: Index,
+    end: Index,
+    stable_last: Index,
+    tail: core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>>,
+    storage: &'s S,
+}
+
+impl<P: Clone, S: Storage<P>> Iterator for OutgoingEntries<'_, '_, P, S> {
+    type Item = Result<Entry<P>, MissingCargo>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.end {
+            return None;
+        }
+        let at = self.at;
+        self.at = at.next();
+        if at <= self.stable_last {
+            return Some(self.storage.entry(at).ok_or(MissingCargo::Entry(at)));
+        }
+        // The node's tail starts right after the durable index; skip to `at`.
+        for e in self.tail.by_ref() {
+            if e.index == at {
+                return Some(Ok(e.clone()));
+            }
+        }
+        Some(Err(MissingCargo::Entry(at)))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.end.0 - self.at.0) as usize;
+        (n, Some(n))
+    }
+}
+
+/// One thing the runner must do. See the [module docs](self) for the contract. Actions borrow
+/// the node (the message or entries they carry stay in it): execute or copy an action before
+/// the node's next call.
 ///
 /// Deliberately not `#[non_exhaustive]`: a new action is something every runner must execute,
 /// so adding one is a breaking change that fails their build, rather than a variant their
 /// `_ => {}` arm would silently skip.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Action<P, const BATCH: usize> {
+pub enum Action<'a, P> {
     /// Send a message to a peer (loss is tolerated).
-    Send(Message<P, BATCH>),
+    Send(Outgoing<'a, P>),
     /// Persist state, then acknowledge.
-    Persist(Persist<P, BATCH>),
+    Persist(Persist<'a, P>),
     /// Apply committed entries `first..=last`, in order.
     Apply {
         /// First entry to apply.
@@ -116,7 +362,7 @@ pub enum Action<P, const BATCH: usize> {
         /// The chunk number.
         seq: u32,
         /// The chunk.
-        data: P,
+        data: &'a P,
     },
     /// Stream mode, follower: every chunk is staged. Verify `checksum` over the whole staged
     /// snapshot; if it matches, restore the state machine from it and report
@@ -152,4 +398,44 @@ pub enum Action<P, const BATCH: usize> {
         /// Why.
         reason: ReadError,
     },
+}
+
+impl<P> Clone for Action<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P> Copy for Action<'_, P> {}
+
+impl<'a, P> Action<'a, P> {
+    /// The same action with no borrow of the node, for every action that carries nothing of it
+    /// (all but [`Send`](Self::Send), [`Persist`](Self::Persist) and
+    /// [`WriteSnapshotChunk`](Self::WriteSnapshotChunk), which are handed back): a runner can
+    /// keep it while it calls the node again.
+    ///
+    /// # Errors
+    /// The action itself, when it borrows the node.
+    pub fn detach(self) -> Result<Action<'static, P>, Self> {
+        Ok(match self {
+            Self::Send(_) | Self::Persist(_) | Self::WriteSnapshotChunk { .. } => return Err(self),
+            Self::Apply { first, last } => Action::Apply { first, last },
+            Self::Compact { through } => Action::Compact { through },
+            Self::InstallSnapshotFromLeader {
+                leader,
+                first_available,
+            } => Action::InstallSnapshotFromLeader {
+                leader,
+                first_available,
+            },
+            Self::ReadSnapshotChunk { to, snapshot, seq } => {
+                Action::ReadSnapshotChunk { to, snapshot, seq }
+            }
+            Self::RestoreSnapshot { snapshot, checksum } => {
+                Action::RestoreSnapshot { snapshot, checksum }
+            }
+            Self::InstallComplete { peer, outcome } => Action::InstallComplete { peer, outcome },
+            Self::ReadReady { id, index } => Action::ReadReady { id, index },
+            Self::ReadFailed { id, reason } => Action::ReadFailed { id, reason },
+        })
+    }
 }

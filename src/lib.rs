@@ -42,15 +42,20 @@
 //! fn drain(node: &mut TinyNode<u32>, store: &mut Mem, applied: &mut Vec<u32>) {
 //!     while let Some(action) = node.poll_action() {
 //!         match action {
-//!             Action::Send(msg) => { /* hand `msg` to the transport */ let _ = msg; }
+//!             Action::Send(out) => {
+//!                 // Encode it for the transport (`raftlet::wire::Codec::encode_outgoing`), or
+//!                 // copy it: `out.to_message::<Vec<Entry<u32>>, _>(store)`.
+//!                 let _ = out.to();
+//!             }
 //!             Action::Persist(p) => {
-//!                 if let Some(hs) = p.hard_state { store.hs = hs; }
+//!                 let token = p.token;
+//!                 if let Some(hs) = p.hard_state { store.hs = *hs; }
 //!                 if let Some(first) = p.entries.first() {
 //!                     store.log.truncate(first.index.0 as usize - 1);
 //!                 }
-//!                 store.log.extend(p.entries);
+//!                 store.log.extend(p.entries.iter().cloned());
 //!                 // ... fsync here, then acknowledge:
-//!                 node.persisted(p.token, store).unwrap();
+//!                 node.persisted(token, store).unwrap();
 //!             }
 //!             Action::Apply { first, last } => {
 //!                 for i in first.0..=last.0 {
@@ -122,7 +127,7 @@ mod time;
 mod types;
 pub mod wire;
 
-pub use action::{Action, Persist, PersistToken};
+pub use action::{Action, Entries, MissingCargo, Outgoing, OutgoingEntries, Persist, PersistToken};
 pub use config::{Config, ConfigError};
 pub use error::{
     InstallError, MembershipError, PersistError, ProposeError, ReadError, SnapshotError, StepError,
@@ -130,7 +135,7 @@ pub use error::{
 };
 pub use log::PERSIST_WINDOW;
 pub use membership::{Change, ConfChange, ConfChangeError, MAX_CONF_CHANGES, Membership};
-pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message};
+pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message, Queued, Span};
 pub use node::{MAX_PENDING_READS, Node};
 pub use progress::{FlowState, PeerProgress};
 pub use stats::Stats;
@@ -152,10 +157,9 @@ pub const DEFAULT_MEMBERS: usize = 7;
 /// The profile for hosted runners: up to 7 members, 256 unstable entries, 8 entries per
 /// message, 8 appends in flight per follower, 64 queued sends.
 pub type DefaultNode<P> = Node<P, DEFAULT_MEMBERS, 256, DEFAULT_BATCH, 8, 64>;
-/// Messages of [`DefaultNode`].
-pub type DefaultMessage<P> = Message<P, DEFAULT_BATCH>;
-/// Actions of [`DefaultNode`].
-pub type DefaultAction<P> = Action<P, DEFAULT_BATCH>;
+/// Owned messages of [`DefaultNode`] without an allocator: entries in a `heapless::Vec` of
+/// [`DEFAULT_BATCH`] (a runner with `alloc` may use `Vec<Entry<P>>`, which is smaller).
+pub type DefaultMessage<P> = Message<P, heapless::Vec<Entry<P>, DEFAULT_BATCH>>;
 
 /// Entries per message and per persist in the tiny profile.
 pub const TINY_BATCH: usize = 4;
@@ -168,5 +172,5 @@ pub struct ReadmeDoctests;
 /// The profile for microcontrollers: up to 5 voters, 16 unstable entries, 4 entries per
 /// message, 2 appends in flight per follower, 8 queued sends.
 pub type TinyNode<P> = Node<P, 5, 16, TINY_BATCH, 2, 8>;
-/// Messages of [`TinyNode`].
-pub type TinyMessage<P> = Message<P, TINY_BATCH>;
+/// Owned messages of [`TinyNode`]: entries in a `heapless::Vec` of [`TINY_BATCH`].
+pub type TinyMessage<P> = Message<P, heapless::Vec<Entry<P>, TINY_BATCH>>;

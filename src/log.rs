@@ -12,6 +12,7 @@
 //!   records and `stable_last` to `k - 1`, so an acknowledgement of a write that a newer leader
 //!   overwrote in memory never marks the overwritten entries durable.
 
+use crate::action::Entries;
 use crate::storage::Storage;
 use crate::types::{Entry, Index, SnapshotId, Term};
 use heapless::Deque;
@@ -204,20 +205,34 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         !self.records.is_full()
     }
 
-    /// Moves up to `BATCH` not-yet-handed entries into `out` and records the persist `token`.
-    pub(crate) fn hand_out<const BATCH: usize>(
-        &mut self,
-        token: u64,
-        out: &mut heapless::Vec<Entry<P>, BATCH>,
-    ) {
-        while self.handed <= self.last_index() && !out.is_full() {
-            let Some(e) = self.unstable_at(self.handed).cloned() else {
-                break;
-            };
-            let _ = out.push(e);
-            self.handed = self.handed.next();
-        }
-        let _ = self.records.push_back((token, self.handed.prev()));
+    /// Hands out every not-yet-handed entry, as one run, and records the persist `token`.
+    pub(crate) fn hand_out(&mut self, token: u64) -> Entries<'_, P> {
+        let from = self.handed;
+        let last = self.last_index();
+        self.handed = last.next();
+        let _ = self.records.push_back((token, last));
+        let n = last.0.saturating_sub(from.0.saturating_sub(1)) as usize;
+        self.entries_from(from, n)
+    }
+
+    /// Up to `n` unstable entries from `index` (which must be above `stable_last`), borrowed.
+    pub(crate) fn entries_from(&self, index: Index, n: usize) -> Entries<'_, P> {
+        let Some(off) = index
+            .0
+            .checked_sub(self.stable_last.0.saturating_add(1))
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            return Entries::EMPTY;
+        };
+        let (a, b) = self.unstable.as_slices();
+        let (a, b) = if off < a.len() {
+            (&a[off..], b)
+        } else {
+            (&[][..], b.get(off - a.len()..).unwrap_or(&[]))
+        };
+        let a_n = a.len().min(n);
+        let b_n = b.len().min(n - a_n);
+        Entries::new(&a[..a_n], &b[..b_n])
     }
 
     /// The runner acknowledged every persist up to `token`.
@@ -301,9 +316,7 @@ mod tests {
     }
 
     fn handed(log: &mut RaftLog<u32, 8>, token: u64) -> Vec<u64> {
-        let mut out = heapless::Vec::<Entry<u32>, 3>::new();
-        log.hand_out(token, &mut out);
-        out.iter().map(|e| e.index.0).collect()
+        log.hand_out(token).iter().map(|e| e.index.0).collect()
     }
 
     #[test]
@@ -351,7 +364,15 @@ mod tests {
     fn the_unstable_tail_wraps_around_its_ring() {
         // Fill, acknowledge part, refill: the deque's storage wraps; lookups must not care.
         let (disk, mut log) = durable(&[]);
-        for i in 1..=8 {
+        for i in 1..=3 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 1), [1, 2, 3]);
+        for i in 4..=6 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 2), [4, 5, 6]);
+        for i in 7..=8 {
             log.push(e(i, 1)).unwrap();
         }
         assert_eq!(
@@ -360,8 +381,6 @@ mod tests {
             "a full tail hands the entry back"
         );
         assert_eq!(log.room(), 0);
-        assert_eq!(handed(&mut log, 1), [1, 2, 3]);
-        assert_eq!(handed(&mut log, 2), [4, 5, 6]);
         log.acknowledge(2);
         assert_eq!(log.stable_last(), Index(6));
         for i in 9..=14 {
@@ -377,11 +396,14 @@ mod tests {
     #[test]
     fn persist_records_move_entries_out_of_the_tail_in_token_order() {
         let (_, mut log) = durable(&[1]);
-        for i in 2..=7 {
+        for i in 2..=4 {
             log.push(e(i, 1)).unwrap();
         }
         assert!(log.has_unhanded());
         assert_eq!(handed(&mut log, 1), [2, 3, 4]);
+        for i in 5..=7 {
+            log.push(e(i, 1)).unwrap();
+        }
         assert_eq!(handed(&mut log, 2), [5, 6, 7]);
         assert!(!log.has_unhanded());
         // Nothing is durable before its acknowledgement; an unknown older token is harmless.
@@ -424,10 +446,11 @@ mod tests {
     #[test]
     fn truncating_the_unstable_tail_clips_outstanding_records() {
         let (disk, mut log) = durable(&[1, 1]);
-        for i in 3..=6 {
+        for i in 3..=5 {
             log.push(e(i, 1)).unwrap();
         }
         assert_eq!(handed(&mut log, 1), [3, 4, 5]);
+        log.push(e(6, 1)).unwrap();
         // A new leader overwrites from 4: the write of token 1 can only make 3 durable.
         log.truncate_from(Index(4), &disk);
         assert_eq!(log.last_index(), Index(3));
@@ -596,10 +619,11 @@ mod tests {
     fn a_late_acknowledgement_after_a_reset_below_it_moves_nothing_twice() {
         // Records clipped to the new base: acknowledging them pops no entry of the new tail.
         let (_, mut log) = durable(&[]);
-        for i in 1..=4 {
+        for i in 1..=3 {
             log.push(e(i, 1)).unwrap();
         }
         assert_eq!(handed(&mut log, 1), [1, 2, 3]);
+        log.push(e(4, 1)).unwrap();
         log.reset_to(sid(2, 1));
         log.push(e(3, 5)).unwrap();
         log.acknowledge(1);

@@ -3,14 +3,25 @@
 //! Every field of a message that arrives from the network is untrusted: the node validates it
 //! before it changes any state (see `node::step`). Enum variants are only ever appended, so the
 //! postcard encoding of existing variants stays stable.
+//!
+//! # Sized by what they carry
+//! A message is generic over `P`, the type of a snapshot chunk's bytes, and `E`, the container
+//! of an append's entries; nothing else in it depends on the payload. The node queues its own
+//! messages as `Message<(), Span>` ([`Queued`]): the entries and chunk bytes stay out of line
+//! (in the node's log and chunk slots), so a vote or an acknowledgement costs a few dozen bytes
+//! to queue, not the room of a batch. The runner reads them when it polls the send
+//! ([`Outgoing`](crate::action::Outgoing)) and encodes them straight into its frame, or builds an
+//! owned message with the container of its choice (`heapless::Vec` without an allocator, `Vec`
+//! on std). Inbound, [`Node::step`](crate::Node::step) takes any `E: AsRef<[Entry<P>]>` by
+//! reference. The wire encoding does not depend on `E`: entries are a sequence either way.
 
-use crate::types::{Entry, Index, InstallOutcome, NodeId, SnapshotId, Term};
+use crate::types::{Index, InstallOutcome, NodeId, SnapshotId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one node to another.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Message<P, const BATCH: usize> {
+pub struct Message<P, E> {
     /// Sender.
     pub from: NodeId,
     /// Recipient.
@@ -18,13 +29,13 @@ pub struct Message<P, const BATCH: usize> {
     /// The sender's term (for a pre-vote request: the term the sender would campaign in).
     pub term: Term,
     /// What the message says.
-    pub body: Body<P, BATCH>,
+    pub body: Body<P, E>,
 }
 
 /// The payload of a [`Message`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Body<P, const BATCH: usize> {
+pub enum Body<P, E> {
     /// Request a (pre-)vote (Raft §5.2, thesis §9.6).
     VoteRequest {
         /// A pre-vote does not change anyone's term or vote.
@@ -41,7 +52,7 @@ pub enum Body<P, const BATCH: usize> {
         /// Whether the vote was granted.
         granted: bool,
     },
-    /// Replicate entries (Raft §5.3). Carries at most `BATCH` entries.
+    /// Replicate entries (Raft §5.3). Carries at most the sender's entries-per-message limit.
     Append {
         /// Index of the entry just before `entries`.
         prev_index: Index,
@@ -50,7 +61,7 @@ pub enum Body<P, const BATCH: usize> {
         /// The leader's commit index.
         commit: Index,
         /// Entries to append, contiguous from `prev_index + 1`.
-        entries: heapless::Vec<Entry<P>, BATCH>,
+        entries: E,
     },
     /// Answer to a [`Body::Append`].
     AppendResponse(AppendResult),
@@ -192,7 +203,122 @@ pub enum AppendResult {
     InstallInProgress,
 }
 
-impl<P, const B: usize> Body<P, B> {
+/// The entries of a queued append: how many follow `prev_index`. The node reads them from its
+/// log when the runner polls the send.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Span {
+    /// Entries `prev_index + 1 ..= prev_index + count`.
+    pub count: u32,
+}
+
+/// A message as the node queues it: entries ([`Span`]) and snapshot chunk bytes (`()`) out of
+/// line. See [`Outgoing`](crate::action::Outgoing) for the message with its cargo.
+pub type Queued = Message<(), Span>;
+
+impl<P, E> Message<P, E> {
+    /// The same message with its chunk bytes and entries converted (by reference): e.g. a
+    /// borrowed view for encoding, or an owned copy in another container.
+    pub fn map<Q, F>(
+        &self,
+        chunk: impl FnOnce(&P) -> Q,
+        entries: impl FnOnce(&E) -> F,
+    ) -> Message<Q, F> {
+        match self.try_map::<Q, F, core::convert::Infallible>(
+            |p| Ok(chunk(p)),
+            |e| Ok(entries(e)),
+        ) {
+            Ok(m) => m,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`map`](Self::map), with conversions that may fail.
+    ///
+    /// # Errors
+    /// The first error of a conversion.
+    pub fn try_map<Q, F, X>(
+        &self,
+        chunk: impl FnOnce(&P) -> Result<Q, X>,
+        entries: impl FnOnce(&E) -> Result<F, X>,
+    ) -> Result<Message<Q, F>, X> {
+        let body = match &self.body {
+            Body::VoteRequest {
+                pre_vote,
+                last_index,
+                last_term,
+            } => Body::VoteRequest {
+                pre_vote: *pre_vote,
+                last_index: *last_index,
+                last_term: *last_term,
+            },
+            Body::VoteResponse { pre_vote, granted } => Body::VoteResponse {
+                pre_vote: *pre_vote,
+                granted: *granted,
+            },
+            Body::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries: e,
+            } => Body::Append {
+                prev_index: *prev_index,
+                prev_term: *prev_term,
+                commit: *commit,
+                entries: entries(e)?,
+            },
+            Body::AppendResponse(r) => Body::AppendResponse(*r),
+            Body::Heartbeat { commit } => Body::Heartbeat { commit: *commit },
+            Body::HeartbeatResponse => Body::HeartbeatResponse,
+            Body::InstallSnapshot { tag, request } => Body::InstallSnapshot {
+                tag: *tag,
+                request: match request {
+                    InstallRequest::Notify { first_available } => InstallRequest::Notify {
+                        first_available: *first_available,
+                    },
+                    InstallRequest::Chunk {
+                        snapshot,
+                        seq,
+                        data,
+                        checksum,
+                    } => InstallRequest::Chunk {
+                        snapshot: *snapshot,
+                        seq: *seq,
+                        data: chunk(data)?,
+                        checksum: *checksum,
+                    },
+                },
+            },
+            Body::InstallSnapshotResponse { tag, result } => Body::InstallSnapshotResponse {
+                tag: *tag,
+                result: *result,
+            },
+            Body::ReadIndex { ctx } => Body::ReadIndex { ctx: *ctx },
+            Body::ReadIndexResponse { ctx, index } => Body::ReadIndexResponse {
+                ctx: *ctx,
+                index: *index,
+            },
+            Body::ReadConfirm { seq } => Body::ReadConfirm { seq: *seq },
+            Body::ReadConfirmAck { seq } => Body::ReadConfirmAck { seq: *seq },
+            Body::TimeoutNow => Body::TimeoutNow,
+            Body::VoteRequestTransfer {
+                last_index,
+                last_term,
+            } => Body::VoteRequestTransfer {
+                last_index: *last_index,
+                last_term: *last_term,
+            },
+        };
+        Ok(Message {
+            from: self.from,
+            to: self.to,
+            term: self.term,
+            body,
+        })
+    }
+}
+
+impl<P, E> Body<P, E> {
     /// A short, stable name for the message kind (for logs, traces and stats).
     #[must_use]
     pub fn kind(&self) -> &'static str {

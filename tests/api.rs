@@ -114,7 +114,10 @@ fn a_full_send_queue_drops_and_counts() {
         budget.spend();
         match a {
             Action::Send(m) => {
-                assert!(matches!(m.body, Body::VoteRequest { pre_vote: true, .. }));
+                assert!(matches!(
+                    m.message().body,
+                    Body::VoteRequest { pre_vote: true, .. }
+                ));
                 sends += 1;
             }
             Action::Persist(_) => persists += 1,
@@ -141,13 +144,15 @@ fn persist_acknowledgements_are_checked() {
         panic!("expected the candidate's hard state")
     };
     assert_eq!(
-        p.hard_state,
+        p.hard_state.copied(),
         Some(HardState {
             term: Term(1),
             vote: Some(NodeId(1)),
             pending_install: None
         })
     );
+    let token = p.token;
+    store.persist(&p);
     // Not durable yet: a single-node candidate cannot count its own vote.
     assert_eq!(node.role(), Role::Candidate);
     assert_eq!(
@@ -158,11 +163,10 @@ fn persist_acknowledgements_are_checked() {
         node.persisted(PersistToken(2), &store),
         Err(PersistError::UnknownToken)
     );
-    store.write(p.hard_state, p.snapshot, &p.entries);
-    assert_eq!(node.persisted(p.token, &store), Ok(()));
+    assert_eq!(node.persisted(token, &store), Ok(()));
     assert_eq!(node.role(), Role::Leader);
     assert_eq!(
-        node.persisted(p.token, &store),
+        node.persisted(token, &store),
         Err(PersistError::AlreadyAcknowledged)
     );
 }
@@ -191,16 +195,17 @@ fn time_as_instants() {
 }
 
 /// Drains `node`, persisting at once; returns the messages it sent.
-fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<raftlet::Message<u64, 4>> {
+fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<Msg4> {
     let mut sent = Vec::new();
     let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
         budget.spend();
         match a {
-            Action::Send(m) => sent.push(m),
+            Action::Send(m) => sent.push(m.to_message(store).unwrap()),
             Action::Persist(p) => {
-                store.write(p.hard_state, p.snapshot, &p.entries);
-                node.persisted(p.token, store).unwrap();
+                let token = p.token;
+                store.persist(&p);
+                node.persisted(token, store).unwrap();
             }
             _ => {}
         }
@@ -209,6 +214,8 @@ fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<raftlet::Messag
 }
 
 type Big = Node<u64, 5, 32, 4, 8, 64>;
+/// Owned messages of `Big`.
+type Msg4 = raftlet::Message<u64, heapless::Vec<raftlet::Entry<u64>, 4>>;
 
 /// A leader of a 3-node cluster (node 1), its no-op durable and acknowledged by both followers.
 fn lone_leader() -> (Big, MemStore) {
@@ -218,7 +225,7 @@ fn lone_leader() -> (Big, MemStore) {
     let mut node = Big::new(c, &store).unwrap();
     node.campaign(&store);
     drain_persisting(&mut node, &mut store);
-    let grant = raftlet::Message {
+    let grant: Msg4 = raftlet::Message {
         from: NodeId(2),
         to: NodeId(1),
         term: node.term(),
@@ -227,12 +234,12 @@ fn lone_leader() -> (Big, MemStore) {
             granted: true,
         },
     };
-    node.step(grant, &store).unwrap();
+    node.step(&grant, &store).unwrap();
     assert_eq!(node.role(), Role::Leader);
     drain_persisting(&mut node, &mut store);
     // Both followers acknowledge the no-op: they move to replicate state.
     for from in [2, 3] {
-        let ack = raftlet::Message {
+        let ack: Msg4 = raftlet::Message {
             from: NodeId(from),
             to: NodeId(1),
             term: node.term(),
@@ -240,7 +247,7 @@ fn lone_leader() -> (Big, MemStore) {
                 match_index: node.last_index(),
             }),
         };
-        node.step(ack, &store).unwrap();
+        node.step(&ack, &store).unwrap();
         assert_eq!(
             node.peer_progress(NodeId(from)).map(|p| p.state),
             Some(raftlet::FlowState::Replicate)
@@ -354,15 +361,15 @@ fn observability_and_runner_reports() {
     node.report_unreachable(NodeId(9)); // not a member: nothing happens
 }
 
-/// Nodes built in place: a `DefaultNode` (about 45 KB) lives in a `static` and is initialised,
-/// elected and made to commit in a thread whose whole stack is 32 KiB. A node-sized temporary
+/// Nodes built in place: a `DefaultNode` (about 21 KB) lives in a `static` and is initialised,
+/// elected and made to commit in a thread whose whole stack is 16 KiB. A node-sized temporary
 /// anywhere on that path overflows the stack and aborts the test process.
 #[test]
 fn a_default_node_is_built_in_place_on_a_stack_smaller_than_itself() {
     use raftlet::DefaultNode;
     use std::sync::Mutex;
     static NODE: Mutex<DefaultNode<u64>> = Mutex::new(DefaultNode::vacant());
-    const STACK: usize = 32 * 1024;
+    const STACK: usize = 16 * 1024;
     assert!(
         std::mem::size_of::<DefaultNode<u64>>() > STACK,
         "the node must be larger than the stack for this test to prove anything"
@@ -383,8 +390,9 @@ fn a_default_node_is_built_in_place_on_a_stack_smaller_than_itself() {
                     budget.spend();
                     match a {
                         Action::Persist(p) => {
-                            store.write(p.hard_state, p.snapshot, &p.entries);
-                            node.persisted(p.token, &store).unwrap();
+                            let token = p.token;
+                            store.persist(&p);
+                            node.persisted(token, &store).unwrap();
                         }
                         Action::Apply { first, last } => applied += last.0 - first.0 + 1,
                         _ => {}
@@ -411,13 +419,13 @@ fn a_vacant_node_does_nothing() {
         node.tick(&store);
     }
     node.campaign(&store);
-    let m = raftlet::Message {
+    let m: Msg4 = raftlet::Message {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(5),
         body: Body::Heartbeat { commit: Index(0) },
     };
-    assert_eq!(node.step(m, &store), Err(raftlet::StepError::UnknownPeer));
+    assert_eq!(node.step(&m, &store), Err(raftlet::StepError::UnknownPeer));
     assert!(node.propose(1, &store).is_err());
     assert!(node.poll_action().is_none());
     assert_eq!(node.term(), Term(0));

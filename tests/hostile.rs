@@ -17,7 +17,8 @@ use raftlet::{
     StepError, Storage, Term,
 };
 
-type Msg = Message<u64, BATCH>;
+type Msg = common::Msg;
+type Entries = heapless::Vec<Entry<u64>, BATCH>;
 
 #[derive(Debug, Clone)]
 enum Input {
@@ -72,7 +73,7 @@ fn entries() -> impl Strategy<Value = RawEntries> {
     )
 }
 
-fn body() -> impl Strategy<Value = (Body<u64, BATCH>, Option<RawEntries>)> {
+fn body() -> impl Strategy<Value = (Body<u64, Entries>, Option<RawEntries>)> {
     prop_oneof![
         (any::<bool>(), index(), term()).prop_map(|(pre_vote, last_index, last_term)| (
             Body::VoteRequest {
@@ -280,7 +281,14 @@ fn start(state: u8) -> (SimNode, MemStore) {
 struct Harness {
     node: SimNode,
     store: MemStore,
-    pending: std::collections::VecDeque<raftlet::Persist<u64, BATCH>>,
+    /// Persists not yet acknowledged: token, hard state, log reset, entries.
+    #[allow(clippy::type_complexity)]
+    pending: std::collections::VecDeque<(
+        raftlet::PersistToken,
+        Option<HardState>,
+        Option<raftlet::SnapshotId>,
+        Vec<Entry<u64>>,
+    )>,
     applied: Index,
     votes: std::collections::HashMap<Term, NodeId>,
     last_term: Term,
@@ -302,7 +310,8 @@ impl Harness {
         while let Some(a) = self.node.poll_action() {
             budget.spend();
             match a {
-                Action::Send(m) => {
+                Action::Send(out) => {
+                    let m = out.message();
                     prop_assert_eq!(m.from, NodeId(1));
                     match m.body {
                         Body::VoteResponse {
@@ -326,7 +335,12 @@ impl Harness {
                         _ => {}
                     }
                 }
-                Action::Persist(p) => self.pending.push_back(p),
+                Action::Persist(p) => self.pending.push_back((
+                    p.token,
+                    p.hard_state.copied(),
+                    p.snapshot.copied(),
+                    p.entries.iter().cloned().collect(),
+                )),
                 Action::Apply { first, last } => {
                     prop_assert_eq!(first, self.applied.next(), "apply out of order");
                     prop_assert!(last <= self.node.commit_index());
@@ -449,7 +463,7 @@ proptest! {
                 Input::Step(m) => {
                     let before = h.snapshot();
                     let noise_before = (h.node.stats().stale_term, h.node.stats().ignored_in_lease);
-                    let r = h.node.step(m, &h.store);
+                    let r = h.node.step(&m, &h.store);
                     // Routine noise (a stale term, a vote request in a lease) is `Ok`, counted.
                     let noise = (h.node.stats().stale_term, h.node.stats().ignored_in_lease) != noise_before;
                     match r {
@@ -464,10 +478,10 @@ proptest! {
                 }
                 Input::Tick => h.node.tick(&h.store),
                 Input::Ack => {
-                    if let Some(p) = h.pending.pop_front() {
-                        h.store.write(p.hard_state, p.snapshot, &p.entries);
-                        h.node.persisted(p.token, &h.store).map_err(|e| TestCaseError::fail(format!("{e}")))?;
-                        prop_assert!(h.node.persisted(p.token, &h.store).is_err(), "double ack accepted");
+                    if let Some((token, hs, snapshot, entries)) = h.pending.pop_front() {
+                        h.store.write(hs, snapshot, &entries);
+                        h.node.persisted(token, &h.store).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                        prop_assert!(h.node.persisted(token, &h.store).is_err(), "double ack accepted");
                     }
                 }
                 Input::Propose(p) => {

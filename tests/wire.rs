@@ -37,7 +37,8 @@ static GLOBAL: Counting = Counting;
 
 const B: usize = 16;
 type Payload = heapless::Vec<u8, 64>;
-type Msg = Message<Payload, B>;
+type Es = heapless::Vec<raftlet::Entry<Payload>, B>;
+type Msg = Message<Payload, Es>;
 const MAX: usize = max_frame_len::<Payload, B>();
 const CODEC: Codec = Codec::new(0xC1u64, MAX);
 
@@ -53,7 +54,7 @@ fn entry(term: u64, index: u64, data: Option<&[u8]>) -> Entry<Payload> {
     }
 }
 
-fn msg(body: Body<Payload, B>) -> Msg {
+fn msg(body: Body<Payload, Es>) -> Msg {
     Message {
         from: NodeId(1),
         to: NodeId(2),
@@ -237,7 +238,7 @@ fn golden_vectors() {
             .step_by(2)
             .map(|i| u8::from_str_radix(&line.split(' ').nth(1).unwrap()[i..i + 2], 16).unwrap())
             .collect();
-        assert_eq!(&CODEC.decode::<Payload, B>(&bytes).unwrap(), m);
+        assert_eq!(&CODEC.decode::<Payload, Es>(&bytes).unwrap(), m);
     }
 }
 
@@ -249,7 +250,7 @@ fn every_refusal_is_typed() {
         let f = encode(&m);
         for cut in 0..f.len() {
             assert_eq!(
-                CODEC.decode::<Payload, B>(&f[..cut]),
+                CODEC.decode::<Payload, Es>(&f[..cut]),
                 Err(DecodeError::Truncated),
                 "{name} cut at {cut}"
             );
@@ -257,20 +258,20 @@ fn every_refusal_is_typed() {
         let mut extra = f.clone();
         extra.extend_from_slice(&[1, 2]);
         assert_eq!(
-            CODEC.decode::<Payload, B>(&extra),
+            CODEC.decode::<Payload, Es>(&extra),
             Err(DecodeError::TrailingBytes { extra: 2 })
         );
         let mut v = f.clone();
         v[0] = WIRE_VERSION + 1;
         assert_eq!(
-            CODEC.decode::<Payload, B>(&v),
+            CODEC.decode::<Payload, Es>(&v),
             Err(DecodeError::VersionMismatch {
                 got: WIRE_VERSION + 1
             })
         );
         let other = Codec::new(0xC2, MAX);
         assert_eq!(
-            other.decode::<Payload, B>(&f),
+            other.decode::<Payload, Es>(&f),
             Err(DecodeError::ClusterMismatch { got: 0xC1 })
         );
     }
@@ -282,14 +283,14 @@ fn every_refusal_is_typed() {
         let mut unknown = f.clone();
         *unknown.last_mut().unwrap() = kind as u8;
         assert_eq!(
-            CODEC.decode::<Payload, B>(&unknown),
+            CODEC.decode::<Payload, Es>(&unknown),
             Err(DecodeError::UnknownKind { kind }),
             "kind {kind}"
         );
     }
     let long = vec![0u8; MAX + 1];
     assert_eq!(
-        CODEC.decode::<Payload, B>(&long),
+        CODEC.decode::<Payload, Es>(&long),
         Err(DecodeError::TooLong {
             len: MAX + 1,
             max: MAX
@@ -300,12 +301,12 @@ fn every_refusal_is_typed() {
     let n = bad_bool.len();
     bad_bool[n - 2] = 2;
     assert_eq!(
-        CODEC.decode::<Payload, B>(&bad_bool),
+        CODEC.decode::<Payload, Es>(&bad_bool),
         Err(DecodeError::Invalid)
     );
     // More entries than the receiver's batch capacity.
     let f = encode(&one_of_each()[3].1);
-    assert_eq!(CODEC.decode::<Payload, 1>(&f), Err(DecodeError::Invalid));
+    assert_eq!(CODEC.decode::<Payload, heapless::Vec<raftlet::Entry<Payload>, 1>>(&f), Err(DecodeError::Invalid));
     // Encoding refuses rather than truncating.
     let mut small = [0u8; 8];
     assert_eq!(
@@ -448,7 +449,7 @@ fn arb_entry() -> impl Strategy<Value = Entry<Payload>> {
             },
         })
 }
-fn arb_body() -> impl Strategy<Value = Body<Payload, B>> {
+fn arb_body() -> impl Strategy<Value = Body<Payload, Es>> {
     prop_oneof![
         (any::<bool>(), arb_index(), arb_term()).prop_map(|(pre_vote, last_index, last_term)| {
             Body::VoteRequest {
@@ -553,14 +554,14 @@ proptest! {
     fn every_message_round_trips(m in arb_msg()) {
         let f = encode(&m);
         prop_assert!(f.len() <= MAX);
-        prop_assert_eq!(CODEC.decode::<Payload, B>(&f).unwrap(), m.clone());
+        prop_assert_eq!(CODEC.decode::<Payload, Es>(&f).unwrap(), m.clone());
         // Through both framings too.
         let mut buf = vec![0u8; MAX + 4];
         let n = encode_length_prefixed(&CODEC, &m, &mut buf).unwrap();
         let mut r = LengthPrefixedReader::<MAX>::new();
         let mut input = &buf[..n];
         let frame = r.feed(&mut input).unwrap().unwrap();
-        prop_assert_eq!(CODEC.decode::<Payload, B>(frame).unwrap(), m.clone());
+        prop_assert_eq!(CODEC.decode::<Payload, Es>(frame).unwrap(), m.clone());
         let mut scratch = vec![0u8; MAX];
         let mut cbuf = vec![0u8; cobs_max_len(MAX)];
         let n = encode_cobs(&CODEC, &m, &mut scratch, &mut cbuf).unwrap();
@@ -568,7 +569,7 @@ proptest! {
         let mut c = CobsReader::<MAX>::new();
         let mut input = &cbuf[..n];
         let frame = c.feed(&mut input).unwrap().unwrap();
-        prop_assert_eq!(CODEC.decode::<Payload, B>(frame).unwrap(), m);
+        prop_assert_eq!(CODEC.decode::<Payload, Es>(frame).unwrap(), m);
     }
 
 }
@@ -588,15 +589,15 @@ proptest! {
         }
         let f = &f[..cut % (f.len() + 1)];
         for input in [f, &garbage[..]] {
-            if let Ok(d) = CODEC.decode::<Payload, B>(input) {
+            if let Ok(d) = CODEC.decode::<Payload, Es>(input) {
                 let again = encode(&d);
-                prop_assert_eq!(CODEC.decode::<Payload, B>(&again).unwrap(), d);
+                prop_assert_eq!(CODEC.decode::<Payload, Es>(&again).unwrap(), d);
             }
             let mut r = LengthPrefixedReader::<MAX>::new();
             let mut c = CobsReader::<MAX>::new();
             let (mut a, mut b) = (input, input);
-            while let Some(x) = r.feed(&mut a) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, B>(fr); } }
-            while let Some(x) = c.feed(&mut b) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, B>(fr); } }
+            while let Some(x) = r.feed(&mut a) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, Es>(fr); } }
+            while let Some(x) = c.feed(&mut b) { if let Ok(fr) = x { let _ = CODEC.decode::<Payload, Es>(fr); } }
         }
     }
 }
@@ -636,7 +637,7 @@ fn framed_streams_reassemble_across_arbitrary_splits() {
                         lp.feed(&mut input)
                     };
                     match r {
-                        Some(Ok(f)) => got.push(CODEC.decode::<Payload, B>(f).unwrap()),
+                        Some(Ok(f)) => got.push(CODEC.decode::<Payload, Es>(f).unwrap()),
                         Some(Err(e)) => panic!("{e}"),
                         None => break,
                     }
@@ -661,7 +662,7 @@ fn readers_skip_oversized_and_corrupt_frames_and_resynchronise() {
     let mut errors = Vec::new();
     while let Some(x) = r.feed(&mut input) {
         match x {
-            Ok(f) => got.push(CODEC.decode::<Payload, B>(f).unwrap()),
+            Ok(f) => got.push(CODEC.decode::<Payload, Es>(f).unwrap()),
             Err(e) => errors.push(e),
         }
     }
@@ -680,7 +681,7 @@ fn readers_skip_oversized_and_corrupt_frames_and_resynchronise() {
     while let Some(x) = c.feed(&mut input) {
         match x
             .map_err(|_| ())
-            .and_then(|f| CODEC.decode::<Payload, B>(f).map_err(|_| ()))
+            .and_then(|f| CODEC.decode::<Payload, Es>(f).map_err(|_| ()))
         {
             Ok(m) => ok.push(m),
             Err(()) => refused += 1,
@@ -696,7 +697,7 @@ fn readers_skip_oversized_and_corrupt_frames_and_resynchronise() {
     let mut input = &bytes[..];
     assert_eq!(c.feed(&mut input), Some(Err(FrameError::TooLong)));
     let f = c.feed(&mut input).unwrap().unwrap().to_vec();
-    assert_eq!(CODEC.decode::<Payload, B>(&f).unwrap(), msgs[7]);
+    assert_eq!(CODEC.decode::<Payload, Es>(&f).unwrap(), msgs[7]);
 }
 
 #[test]
@@ -711,13 +712,13 @@ fn decoding_and_framing_do_not_allocate() {
     COUNT_HERE.with(|c| c.set(true));
     for f in &frames {
         sink += CODEC
-            .decode::<Payload, B>(f)
+            .decode::<Payload, Es>(f)
             .map(|m| m.term.0 as usize)
             .unwrap_or(0);
     }
     for w in garbage.windows(40).step_by(7) {
         sink += CODEC
-            .decode::<Payload, B>(w)
+            .decode::<Payload, Es>(w)
             .map(|m| m.term.0 as usize)
             .unwrap_or(1);
     }
@@ -746,13 +747,13 @@ fn impossible_membership_changes_are_refused() {
         &good[n - 8..],
         &[0x0d, 0x02, 0x02, 0x00, 0x04, 0x02, 0x01, 0x00]
     );
-    assert!(CODEC.decode::<Payload, B>(&good).is_ok());
+    assert!(CODEC.decode::<Payload, Es>(&good).is_ok());
     let with = |changes: &[u8], count: u8| {
         let mut f = good[..n - 6].to_vec();
         f.push(count);
         f.extend_from_slice(changes);
         f.push(0);
-        CODEC.decode::<Payload, B>(&f)
+        CODEC.decode::<Payload, Es>(&f)
     };
     assert!(with(&[0, 4, 2, 1, 1, 5], 3).is_ok());
     assert_eq!(

@@ -1,5 +1,8 @@
-//! A lean, single-threaded, in-memory 3-node raftlet cluster: messages are passed by value in a
-//! queue, storage is a pre-reserved `Vec`, every persist is acknowledged at once. Shared by the
+//! A lean, single-threaded, in-memory 3-node raftlet cluster: messages wait in a queue, the
+//! entries of appends beside them in one arena (copied out of the sender when its send is
+//! polled, as a transport copies them into a frame; the arena is reused once the queue is
+//! empty), storage is a pre-reserved `Vec`, every persist is acknowledged at once. The
+//! benchmarks take no snapshots, so no message carries chunk bytes. Shared by the
 //! throughput benchmark, the instruction-count benchmark and the zero-allocation test, so all
 //! measure the same runner.
 //!
@@ -11,6 +14,7 @@ use raftlet::{
     Action, Config, Entry, EntryData, HardState, Index, Message, Node, NodeId, Role, Storage, Term,
 };
 use std::collections::VecDeque;
+use std::ops::Range;
 
 /// Entries per append message: the same as the `DefaultNode` profile.
 pub const BATCH: usize = raftlet::DEFAULT_BATCH;
@@ -47,7 +51,9 @@ impl<P: Clone> Storage<P> for Store<P> {
 pub struct Cluster<P> {
     pub nodes: Vec<Box<BenchNode<P>>>,
     pub stores: Vec<Store<P>>,
-    pub net: VecDeque<Message<P, BATCH>>,
+    /// Messages in flight; an append's entries are `arena[run]`.
+    pub net: VecDeque<Message<(), Range<usize>>>,
+    pub arena: Vec<Entry<P>>,
     /// Normal entries applied, per node.
     pub applied: [u64; 3],
     pub leader: usize,
@@ -83,6 +89,7 @@ impl<P: Clone> Cluster<P> {
             nodes,
             stores,
             net: VecDeque::with_capacity(4096),
+            arena: Vec::with_capacity(4096),
             applied: [0; 3],
             leader: 0,
             stepped: 0,
@@ -104,17 +111,25 @@ impl<P: Clone> Cluster<P> {
     fn drain(&mut self, i: usize) {
         while let Some(a) = self.nodes[i].poll_action() {
             match a {
-                Action::Send(m) => self.net.push_back(m),
+                Action::Send(out) => {
+                    let start = self.arena.len();
+                    for e in out.entries(&self.stores[i]) {
+                        self.arena.push(e.expect("durable entries are stored"));
+                    }
+                    let run = start..self.arena.len();
+                    self.net.push_back(out.message().map(|()| (), |_| run));
+                }
                 Action::Persist(p) => {
+                    let token = p.token;
                     let s = &mut self.stores[i];
                     if let Some(hs) = p.hard_state {
-                        s.hs = hs;
+                        s.hs = *hs;
                     }
                     if let Some(first) = p.entries.first() {
                         s.log.truncate(first.index.0 as usize - 1);
                     }
-                    s.log.extend(p.entries);
-                    self.nodes[i].persisted(p.token, &self.stores[i]).unwrap();
+                    s.log.extend(p.entries.iter().cloned());
+                    self.nodes[i].persisted(token, &self.stores[i]).unwrap();
                 }
                 Action::Apply { first, last } => {
                     for k in first.0..=last.0 {
@@ -137,7 +152,10 @@ impl<P: Clone> Cluster<P> {
             for i in 0..3 {
                 self.drain(i);
             }
-            let Some(m) = self.net.pop_front() else { break };
+            let Some(m) = self.net.pop_front() else {
+                self.arena.clear();
+                break;
+            };
             let to = m.to.0 as usize - 1;
             self.stepped += 1;
             if let raftlet::Body::Append { entries, .. } = &m.body {
@@ -145,7 +163,11 @@ impl<P: Clone> Cluster<P> {
                 self.append_entries += entries.len() as u64;
                 self.max_append = self.max_append.max(entries.len());
             }
-            let _ = self.nodes[to].step(m, &self.stores[to]);
+            let arena = &self.arena;
+            let Ok(m) = m.try_map(|()| Err(()), |run| Ok(&arena[run.clone()])) else {
+                unreachable!("no snapshots in the benchmarks");
+            };
+            let _ = self.nodes[to].step(&m, &self.stores[to]);
         }
     }
 

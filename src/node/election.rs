@@ -161,7 +161,7 @@ where
     }
 
     /// Sends `body` to every other voter, of both halves of a joint configuration.
-    fn send_to_voters(&mut self, term: Term, body: &Body<P, BATCH>) {
+    fn send_to_voters(&mut self, term: Term, body: &Body<(), crate::message::Span>) {
         let id = self.cfg.id;
         let voters: heapless::Vec<NodeId, PEERS> = self
             .configs

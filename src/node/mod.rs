@@ -24,11 +24,11 @@ pub use read::MAX_PENDING_READS;
 
 pub(crate) use snapshot::FollowerInstall;
 
-use crate::action::{Action, Persist, PersistToken};
+use crate::action::{Action, Entries, Outgoing, Persist, PersistToken};
 use crate::config::{Config, ConfigError};
 use crate::error::{PersistError, StepError};
 use crate::log::RaftLog;
-use crate::message::{Body, Message};
+use crate::message::{Body, Message, Queued, Span};
 use crate::progress::{PeerProgress, Progress};
 use crate::rng::SplitMix64;
 use crate::stats::Stats;
@@ -114,7 +114,17 @@ pub struct Node<
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) election_timeout: u32,
     rng: SplitMix64,
-    pub(crate) out: Deque<Message<P, BATCH>, OUT>,
+    /// Queued sends: small, their entries and chunk bytes out of line.
+    pub(crate) out: Deque<Queued, OUT>,
+    /// The send handed out by the last `poll_action` (its `Outgoing` borrows it).
+    polled: Queued,
+    /// Leader, stream mode: the bytes of the chunk queued for each follower `(to, seq, data)`.
+    pub(crate) out_chunks: heapless::Vec<(NodeId, u32, P), PEERS>,
+    /// Follower, stream mode: the chunk handed out by the last `WriteSnapshotChunk`.
+    pub(crate) in_chunk: Option<P>,
+    /// The hard state and log reset handed out by the last persist (`Persist` borrows them).
+    handed_hs: HardState,
+    handed_reset: SnapshotId,
     /// The hard state changed since it was last handed out in a persist.
     pub(crate) hs_dirty: bool,
     /// Token of the newest persist that carried the hard state.
@@ -228,6 +238,20 @@ where
             heartbeat_elapsed: 0,
             election_timeout: u32::MAX,
             out: Deque::new(),
+            polled: Message {
+                from: NodeId(0),
+                to: NodeId(0),
+                term: Term(0),
+                body: Body::HeartbeatResponse,
+            },
+            out_chunks: heapless::Vec::new(),
+            in_chunk: None,
+            handed_hs: HardState {
+                term: Term(0),
+                vote: None,
+                pending_install: None,
+            },
+            handed_reset: SnapshotId::ZERO,
             hs_dirty: false,
             hs_token: 0,
             next_token: 1,
@@ -310,6 +334,8 @@ where
         // Nothing can fail from here on. The two large buffers are cleared in place; every
         // other field is small.
         self.out.clear();
+        self.out_chunks.clear();
+        self.in_chunk = None;
         self.log.reinit(base, last, last_term);
         self.rng = SplitMix64::new(config.seed);
         self.startup_quiet = config.lease_reads;
@@ -424,11 +450,11 @@ where
     ///
     /// # Errors
     /// Why the message was ignored; see [`StepError`].
-    pub fn step<S: Storage<P>>(
-        &mut self,
-        msg: Message<P, BATCH>,
-        storage: &S,
-    ) -> Result<(), StepError> {
+    pub fn step<E, S>(&mut self, msg: &Message<P, E>, storage: &S) -> Result<(), StepError>
+    where
+        E: AsRef<[Entry<P>]>,
+        S: Storage<P>,
+    {
         if msg.to != self.cfg.id
             || msg.from == self.cfg.id
             || msg.from.0 == 0
@@ -441,7 +467,7 @@ where
             );
             return Err(StepError::UnknownPeer);
         }
-        if !Self::well_formed(&msg) {
+        if !Self::well_formed(msg) {
             self.stats.malformed += 1;
             debug!(
                 "{} ignored a malformed {} from {}",
@@ -460,7 +486,7 @@ where
                 entries,
                 ..
             } if msg.term >= self.hs.term => {
-                match self.plan_append(*prev_index, *prev_term, entries, storage) {
+                match self.plan_append(*prev_index, *prev_term, entries.as_ref(), storage) {
                     Ok(plan) => Some(plan),
                     Err(e) => {
                         self.stats.malformed += 1;
@@ -474,7 +500,7 @@ where
             }
             _ => None,
         };
-        if !self.step_term(&msg) {
+        if !self.step_term(msg) {
             return Ok(());
         }
         self.dispatch(msg, plan, storage)
@@ -515,11 +541,17 @@ where
     // ----- output -------------------------------------------------------------------------
 
     /// The next action to execute, or `None` when there is nothing to do. Drain it after every
-    /// input. Order: queued sends, then the next persist, then the next apply.
+    /// input. Order: queued sends, then the next persist, then the next apply. The action
+    /// borrows the node (what it carries stays in the node's log): execute it, or copy what you
+    /// need, before the next call.
     #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action<P, BATCH>> {
-        if let Some(m) = self.out.pop_front() {
-            return Some(Action::Send(m));
+    pub fn poll_action(&mut self) -> Option<Action<'_, P>> {
+        while let Some(m) = self.out.pop_front() {
+            if self.sendable(&m) {
+                self.polled = m;
+                return Some(Action::Send(self.outgoing()));
+            }
+            self.stats.dropped_sends += 1;
         }
         if (self.hs_dirty || self.reset_due.is_some() || self.log.has_unhanded())
             && self.log.record_room()
@@ -529,25 +561,29 @@ where
             let hard_state = if self.hs_dirty {
                 self.hs_dirty = false;
                 self.hs_token = token;
-                Some(self.hs)
+                self.handed_hs = self.hs;
+                true
             } else {
-                None
+                false
             };
-            let snapshot = self.reset_due.take();
-            if snapshot.is_some() {
-                self.reset_token = token;
-            }
-            let mut entries = heapless::Vec::new();
-            self.log.hand_out(token, &mut entries);
+            let snapshot = match self.reset_due.take() {
+                Some(id) => {
+                    self.reset_token = token;
+                    self.handed_reset = id;
+                    true
+                }
+                None => false,
+            };
+            let entries = self.log.hand_out(token);
             return Some(Action::Persist(Persist {
                 token: PersistToken(token),
-                hard_state,
-                snapshot,
+                hard_state: hard_state.then_some(&self.handed_hs),
+                snapshot: snapshot.then_some(&self.handed_reset),
                 entries,
             }));
         }
-        if let Some(a) = self.poll_snapshot_action() {
-            return Some(a);
+        if self.has_snapshot_action() {
+            return self.poll_snapshot_action();
         }
         let applicable = core::cmp::min(self.commit, self.log.stable_last());
         if applicable > self.apply_emitted {
@@ -559,6 +595,68 @@ where
             });
         }
         self.poll_read_action()
+    }
+
+    /// Whether a queued message may still go out as it is. An append is sent only by the leader
+    /// of its term, with its entries still in the log (a leader's log only grows, except by
+    /// compaction); it carries the commit index of the moment it leaves. A chunk needs its bytes.
+    fn sendable(&mut self, m: &Queued) -> bool {
+        match m.body {
+            Body::Append {
+                prev_index,
+                entries: Span { count },
+                ..
+            } => {
+                m.term == self.hs.term
+                    && matches!(self.role, RoleState::Leader(_))
+                    && prev_index >= self.log.snapshot().index
+                    && prev_index.0.saturating_add(u64::from(count)) <= self.log.last_index().0
+            }
+            Body::InstallSnapshot {
+                request: crate::message::InstallRequest::Chunk { seq, .. },
+                ..
+            } => self
+                .out_chunks
+                .iter()
+                .any(|(to, s, _)| *to == m.to && *s == seq),
+            _ => true,
+        }
+    }
+
+    /// The send in `polled`, with its cargo borrowed from the node.
+    fn outgoing(&mut self) -> Outgoing<'_, P> {
+        let stable_last = self.log.stable_last();
+        let (tail, chunk) = match &mut self.polled.body {
+            Body::Append {
+                prev_index,
+                commit,
+                entries: Span { count },
+                ..
+            } => {
+                *commit = self.commit;
+                let first = prev_index.next();
+                let from_tail = if first > stable_last {
+                    *count as usize
+                } else {
+                    (prev_index.0 + u64::from(*count)).saturating_sub(stable_last.0) as usize
+                };
+                (self.log.entries_from(first.max(stable_last.next()), from_tail), None)
+            }
+            Body::InstallSnapshot {
+                request: crate::message::InstallRequest::Chunk { seq, .. },
+                ..
+            } => {
+                let (to, seq) = (self.polled.to, *seq);
+                let chunk = self
+                    .out_chunks
+                    .iter()
+                    .find(|(t, s, _)| *t == to && *s == seq)
+                    .map(|(_, _, data)| data);
+                (Entries::EMPTY, chunk)
+            }
+            _ => (Entries::EMPTY, None),
+        };
+        Outgoing::new(&self.polled, stable_last, tail, chunk)
     }
 
     // ----- getters ------------------------------------------------------------------------
@@ -716,7 +814,7 @@ where
             && self.acked_token >= self.reset_token
     }
 
-    pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<P, BATCH>) {
+    pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<(), Span>) {
         trace!("{} -> {} {} term {}", self.cfg.id, to, body.kind(), term);
         if self
             .out

@@ -422,7 +422,7 @@ where
         }
     }
 
-    pub(super) fn poll_read_action(&mut self) -> Option<Action<P, BATCH>> {
+    pub(super) fn poll_read_action(&mut self) -> Option<Action<'_, P>> {
         let applied = self.apply_emitted;
         let pos = self.reads.queue.iter().position(|r| match r.state {
             ReadState::Confirmed(i) => r.origin.is_none() && i <= applied,

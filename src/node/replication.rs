@@ -11,7 +11,7 @@
 use super::membership::Configs;
 use super::{Node, RoleState};
 use crate::error::{ProposeError, StepError};
-use crate::message::{AppendResult, Body, Message};
+use crate::message::{AppendResult, Body, Message, Span};
 use crate::progress::FlowState;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
@@ -178,31 +178,23 @@ where
             }
             return false;
         };
-        let mut entries = heapless::Vec::new();
+        // The entries stay in the log: the runner reads them when it polls the send.
         let last = self.log.last_index();
-        let mut at = pr.next;
-        while at <= last && !entries.is_full() {
-            match self.log.entry(at, storage) {
-                Some(e) => {
-                    let _ = entries.push(e);
-                    at = at.next();
-                }
-                None => {
-                    self.stats.storage_misses += 1;
-                    break;
-                }
-            }
-        }
-        if entries.is_empty() && !allow_empty {
+        let count = if pr.next > last {
+            0
+        } else {
+            core::cmp::min(last.0 - pr.next.0 + 1, BATCH as u64) as u32
+        };
+        if count == 0 && !allow_empty {
             return false;
         }
-        pr.sent(entries.last().map(|e| e.index));
+        pr.sent((count > 0).then(|| Index(prev_index.0 + u64::from(count))));
         let to = pr.id;
         let body = Body::Append {
             prev_index,
             prev_term,
             commit: self.commit,
-            entries,
+            entries: Span { count },
         };
         let msg = Message {
             from: self.cfg.id,
@@ -346,7 +338,7 @@ where
         prev_index: Index,
         prev_term: Term,
         commit: Index,
-        entries: heapless::Vec<Entry<P>, BATCH>,
+        entries: &[Entry<P>],
         plan: AppendPlan<PEERS>,
         storage: &S,
     ) -> Result<(), StepError> {
@@ -396,9 +388,9 @@ where
                     *m = core::cmp::min(*m, conflict.prev());
                 }
             }
-            for e in entries.into_iter().skip(first_new).take(room) {
+            for e in entries.iter().skip(first_new).take(room) {
                 last_new = e.index;
-                if self.log.push(e).is_err() {
+                if self.log.push(e.clone()).is_err() {
                     break;
                 }
             }

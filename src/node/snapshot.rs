@@ -242,12 +242,19 @@ where
         }
         pr.resend_elapsed = 0;
         let tag = pr.tag;
+        // The bytes wait in the follower's slot until the send is polled.
         let request = InstallRequest::Chunk {
             snapshot,
             seq,
-            data,
+            data: (),
             checksum,
         };
+        match self.out_chunks.iter_mut().find(|(t, _, _)| *t == to) {
+            Some(slot) => *slot = (to, seq, data),
+            None => {
+                let _ = self.out_chunks.push((to, seq, data));
+            }
+        }
         self.send(to, term, Body::InstallSnapshot { tag, request });
         Ok(())
     }
@@ -690,7 +697,27 @@ where
 
     // ----- actions ----------------------------------------------------------------------------
 
-    pub(super) fn poll_snapshot_action(&mut self) -> Option<Action<P, BATCH>> {
+    /// Whether [`poll_snapshot_action`](Self::poll_snapshot_action) has something (it must
+    /// answer `Some` whenever this is true).
+    pub(super) fn has_snapshot_action(&self) -> bool {
+        if self.compact_due.is_some() || self.own_event_due.is_some() {
+            return true;
+        }
+        let follower = match &self.install {
+            FollowerInstall::Round(r) => r.announce_due,
+            FollowerInstall::Stream(rx) => rx.write_due.is_some() || rx.restore_due.is_some(),
+            _ => false,
+        };
+        follower
+            || match &self.role {
+                RoleState::Leader(progress) => progress
+                    .iter()
+                    .any(|pr| pr.event_due.is_some() || (pr.chunk_due && pr.transfer.is_some())),
+                _ => false,
+            }
+    }
+
+    pub(super) fn poll_snapshot_action(&mut self) -> Option<Action<'_, P>> {
         if let Some(through) = self.compact_due.take() {
             return Some(Action::Compact { through });
         }
@@ -704,8 +731,10 @@ where
             }
             FollowerInstall::Stream(rx) => {
                 if let Some((seq, data)) = rx.write_due.take() {
+                    let snapshot = rx.snapshot;
+                    let data = self.in_chunk.insert(data);
                     return Some(Action::WriteSnapshotChunk {
-                        snapshot: rx.snapshot,
+                        snapshot,
                         seq,
                         data,
                     });

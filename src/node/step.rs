@@ -6,6 +6,7 @@
 use super::{Node, RoleState};
 use crate::error::StepError;
 use crate::message::{AppendResult, Body, InstallRequest, Message};
+use crate::types::Entry;
 use crate::storage::Storage;
 
 impl<
@@ -21,7 +22,7 @@ where
 {
     /// Structural checks that need no state: contiguous entries, terms that cannot exceed the
     /// message's term, hints that point backwards.
-    pub(super) fn well_formed(msg: &Message<P, BATCH>) -> bool {
+    pub(super) fn well_formed<E: AsRef<[Entry<P>]>>(msg: &Message<P, E>) -> bool {
         match &msg.body {
             Body::VoteRequest { last_term, .. } | Body::VoteRequestTransfer { last_term, .. } => {
                 *last_term <= msg.term
@@ -37,7 +38,7 @@ where
                 }
                 let mut expect = *prev_index;
                 let mut term = *prev_term;
-                for e in entries {
+                for e in entries.as_ref() {
                     let Some(next) = expect.0.checked_add(1) else {
                         return false;
                     };
@@ -69,7 +70,7 @@ where
     /// Raft's term rules. `true` means: go on handling the message at the (possibly new) term;
     /// `false`: the message is routine noise (a stale term, a vote request during a leader's
     /// lease), counted in [`Stats`](crate::Stats) and answered if Raft says so, nothing more.
-    pub(super) fn step_term(&mut self, msg: &Message<P, BATCH>) -> bool {
+    pub(super) fn step_term<E>(&mut self, msg: &Message<P, E>) -> bool {
         let term = self.hs.term;
         if msg.term > term {
             match msg.body {
@@ -175,16 +176,14 @@ where
         true
     }
 
-    pub(super) fn dispatch<S: Storage<P>>(
+    pub(super) fn dispatch<E: AsRef<[Entry<P>]>, S: Storage<P>>(
         &mut self,
-        msg: Message<P, BATCH>,
+        msg: &Message<P, E>,
         plan: Option<super::replication::AppendPlan<PEERS>>,
         storage: &S,
     ) -> Result<(), StepError> {
-        let Message {
-            from, term, body, ..
-        } = msg;
-        match body {
+        let (from, term) = (msg.from, msg.term);
+        match msg.body {
             Body::VoteRequest {
                 pre_vote,
                 last_index,
@@ -201,11 +200,12 @@ where
                 prev_index,
                 prev_term,
                 commit,
-                entries,
+                ref entries,
             } => {
+                let entries = entries.as_ref();
                 let plan = match plan {
                     Some(plan) => plan,
-                    None => self.plan_append(prev_index, prev_term, &entries, storage)?,
+                    None => self.plan_append(prev_index, prev_term, entries, storage)?,
                 };
                 self.accept_leader(from)?;
                 self.report_uncollected(from);
@@ -225,9 +225,9 @@ where
                 RoleState::Leader(_) => self.handle_heartbeat_response(from, storage),
                 _ => Ok(()),
             },
-            Body::InstallSnapshot { tag, request } => {
+            Body::InstallSnapshot { tag, ref request } => {
                 self.accept_leader(from)?;
-                self.handle_install_request(from, term, tag, request, storage);
+                self.handle_install_request(from, term, tag, request.clone(), storage);
                 Ok(())
             }
             Body::InstallSnapshotResponse { tag, result } => match self.role {

@@ -43,9 +43,9 @@ pub const LENGTH_PREFIX: usize = 4;
 ///
 /// # Errors
 /// As [`Codec::encode`].
-pub fn encode_length_prefixed<P: Serialize, const B: usize>(
+pub fn encode_length_prefixed<P: Serialize, E: Serialize>(
     codec: &Codec,
-    msg: &Message<P, B>,
+    msg: &Message<P, E>,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
     if buf.len() < LENGTH_PREFIX {
@@ -138,9 +138,9 @@ impl<const N: usize> LengthPrefixedReader<N> {
 ///
 /// # Errors
 /// As [`Codec::encode`], or [`EncodeError::BufferTooSmall`] if the COBS encoding does not fit.
-pub fn encode_cobs<P: Serialize, const B: usize>(
+pub fn encode_cobs<P: Serialize, E: Serialize>(
     codec: &Codec,
-    msg: &Message<P, B>,
+    msg: &Message<P, E>,
     scratch: &mut [u8],
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {

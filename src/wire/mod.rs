@@ -20,7 +20,9 @@
 
 pub mod frame;
 
+use crate::action::Outgoing;
 use crate::message::Message;
+use crate::storage::Storage;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -153,9 +155,9 @@ impl Codec {
     ///
     /// # Errors
     /// [`EncodeError`] when `buf` or the maximum frame length is too small.
-    pub fn encode<P: Serialize, const B: usize>(
+    pub fn encode<P: Serialize, E: Serialize>(
         &self,
-        msg: &Message<P, B>,
+        msg: &Message<P, E>,
         buf: &mut [u8],
     ) -> Result<usize, EncodeError> {
         let len = buf.len().min(self.max_frame);
@@ -172,10 +174,10 @@ impl Codec {
     ///
     /// # Errors
     /// A [`DecodeError`] saying why the frame was refused.
-    pub fn decode<'de, P: Deserialize<'de>, const B: usize>(
+    pub fn decode<'de, P: Deserialize<'de>, E: Deserialize<'de>>(
         &self,
         frame: &'de [u8],
-    ) -> Result<Message<P, B>, DecodeError> {
+    ) -> Result<Message<P, E>, DecodeError> {
         if frame.len() > self.max_frame {
             return Err(DecodeError::TooLong {
                 len: frame.len(),
@@ -198,11 +200,56 @@ impl Codec {
                 kind: u64::from(kind),
             });
         }
-        let (msg, extra) = postcard::take_from_bytes::<Message<P, B>>(body).map_err(map_de)?;
+        let (msg, extra) = postcard::take_from_bytes::<Message<P, E>>(body).map_err(map_de)?;
         if !extra.is_empty() {
             return Err(DecodeError::TrailingBytes { extra: extra.len() });
         }
         Ok(msg)
+    }
+}
+
+impl Codec {
+    /// Encodes a send polled from a node ([`Action::Send`](crate::Action::Send)) straight into
+    /// `buf`: its entries are read from `storage` and the node's log as they are written, with
+    /// no owned copy of the message. The bytes are those of the same message in any container.
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode); [`EncodeError::Payload`] also when `storage` lacks an entry
+    /// the append carries.
+    pub fn encode_outgoing<P, S>(
+        &self,
+        out: &Outgoing<'_, P>,
+        storage: &S,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError>
+    where
+        P: Serialize + Clone,
+        S: Storage<P>,
+    {
+        let msg = out.message().try_map(
+            |()| out.chunk().ok_or(EncodeError::Payload),
+            |_| Ok(OutgoingEntriesSer { out, storage }),
+        )?;
+        self.encode(&msg, buf)
+    }
+}
+
+/// Serializes an outgoing append's entries as a sequence, reading them as it goes.
+struct OutgoingEntriesSer<'o, 'a, 's, P, S> {
+    out: &'o Outgoing<'a, P>,
+    storage: &'s S,
+}
+
+impl<P: Serialize + Clone, S: Storage<P>> Serialize for OutgoingEntriesSer<'_, '_, '_, P, S> {
+    fn serialize<Z: serde::Serializer>(&self, ser: Z) -> Result<Z::Ok, Z::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let entries = self.out.entries(self.storage);
+        let mut seq = ser.serialize_seq(Some(entries.size_hint().0))?;
+        for e in entries {
+            let e = e.map_err(|_| Z::Error::custom("missing entry"))?;
+            seq.serialize_element(&e)?;
+        }
+        seq.end()
     }
 }
 

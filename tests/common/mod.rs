@@ -25,7 +25,16 @@ use store::{Disk, PendingWrite};
 pub const BATCH: usize = 4;
 /// The simulated node: payloads are unique proposal ids.
 pub type SimNode = Node<u64, 5, 32, BATCH, 4, 32>;
-pub type Msg = Message<u64, BATCH>;
+pub type Msg = Message<u64, heapless::Vec<raftlet::Entry<u64>, BATCH>>;
+
+/// An action copied out of the node, so that the simulator can execute it while it calls the
+/// node again.
+enum Act {
+    Send(Msg),
+    Persist(raftlet::PersistToken, Option<raftlet::HardState>, Option<SnapshotId>, Vec<raftlet::Entry<u64>>),
+    Write { snapshot: SnapshotId, seq: u32, data: u64 },
+    Plain(Action<'static, u64>),
+}
 
 /// Simulated time units per nominal tick.
 pub const TICK: u64 = 10;
@@ -833,7 +842,7 @@ impl Sim {
             return;
         };
         self.stats.delivered += 1;
-        let r = node.step(msg.clone(), &slot.disk.durable);
+        let r = node.step(&msg, &slot.disk.durable);
         self.log(format_args!(
             "deliver {} -> {} {:?} term {} => {:?}",
             msg.from, to, msg.body, msg.term, r
@@ -853,6 +862,29 @@ impl Sim {
             let Some(action) = node.poll_action() else {
                 break;
             };
+            let action = match action.detach() {
+                Ok(plain) => Act::Plain(plain),
+                Err(Action::Send(out)) => match out.to_message(&slot.disk.durable) {
+                    Ok(msg) => Act::Send(msg),
+                    Err(e) => panic!("node {id} polled a send whose entries storage lacks: {e}"),
+                },
+                Err(Action::Persist(p)) => Act::Persist(
+                    p.token,
+                    p.hard_state.copied(),
+                    p.snapshot.copied(),
+                    p.entries.iter().cloned().collect(),
+                ),
+                Err(Action::WriteSnapshotChunk {
+                    snapshot,
+                    seq,
+                    data,
+                }) => Act::Write {
+                    snapshot,
+                    seq,
+                    data: *data,
+                },
+                Err(other) => unreachable!("detach hands back only borrowing actions: {other:?}"),
+            };
             if left == 0 {
                 self.fail(format!(
                     "work budget: node {id} yielded more than {} actions for one input (a node that never settles)",
@@ -861,11 +893,11 @@ impl Sim {
             }
             left -= 1;
             match action {
-                Action::Send(msg) => {
+                Act::Send(msg) => {
                     self.oracle.on_send(&msg, &self.slots[i].disk.durable);
                     self.transmit(msg);
                 }
-                Action::Persist(p) => {
+                Act::Persist(token, hard_state, snapshot, entries) => {
                     let delay = if self.faults.max_disk_delay == 0 {
                         0
                     } else {
@@ -881,23 +913,23 @@ impl Sim {
                         + delay;
                     self.log(format_args!(
                         "persist {id} token {} hs {:?} snapshot {:?} entries {:?}",
-                        p.token.0,
-                        p.hard_state,
-                        p.snapshot,
-                        p.entries
+                        token.0,
+                        hard_state,
+                        snapshot,
+                        entries
                             .iter()
                             .map(|e| (e.index.0, e.term.0))
                             .collect::<Vec<_>>()
                     ));
                     self.slots[i].disk.pending.push_back(PendingWrite {
-                        token: p.token,
-                        hs: p.hard_state,
-                        snapshot: p.snapshot,
-                        entries: p.entries.to_vec(),
+                        token,
+                        hs: hard_state,
+                        snapshot,
+                        entries,
                         due,
                     });
                 }
-                Action::Apply { first, last } => {
+                Act::Plain(Action::Apply { first, last }) => {
                     self.log(format_args!("apply {id} {first}..={last}"));
                     let term = self.slots[i].node.as_ref().map_or(Term(0), |n| n.term());
                     for k in first.0..=last.0 {
@@ -941,21 +973,21 @@ impl Sim {
                     }
                     self.maybe_take_snapshot(i);
                 }
-                Action::Compact { through } => {
+                Act::Plain(Action::Compact { through }) => {
                     self.log(format_args!("compact {id} through {}", through.index));
                     self.slots[i].disk.durable.compact(through);
                 }
-                Action::InstallSnapshotFromLeader {
+                Act::Plain(Action::InstallSnapshotFromLeader {
                     leader,
                     first_available,
-                } => {
+                }) => {
                     self.log(format_args!("install-from-leader {id} (leader {leader}) first available {first_available:?}"));
                     self.install_rounds.push((id, first_available));
                     self.stats.install_rounds += 1;
                     let delay = self.rng.u64(0..=self.faults.max_install_delay);
                     self.slots[i].job = Some((self.now + delay, AppJob::Fetch { first_available }));
                 }
-                Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                Act::Plain(Action::ReadSnapshotChunk { to, snapshot, seq }) => {
                     let slot = &mut self.slots[i];
                     let snap = *slot
                         .snapshot_history
@@ -973,7 +1005,7 @@ impl Sim {
                             .expect("requested chunk accepted");
                     }
                 }
-                Action::WriteSnapshotChunk {
+                Act::Write {
                     snapshot,
                     seq,
                     data,
@@ -990,12 +1022,12 @@ impl Sim {
                     );
                     staging.push(data);
                 }
-                Action::RestoreSnapshot { snapshot, checksum } => {
+                Act::Plain(Action::RestoreSnapshot { snapshot, checksum }) => {
                     let delay = self.rng.u64(0..=self.faults.max_install_delay);
                     self.slots[i].job =
                         Some((self.now + delay, AppJob::Restore { snapshot, checksum }));
                 }
-                Action::ReadReady { id: rid, index } => {
+                Act::Plain(Action::ReadReady { id: rid, index }) => {
                     let Some((at, required)) = self.reads.remove(&rid.0) else {
                         self.fail(format!("{id} served read {} that nobody asked it", rid.0));
                     };
@@ -1025,14 +1057,14 @@ impl Sim {
                         self.acked = value;
                     }
                 }
-                Action::ReadFailed { id: rid, reason } => {
+                Act::Plain(Action::ReadFailed { id: rid, reason }) => {
                     self.log(format_args!("read {} failed at {id}: {reason:?}", rid.0));
                     if self.reads.remove(&rid.0).is_none() {
                         self.fail(format!("{id} failed read {} that nobody asked it", rid.0));
                     }
                     self.stats.reads_failed += 1;
                 }
-                Action::InstallComplete { peer, outcome } => {
+                Act::Plain(Action::InstallComplete { peer, outcome }) => {
                     self.log(format_args!(
                         "install-complete at {id} for {peer}: {outcome:?}"
                     ));
@@ -1059,6 +1091,7 @@ impl Sim {
                         self.slots[i].checkpoints.clear();
                     }
                 }
+                Act::Plain(other) => unreachable!("detach keeps no borrowing action: {other:?}"),
             }
         }
         self.check(id);
@@ -1234,7 +1267,7 @@ impl Sim {
                 .feed(&mut input)
                 .expect("a whole frame")
                 .expect("well framed");
-            codec.decode::<u64, BATCH>(frame)
+            codec.decode::<u64, heapless::Vec<raftlet::Entry<u64>, BATCH>>(frame)
         } else {
             let n = encode_cobs(&codec, msg, &mut scratch, &mut buf).expect("encode");
             let mut r = CobsReader::<MAX>::new();
@@ -1243,7 +1276,7 @@ impl Sim {
                 .feed(&mut input)
                 .expect("a whole frame")
                 .expect("well framed");
-            codec.decode::<u64, BATCH>(frame)
+            codec.decode::<u64, heapless::Vec<raftlet::Entry<u64>, BATCH>>(frame)
         };
         let decoded = decoded.expect("decode");
         assert_eq!(&decoded, msg, "wire round trip changed the message");

@@ -280,7 +280,7 @@ impl Oracle {
     }
 
     /// Checks a message as it leaves a node whose durable storage is `durable`.
-    pub fn on_send<const B: usize>(&mut self, msg: &Message<u64, B>, durable: &MemStore) {
+    pub fn on_send<E>(&mut self, msg: &Message<u64, E>, durable: &MemStore) {
         match &msg.body {
             Body::VoteResponse {
                 pre_vote: false,

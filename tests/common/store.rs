@@ -33,6 +33,15 @@ impl MemStore {
         }
     }
 
+    /// Writes a persist polled from a node.
+    pub fn persist(&mut self, p: &raftlet::Persist<'_, u64>) {
+        let (a, b) = p.entries.as_slices();
+        self.write(p.hard_state.copied(), p.snapshot.copied(), a);
+        if !b.is_empty() {
+            self.write(None, None, b);
+        }
+    }
+
     pub fn compact(&mut self, through: SnapshotId) {
         if through.index > self.snapshot.index {
             let n = ((through.index.0 - self.snapshot.index.0) as usize).min(self.log.len());
