@@ -208,14 +208,16 @@ fn per_message() {
     let (mut follower, mut leader) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
         c.propose([data.clone()]);
-        let msgs: Vec<_> = {
+        type Owned = Message<Bytes, Vec<Entry<Bytes>>>;
+        let msgs: Vec<Owned> = {
             let mut out = Vec::new();
             while let Some(a) = c.nodes[0].poll_action() {
                 match a {
-                    raftlet::Action::Send(m) => out.push(m),
+                    raftlet::Action::Send(m) => out.push(m.to_message(&c.stores[0]).unwrap()),
                     raftlet::Action::Persist(p) => {
-                        c.stores[0].log.extend(p.entries);
-                        c.nodes[0].persisted(p.token, &c.stores[0]).unwrap();
+                        let token = p.token;
+                        c.stores[0].log.extend(p.entries.iter().cloned());
+                        c.nodes[0].persisted(token, &c.stores[0]).unwrap();
                     }
                     _ => {}
                 }
@@ -226,13 +228,16 @@ fn per_message() {
         for m in msgs {
             let to = m.to.0 as usize - 1;
             let t = Instant::now();
-            let _ = c.nodes[to].step(m, &c.stores[to]);
+            let _ = c.nodes[to].step(&m, &c.stores[to]);
             while let Some(a) = c.nodes[to].poll_action() {
                 match a {
-                    raftlet::Action::Send(r) => acks.push(r),
+                    raftlet::Action::Send(r) => {
+                        acks.push(r.to_message::<Vec<Entry<Bytes>>, _>(&c.stores[to]).unwrap())
+                    }
                     raftlet::Action::Persist(p) => {
-                        c.stores[to].log.extend(p.entries);
-                        c.nodes[to].persisted(p.token, &c.stores[to]).unwrap();
+                        let token = p.token;
+                        c.stores[to].log.extend(p.entries.iter().cloned());
+                        c.nodes[to].persisted(token, &c.stores[to]).unwrap();
                     }
                     other => {
                         black_box(other);
@@ -243,7 +248,7 @@ fn per_message() {
         }
         for r in acks {
             let t = Instant::now();
-            let _ = c.nodes[0].step(r, &c.stores[0]);
+            let _ = c.nodes[0].step(&r, &c.stores[0]);
             leader += t.elapsed();
         }
         c.run();
@@ -269,7 +274,7 @@ fn per_message() {
             })
             .unwrap();
     }
-    let msg: Message<P, 64> = Message {
+    let msg: Message<P, heapless::Vec<Entry<P>, 64>> = Message {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(42),
@@ -285,7 +290,7 @@ fn per_message() {
     let mut buf = vec![0u8; max];
     let codec_ns = ns_per(20_000, |_| {
         let n = codec.encode(black_box(&msg), &mut buf).unwrap();
-        let back: Message<P, 64> = codec.decode(&buf[..n]).unwrap();
+        let back: Message<P, heapless::Vec<Entry<P>, 64>> = codec.decode(&buf[..n]).unwrap();
         black_box(back);
     });
     let n = codec.encode(&msg, &mut buf).unwrap();

@@ -6,7 +6,7 @@
 //! (`tick`, `step`, `propose`, `persisted`, `campaign`) and executes each action as follows:
 //!
 //! * [`Action::Send`]: deliver the message ([`Outgoing`]: encode it with
-//!   [`Outgoing::encode`], or copy it with [`Outgoing::to_message`]) to its recipient, or drop
+//!   [`Codec::encode_outgoing`](crate::wire::Codec::encode_outgoing), or copy it with [`Outgoing::to_message`]) to its recipient, or drop
 //!   it. The action borrows the node: read what you need before the next call. There is no ordering or
 //!   durability prerequisite: the node never emits a message that acknowledges state that is not
 //!   yet durable. Vote grants and append acknowledgements are withheld inside the node until the
@@ -139,7 +139,7 @@ pub struct Persist<'a, P> {
     pub hard_state: Option<&'a HardState>,
     /// `Some(id)`: the node adopted a snapshot installed from the leader. Discard the whole
     /// stored log (before storing `entries`, if any); the log now starts after `id`, and
-    /// [`Storage::snapshot`](crate::Storage::snapshot) must answer `id` from now on.
+    /// [`Storage::snapshot`] must answer `id` from now on.
     pub snapshot: Option<&'a SnapshotId>,
     /// Entries to store: every entry not handed out before, in one run. Stored entries at or
     /// after the first one's index are removed first.
@@ -328,7 +328,7 @@ pub enum Action<'a, P> {
         last: Index,
     },
     /// Entries up to `through.index` are no longer needed: record `through` durably as the
-    /// log's snapshot ([`Storage::snapshot`](crate::Storage::snapshot)), then delete them
+    /// log's snapshot ([`Storage::snapshot`]), then delete them
     /// whenever convenient. The node reads none of them from now on.
     Compact {
         /// The snapshot the log now starts after.
@@ -437,5 +437,12 @@ impl<'a, P> Action<'a, P> {
             Self::ReadReady { id, index } => Action::ReadReady { id, index },
             Self::ReadFailed { id, reason } => Action::ReadFailed { id, reason },
         })
+    }
+}
+
+impl<'a, P> From<&'a [Entry<P>]> for Entries<'a, P> {
+    /// One slice as a run (for runners and tests that build a [`Persist`] themselves).
+    fn from(entries: &'a [Entry<P>]) -> Self {
+        Self::new(entries, &[])
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct RaftLog<P, const LOG: usize> {
     last_term: Term,
     handed: Index,
     records: Deque<(u64, Index), PERSIST_WINDOW>,
+    /// `handed` before the newest hand-out (to take it back: [`unhand`](Self::unhand)).
+    handed_before: Index,
 }
 
 impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
@@ -41,6 +43,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             last_term,
             handed: stable_last.next(),
             records: Deque::new(),
+            handed_before: stable_last.next(),
         }
     }
 
@@ -52,6 +55,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.stable_last = stable_last;
         self.last_term = last_term;
         self.handed = stable_last.next();
+        self.handed_before = self.handed;
         self.records.clear();
     }
 
@@ -208,6 +212,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     /// Hands out every not-yet-handed entry, as one run, and records the persist `token`.
     pub(crate) fn hand_out(&mut self, token: u64) -> Entries<'_, P> {
         let from = self.handed;
+        self.handed_before = from;
         let last = self.last_index();
         self.handed = last.next();
         let _ = self.records.push_back((token, last));
@@ -233,6 +238,18 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         let a_n = a.len().min(n);
         let b_n = b.len().min(n - a_n);
         Entries::new(&a[..a_n], &b[..b_n])
+    }
+
+    /// Takes back the newest hand-out, persist `token`: its entries are handed out again by the
+    /// next one. Returns whether `token` was the newest record.
+    pub(crate) fn unhand(&mut self, token: u64) -> bool {
+        if self.records.back().map(|r| r.0) != Some(token) {
+            return false;
+        }
+        self.records.pop_back();
+        // A truncation since may have moved `handed` lower already.
+        self.handed = self.handed.min(self.handed_before).max(self.stable_last.next());
+        true
     }
 
     /// The runner acknowledged every persist up to `token`.

@@ -440,3 +440,89 @@ fn a_vacant_node_does_nothing() {
     );
     assert_eq!(node.voters(), fresh.voters());
 }
+
+/// A runner whose store is full hands the newest persist back: the node holds every persist
+/// (proposals fill the unstable log and are then refused with `Full`), and after
+/// `resume_persists` hands out the same hard state and entries again, plus what came since, under
+/// the same token. Only the newest, unacknowledged persist can be deferred.
+#[test]
+fn a_deferred_persist_is_handed_out_again_whole() {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(1)).unwrap();
+    c.pre_vote = false;
+    let mut node = Small::new(c, &store).unwrap();
+    node.campaign(&store);
+    // The candidate's vote: defer it.
+    let Some(Action::Persist(p)) = node.poll_action() else {
+        panic!("expected the candidate's hard state")
+    };
+    let (token, hs) = (p.token, p.hard_state.copied());
+    assert!(hs.is_some());
+    assert_eq!(
+        node.defer_persist(PersistToken(token.0 + 1)),
+        Err(PersistError::UnknownToken),
+        "a token never handed out"
+    );
+    node.defer_persist(token).unwrap();
+    assert!(node.persists_held());
+    assert!(
+        node.poll_action().is_none(),
+        "nothing is handed out while held"
+    );
+    assert_eq!(node.role(), Role::Candidate, "the vote is not durable");
+    node.resume_persists();
+    let Some(Action::Persist(p)) = node.poll_action() else {
+        panic!("the deferred hard state goes out again")
+    };
+    assert_eq!(p.hard_state.copied(), hs);
+    assert_eq!(p.token, token, "the same token");
+    let token = p.token;
+    store.persist(&p);
+    node.persisted(token, &store).unwrap();
+    assert_eq!(node.role(), Role::Leader);
+    // The leader's no-op and three proposals, deferred; more proposals meanwhile.
+    let mut budget = common::budget::Drain::new("node");
+    let mut deferred = None;
+    while let Some(a) = node.poll_action() {
+        budget.spend();
+        if let Action::Persist(p) = a {
+            deferred = Some((p.token, p.entries.len()));
+        }
+    }
+    let (token, n) = deferred.expect("the no-op's persist");
+    assert_eq!(n, 1);
+    node.defer_persist(token).unwrap();
+    assert_eq!(
+        node.persisted(token, &store),
+        Err(PersistError::UnknownToken),
+        "a deferred token cannot be acknowledged"
+    );
+    for k in 0..3 {
+        node.propose(k, &store).unwrap();
+    }
+    assert!(node.poll_action().is_none());
+    node.resume_persists();
+    let Some(Action::Persist(p)) = node.poll_action() else {
+        panic!("the held entries go out again")
+    };
+    let indices: Vec<u64> = p.entries.iter().map(|e| e.index.0).collect();
+    assert_eq!(indices, [1, 2, 3, 4], "the no-op and the three commands, in one run");
+    let token = p.token;
+    store.persist(&p);
+    assert_eq!(
+        node.defer_persist(PersistToken(1)),
+        Err(PersistError::UnknownToken),
+        "an old token"
+    );
+    node.persisted(token, &store).unwrap();
+    assert_eq!(node.durable_index(), Index(4));
+    let mut budget = common::budget::Drain::new("node");
+    let mut applied = 0;
+    while let Some(a) = node.poll_action() {
+        budget.spend();
+        if let Action::Apply { first, last } = a {
+            applied += last.0 - first.0 + 1;
+        }
+    }
+    assert_eq!(applied, 4, "committed and applied once durable");
+}

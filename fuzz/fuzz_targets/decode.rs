@@ -8,15 +8,16 @@ use raftlet::wire::frame::{CobsReader, LengthPrefixedReader};
 use raftlet::wire::{Codec, max_frame_len};
 
 type Payload = heapless::Vec<u8, 64>;
+type Es = heapless::Vec<raftlet::Entry<Payload>, 16>;
 const MAX: usize = max_frame_len::<Payload, 16>();
 const CODEC: Codec = Codec::new(0xC1, MAX);
 
 fn check(frame: &[u8]) {
-    if let Ok(m) = CODEC.decode::<Payload, 16>(frame) {
-        let m: Message<Payload, 16> = m;
+    if let Ok(m) = CODEC.decode::<Payload, Es>(frame) {
+        let m: Message<Payload, Es> = m;
         let mut buf = [0u8; MAX];
         let n = CODEC.encode(&m, &mut buf).expect("a decoded message re-encodes");
-        assert_eq!(CODEC.decode::<Payload, 16>(&buf[..n]).expect("re-decodes"), m);
+        assert_eq!(CODEC.decode::<Payload, Es>(&buf[..n]).expect("re-decodes"), m);
     }
 }
 

@@ -37,14 +37,15 @@ fn drain(node: &mut N, store: &mut Mem) {
         match a {
             Action::Send(_) => {}
             Action::Persist(p) => {
+                let token = p.token;
                 if let Some(hs) = p.hard_state {
-                    store.hs = hs;
+                    store.hs = *hs;
                 }
                 if let Some(first) = p.entries.first() {
                     store.log.truncate(first.index.0 as usize - 1);
                 }
-                store.log.extend(p.entries);
-                node.persisted(p.token, store).expect("in-order ack");
+                store.log.extend(p.entries.iter().cloned());
+                node.persisted(token, store).expect("in-order ack");
             }
             Action::Apply { last, .. } => {
                 assert!(last <= node.commit_index() && last.0 as usize <= store.log.len());
@@ -76,8 +77,8 @@ fuzz_target!(|data: &[u8]| {
     let (mut term, mut commit) = (node.term(), node.commit_index());
     while let Some(r) = reader.feed(&mut input) {
         let Ok(frame) = r else { continue };
-        let Ok(msg) = CODEC.decode::<u64, 4>(frame) else { continue };
-        let _ = node.step(msg, &store);
+        let Ok(msg) = CODEC.decode::<u64, heapless::Vec<raftlet::Entry<u64>, 4>>(frame) else { continue };
+        let _ = node.step(&msg, &store);
         drain(&mut node, &mut store);
         node.tick(&store);
         drain(&mut node, &mut store);
@@ -94,13 +95,15 @@ fn config_leader(node: &mut N, store: &mut Mem) {
     let t = node.term();
     for from in [2, 3] {
         let body = Body::VoteResponse { pre_vote: true, granted: true };
-        let _ = node.step(Message { from: NodeId(from), to: NodeId(1), term: Term(t.0 + 1), body }, store);
+        let m: Message<u64, &[raftlet::Entry<u64>]> = Message { from: NodeId(from), to: NodeId(1), term: Term(t.0 + 1), body };
+        let _ = node.step(&m, store);
         drain(node, store);
     }
     let t = node.term();
     for from in [2, 3] {
         let body = Body::VoteResponse { pre_vote: false, granted: true };
-        let _ = node.step(Message { from: NodeId(from), to: NodeId(1), term: t, body }, store);
+        let m: Message<u64, &[raftlet::Entry<u64>]> = Message { from: NodeId(from), to: NodeId(1), term: t, body };
+        let _ = node.step(&m, store);
         drain(node, store);
     }
 }

@@ -148,6 +148,8 @@ pub struct Node<
     pub(crate) reset_due: Option<SnapshotId>,
     /// Token of the newest persist that carried a log reset.
     reset_token: u64,
+    /// The runner deferred a persist: none is handed out until it resumes them.
+    persists_held: bool,
     /// Follower side of a snapshot install from the leader.
     pub(crate) install: FollowerInstall<P>,
     /// A follower-side `InstallComplete` waiting to be polled.
@@ -266,6 +268,7 @@ where
             compact_due: None,
             reset_due: None,
             reset_token: 0,
+            persists_held: false,
             install: FollowerInstall::None,
             own_event_due: None,
             next_tag: 0,
@@ -361,6 +364,7 @@ where
         self.compact_due = None;
         self.reset_due = None;
         self.reset_token = 0;
+        self.persists_held = false;
         self.install = FollowerInstall::None;
         self.own_event_due = None;
         self.next_tag = 0;
@@ -538,6 +542,43 @@ where
         Ok(())
     }
 
+    /// The runner cannot write persist `token` now (its store is full): the node takes it back,
+    /// as if it had never been handed out, and hands out no persist until
+    /// [`resume_persists`](Self::resume_persists). Its hard state, log reset and entries go out
+    /// again with the next persist, under the same token (which cannot be acknowledged before
+    /// then). Meanwhile the
+    /// node runs on: sends, applies and reads continue, and proposals are refused with
+    /// [`ProposeError::Full`](crate::ProposeError::Full) once the unstable log is full.
+    ///
+    /// # Errors
+    /// [`PersistError::UnknownToken`] unless `token` is the newest persist handed out and not
+    /// acknowledged; nothing changes then.
+    pub fn defer_persist(&mut self, token: PersistToken) -> Result<(), PersistError> {
+        let t = token.0;
+        if t <= self.acked_token || t.saturating_add(1) != self.next_token || !self.log.unhand(t) {
+            return Err(PersistError::UnknownToken);
+        }
+        if self.hs_token == t {
+            self.hs_dirty = true;
+        }
+        if self.reset_token == t {
+            self.reset_due = Some(self.handed_reset);
+        }
+        self.next_token = t;
+        self.persists_held = true;
+        Ok(())
+    }
+
+    /// Persists are handed out again (after [`defer_persist`](Self::defer_persist)).
+    pub fn resume_persists(&mut self) {
+        self.persists_held = false;
+    }
+
+    /// Whether persists are held back by [`defer_persist`](Self::defer_persist).
+    pub fn persists_held(&self) -> bool {
+        self.persists_held
+    }
+
     // ----- output -------------------------------------------------------------------------
 
     /// The next action to execute, or `None` when there is nothing to do. Drain it after every
@@ -555,6 +596,7 @@ where
         }
         if (self.hs_dirty || self.reset_due.is_some() || self.log.has_unhanded())
             && self.log.record_room()
+            && !self.persists_held
         {
             let token = self.next_token;
             self.next_token += 1;

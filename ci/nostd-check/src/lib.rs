@@ -51,16 +51,17 @@ pub extern "C" fn raftlet_nostd_smoke() -> u32 {
             match action {
                 Action::Send(_) => {}
                 Action::Persist(p) => {
+                    let token = p.token;
                     if let Some(hs) = p.hard_state {
-                        store.hs = hs;
+                        store.hs = *hs;
                     }
                     if let Some(first) = p.entries.first() {
                         store.log.truncate(first.index.0 as usize - 1);
                     }
                     for e in p.entries {
-                        let _ = store.log.push(e);
+                        let _ = store.log.push(e.clone());
                     }
-                    let _ = node.persisted(p.token, &store);
+                    let _ = node.persisted(token, &store);
                 }
                 Action::Apply { first, last } => applied += (last.0 - first.0 + 1) as u32,
                 _ => {}

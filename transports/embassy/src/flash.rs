@@ -53,6 +53,9 @@ pub enum FlashError<E> {
     Corrupt,
 }
 
+/// Entries per log record (a persist's entries are written in records of at most this many).
+pub const RECORD_ENTRIES: usize = raftlet::TINY_BATCH;
+
 /// Record kinds: a batch of entries, or a reset to an installed snapshot.
 const KIND_ENTRIES: u8 = 0;
 const KIND_RESET: u8 = 1;
@@ -438,32 +441,36 @@ where
 {
     type Error = FlashError<F::Error>;
 
-    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+    fn fits(&self, p: &Persist<'_, P>) -> bool {
         self.mem.has_room(p)
     }
 
-    async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), Self::Error> {
+    async fn persist(&mut self, p: &Persist<'_, P>) -> Result<(), Self::Error> {
         if !self.mem.has_room(p) {
             return Err(FlashError::Full);
         }
-        if let Some(id) = p.snapshot {
+        if let Some(&id) = p.snapshot {
             // The reset goes to the log before the state that moves the start past it.
             let n = self.encode_reset(id)?;
             self.append(n, Index(0)).await?;
             self.reset_seq = self.sectors[self.cur].seq;
             self.mem.reset(id);
         }
-        let hs_changed = p.hard_state.is_some_and(|hs| hs != self.mem.hard_state());
-        if let Some(hs) = p.hard_state {
+        let hs_changed = p.hard_state.is_some_and(|hs| *hs != self.mem.hard_state());
+        if let Some(&hs) = p.hard_state {
             self.mem.set_hard_state(hs);
         }
         if hs_changed || p.snapshot.is_some() {
             self.write_state().await?;
         }
-        if let Some(last) = p.entries.last() {
-            let n = self.encode_entries(&p.entries)?;
+        // A persist hands out every new entry at once: records of at most RECORD_ENTRIES
+        // entries keep each within the record buffer.
+        let (a, b) = p.entries.as_slices();
+        for run in a.chunks(RECORD_ENTRIES).chain(b.chunks(RECORD_ENTRIES)) {
+            let Some(last) = run.last() else { continue };
+            let n = self.encode_entries(run)?;
             self.append(n, last.index).await?;
-            for e in &p.entries {
+            for e in run {
                 let _ = self.mem.replay(e.clone());
             }
         }

@@ -7,8 +7,10 @@
 //! * `Send`: encoded into the runner's frame buffer and handed to the link (a failed send is
 //!   counted; Raft tolerates the loss);
 //! * `Persist`: [`Store::persist`], then `persisted`: nothing that depends on it leaves before.
-//!   A persist that does not [fit](Store::fits) waits, in order, while the runner asks the app
-//!   for a snapshot to make room; proposals are refused with `Full` meanwhile;
+//!   A persist that does not [fit](Store::fits) is handed back to the node
+//!   ([`Node::defer_persist`](raftlet::Node::defer_persist)), which holds its entries, while the
+//!   runner asks the app for a snapshot to make room; proposals are refused with `Full`
+//!   meanwhile;
 //! * `Apply`: committed entries, read from the store, go to [`App::apply`] in order (an entry
 //!   missing from the store stops the runner: [`RunError::MissingEntry`]);
 //! * `Compact`: [`Store::compact`];
@@ -28,7 +30,7 @@ use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
     Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
-    Persist, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode, Term,
+    ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode, Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -136,10 +138,6 @@ pub struct Status {
     /// Proposals refused because persists were waiting for room in the store.
     pub proposals_refused_full: u32,
 }
-
-/// Persists the core may have outstanding at once (its persist window): the most that can wait
-/// for room in a full store.
-const STALLED: usize = raftlet::PERSIST_WINDOW;
 
 enum Request<P> {
     /// A proposal and its number (replies carry it back).
@@ -283,8 +281,6 @@ pub struct Runner<
     membership: Membership<PEERS>,
     last_snapshot: Index,
     status: Status,
-    /// Persists waiting, in token order, for room in a full store.
-    stalled: heapless::Deque<Persist<P, BATCH>, STALLED>,
 }
 
 /// Why [`new`] refused to build a runner.
@@ -380,7 +376,6 @@ where
             membership,
             last_snapshot,
             status,
-            stalled: heapless::Deque::new(),
         },
     ))
 }
@@ -400,9 +395,6 @@ pub enum RunError<E> {
     /// A committed entry the node asked to apply is not in the store: the state machine would
     /// diverge from the others' if the runner skipped it.
     MissingEntry(Index),
-    /// More persists waited for room in the store than the core's persist window allows (a
-    /// broken invariant): the runner stops rather than drop one.
-    StalledPersists,
 }
 
 impl<
@@ -450,7 +442,7 @@ where
                 Either3::First(()) => self.tick(),
                 Either3::Second(Request::Propose(n, data)) => {
                     // Back-pressure from a full store: refuse until the snapshot made room.
-                    let r = if self.stalled.is_empty() {
+                    let r = if !self.node.persists_held() {
                         self.node.propose(data, &self.store)
                     } else {
                         self.status.proposals_refused_full += 1;
@@ -486,10 +478,13 @@ where
     }
 
     fn step(&mut self, n: usize) {
-        match self.codec.decode::<P, BATCH>(&self.buf[..n]) {
+        match self
+            .codec
+            .decode::<P, heapless::Vec<Entry<P>, BATCH>>(&self.buf[..n])
+        {
             Ok(msg) if msg.to == self.node.id() => {
                 self.status.frames_in += 1;
-                let _ = self.node.step(msg, &self.store);
+                let _ = self.node.step(&msg, &self.store);
             }
             // On a shared bus, frames for the others are expected: not an error.
             Ok(_) => {}
@@ -512,27 +507,24 @@ where
     async fn drain(&mut self) -> Result<(), RunError<S::Error>> {
         while let Some(action) = self.node.poll_action() {
             match action {
-                Action::Send(msg) => match self.codec.encode(&msg, &mut self.buf) {
+                Action::Send(out) => match self.codec.encode_outgoing(&out, &self.store, &mut self.buf) {
                     Ok(n) => {
-                        if self.link.send(msg.to, &self.buf[..n]).await.is_err() {
+                        if self.link.send(out.to(), &self.buf[..n]).await.is_err() {
                             self.status.send_errors += 1;
                         }
                     }
                     Err(_) => self.status.send_errors += 1,
                 },
                 Action::Persist(p) => {
-                    if self.stalled.is_empty() && self.store.fits(&p) {
+                    let token = p.token;
+                    if self.store.fits(&p) {
                         self.store.persist(&p).await.map_err(RunError::Store)?;
-                        let _ = self.node.persisted(p.token, &self.store);
+                        let _ = self.node.persisted(token, &self.store);
                     } else {
-                        // Waits, in order, until a snapshot's compaction makes room. The core
-                        // has at most STALLED persists outstanding, so this cannot overflow; if
-                        // it ever did, dropping the persist would let a later acknowledgement
-                        // mark it durable: stop instead.
+                        // The node takes it back and holds every persist until a snapshot's
+                        // compaction makes room (`make_room`): nothing is lost or reordered.
                         self.status.store_full += 1;
-                        if self.stalled.push_back(p).is_err() {
-                            return Err(RunError::StalledPersists);
-                        }
+                        let _ = self.node.defer_persist(token);
                     }
                 }
                 Action::Apply { first, last } => {
@@ -570,7 +562,7 @@ where
                     snapshot,
                     seq,
                     data,
-                } => self.app.write_chunk(snapshot, seq, data).await,
+                } => self.app.write_chunk(snapshot, seq, data.clone()).await,
                 Action::RestoreSnapshot { snapshot, checksum } => {
                     let r = self.app.restore(snapshot, checksum).await;
                     self.adopt(r);
@@ -585,24 +577,19 @@ where
         Ok(())
     }
 
-    /// Persists that waited for room: the ones that fit now are written and acknowledged, in
-    /// order; if some still do not, the application is asked for a snapshot, whose compaction
-    /// frees the applied prefix of the store. The node runs on meanwhile (ticks, messages,
+    /// Persists held back for room: the node hands them out again, and what fits now is
+    /// written and acknowledged; if it still does not fit, the application is asked for a
+    /// snapshot, whose compaction frees the applied prefix of the store. The node runs on meanwhile (ticks, messages,
     /// reads); an application that cannot snapshot leaves the node waiting, never stopped.
     async fn make_room(&mut self) -> Result<(), RunError<S::Error>> {
-        if self.stalled.is_empty() {
+        if !self.node.persists_held() {
             return Ok(());
         }
         for attempt in 0..2 {
-            while let Some(p) = self.stalled.front() {
-                if !self.store.fits(p) {
-                    break;
-                }
-                self.store.persist(p).await.map_err(RunError::Store)?;
-                let _ = self.node.persisted(p.token, &self.store);
-                self.stalled.pop_front();
-            }
-            if self.stalled.is_empty() || attempt == 1 {
+            // The held persist goes out again; if it still does not fit, it is held again.
+            self.node.resume_persists();
+            self.drain().await?;
+            if !self.node.persists_held() || attempt == 1 {
                 break;
             }
             self.snapshot().await;

@@ -23,15 +23,16 @@ use raftlet::{Entry, HardState, Index, Persist, SnapshotId, Storage, Term};
 pub trait Store<P>: Storage<P> {
     /// Why a write failed. The runner stops: a node that cannot persist must not go on.
     type Error;
-    /// Whether `p` fits now. `false` is back-pressure, not a failure: the runner keeps the
-    /// persist (and every later one, in order), asks the application for a snapshot, whose
-    /// compaction makes room, and retries; meanwhile the node keeps running and proposals are
-    /// refused with [`ProposeError::Full`](raftlet::ProposeError::Full). Only an error from
+    /// Whether `p` fits now. `false` is back-pressure, not a failure: the runner hands the
+    /// persist back to the node ([`Node::defer_persist`](raftlet::Node::defer_persist)), asks
+    /// the application for a snapshot, whose compaction makes room, and retries; meanwhile the
+    /// node keeps running and proposals are refused with
+    /// [`ProposeError::Full`](raftlet::ProposeError::Full). Only an error from
     /// [`persist`](Self::persist) stops the runner.
-    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool;
+    fn fits(&self, p: &Persist<'_, P>) -> bool;
     /// Makes a persist durable (see the trait docs). The runner calls it only with a persist
     /// that [`fits`](Self::fits).
-    async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), Self::Error>;
+    async fn persist(&mut self, p: &Persist<'_, P>) -> Result<(), Self::Error>;
     /// Makes `through` the durable start of the log.
     async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error>;
 }
@@ -103,8 +104,8 @@ impl<P: Clone, const N: usize> Storage<P> for RamStore<P, N> {
 
 impl<P: Clone, const N: usize> RamStore<P, N> {
     /// Whether the entries of `p` fit (checked before anything is written).
-    pub(crate) fn has_room<const B: usize>(&self, p: &Persist<P, B>) -> bool {
-        let base = p.snapshot.unwrap_or(self.base);
+    pub(crate) fn has_room(&self, p: &Persist<'_, P>) -> bool {
+        let base = p.snapshot.copied().unwrap_or(self.base);
         p.entries.first().is_none_or(|e| {
             let keep = e.index.0.saturating_sub(base.index.0 + 1) as usize;
             keep.min(self.log.len()) + p.entries.len() <= N
@@ -112,14 +113,14 @@ impl<P: Clone, const N: usize> RamStore<P, N> {
     }
 
     /// Applies a persist that [`has_room`](Self::has_room).
-    pub(crate) fn apply<const B: usize>(&mut self, p: &Persist<P, B>) {
+    pub(crate) fn apply(&mut self, p: &Persist<'_, P>) {
         if let Some(hs) = p.hard_state {
-            self.hs = hs;
+            self.hs = *hs;
         }
-        if let Some(s) = p.snapshot {
+        if let Some(&s) = p.snapshot {
             self.reset(s);
         }
-        for e in &p.entries {
+        for e in p.entries {
             let _ = self.replay(e.clone());
         }
     }
@@ -175,11 +176,11 @@ impl<P: Clone, const N: usize> RamStore<P, N> {
 impl<P: Clone, const N: usize> Store<P> for RamStore<P, N> {
     type Error = StoreFull;
 
-    fn fits<const B: usize>(&self, p: &Persist<P, B>) -> bool {
+    fn fits(&self, p: &Persist<'_, P>) -> bool {
         self.has_room(p)
     }
 
-    async fn persist<const B: usize>(&mut self, p: &Persist<P, B>) -> Result<(), StoreFull> {
+    async fn persist(&mut self, p: &Persist<'_, P>) -> Result<(), StoreFull> {
         if !self.has_room(p) {
             return Err(StoreFull);
         }

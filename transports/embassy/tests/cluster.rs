@@ -767,13 +767,10 @@ impl raftlet::Storage<P> for Lossy {
 
 impl raftlet_embassy::store::Store<P> for Lossy {
     type Error = raftlet_embassy::store::StoreFull;
-    fn fits<const B: usize>(&self, p: &raftlet::Persist<P, B>) -> bool {
+    fn fits(&self, p: &raftlet::Persist<'_, P>) -> bool {
         self.inner.fits(p)
     }
-    async fn persist<const B: usize>(
-        &mut self,
-        p: &raftlet::Persist<P, B>,
-    ) -> Result<(), Self::Error> {
+    async fn persist(&mut self, p: &raftlet::Persist<'_, P>) -> Result<(), Self::Error> {
         self.inner.persist(p).await
     }
     async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error> {

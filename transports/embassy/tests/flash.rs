@@ -155,9 +155,28 @@ fn contents(s: &Fs) -> Model {
     }
 }
 
+/// A persist as a node hands it out, owned by the test.
+struct Owned {
+    token: PersistToken,
+    hard_state: Option<HardState>,
+    snapshot: Option<SnapshotId>,
+    entries: heapless::Vec<Entry<P>, 4>,
+}
+
+impl Owned {
+    fn view(&self) -> Persist<'_, P> {
+        Persist {
+            token: self.token,
+            hard_state: self.hard_state.as_ref(),
+            snapshot: self.snapshot.as_ref(),
+            entries: self.entries.as_slice().into(),
+        }
+    }
+}
+
 #[allow(clippy::large_enum_variant)]
 enum Op {
-    Persist(Persist<P, 4>),
+    Persist(Owned),
     Compact(SnapshotId),
 }
 
@@ -179,7 +198,7 @@ fn workload() -> Vec<Op> {
                     })
                     .unwrap();
             }
-            Op::Persist(Persist {
+            Op::Persist(Owned {
                 token: PersistToken(token),
                 hard_state: hs.map(|(t, v)| HardState {
                     term: Term(t),
@@ -236,7 +255,7 @@ fn workload() -> Vec<Op> {
 fn apply(s: &mut Fs, op: &Op) -> Result<(), FlashError<SimError>> {
     block_on(async {
         match op {
-            Op::Persist(p) => s.persist(p).await,
+            Op::Persist(p) => s.persist(&p.view()).await,
             Op::Compact(id) => s.compact(*id).await,
         }
     })
@@ -342,13 +361,13 @@ fn a_full_ring_is_back_pressure_until_compaction() {
                 })
                 .unwrap();
         }
-        let p = Persist {
+        let p = Owned {
             token: PersistToken(i),
             hard_state: None,
             snapshot: None,
             entries,
         };
-        match block_on(s.persist(&p)) {
+        match block_on(s.persist(&p.view())) {
             Ok(()) => i += 4,
             Err(e) => break e,
         }
@@ -369,12 +388,17 @@ fn a_full_ring_is_back_pressure_until_compaction() {
             data: EntryData::Noop,
         })
         .unwrap();
-    block_on(s.persist(&Persist {
-        token: PersistToken(i),
-        hard_state: None,
-        snapshot: None,
-        entries,
-    }))
+    block_on(
+        s.persist(
+            &Owned {
+                token: PersistToken(i),
+                hard_state: None,
+                snapshot: None,
+                entries,
+            }
+            .view(),
+        ),
+    )
     .unwrap();
     assert_eq!(s.last_index(), Index(i));
     assert!(before.log.len() > 4);

@@ -60,11 +60,11 @@ impl Storage<Payload> for MemLog {
 }
 
 impl LogStore for MemLog {
-    fn write(&mut self, p: &RunnerPersist) -> io::Result<()> {
+    fn write(&mut self, p: &RunnerPersist<'_>) -> io::Result<()> {
         if let Some(hs) = p.hard_state {
-            self.hs = hs;
+            self.hs = *hs;
         }
-        if let Some(id) = p.snapshot {
+        if let Some(&id) = p.snapshot {
             self.entries.clear();
             self.base = id;
         }

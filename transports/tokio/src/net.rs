@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Messages of the tokio runner.
-pub type Msg = raftlet::DefaultMessage<Payload>;
+pub type Msg = raftlet::Message<Payload, Vec<raftlet::Entry<Payload>>>;
 
 /// What the runner needs of a transport. [`Network`] (TCP) is the default; a test or an
 /// application with its own network implements this (see `tests/library.rs`).
@@ -854,7 +854,7 @@ async fn serve_connection(
         }
         match inner
             .codec
-            .decode::<Payload, { raftlet::DEFAULT_BATCH }>(&buf)
+            .decode::<Payload, Vec<raftlet::Entry<Payload>>>(&buf)
         {
             Ok(msg) if msg.from == from && msg.to == inner.id => {
                 inner.received.fetch_add(1, Ordering::Relaxed);

@@ -796,7 +796,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 Some(done) = synced.recv() => self.synced(done)?,
                 Some(done) = saved.recv() => self.saved(done)?,
                 Some(msg) = inbound.recv() => {
-                    let _ = self.node.step(msg, &self.log);
+                    let _ = self.node.step(&msg, &self.log);
                     self.drain()?;
                 }
                 cmd = commands.recv() => {
@@ -810,7 +810,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             for _ in 0..ROUND {
                 let mut took = false;
                 if let Ok(msg) = inbound.try_recv() {
-                    let _ = self.node.step(msg, &self.log);
+                    let _ = self.node.step(&msg, &self.log);
                     self.drain()?;
                     took = true;
                 }
@@ -994,10 +994,16 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         {
             while let Some(action) = self.node.poll_action() {
                 match action {
-                    Action::Send(msg) => self.net.send(msg),
+                    Action::Send(out) => match out.to_message(&self.log) {
+                        Ok(msg) => self.net.send(msg),
+                        // The node reads durable entries from the log: a miss is a broken
+                        // store, not a network matter.
+                        Err(e) => return Err(std::io::Error::other(e)),
+                    },
                     Action::Persist(p) => {
+                        let token = p.token;
                         self.log.write(&p)?;
-                        self.written = Some(p.token);
+                        self.written = Some(token);
                     }
                     Action::Apply { first, last } => self.apply(first, last)?,
                     Action::Compact { through } => self.log.compact(through)?,
@@ -1010,7 +1016,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         snapshot,
                         seq,
                         data,
-                    } => self.snaps.stage(snapshot, seq, &data)?,
+                    } => self.snaps.stage(snapshot, seq, data)?,
                     Action::RestoreSnapshot { snapshot, checksum } => {
                         let result = match self.snaps.finish_staging(snapshot, checksum)? {
                             Some((meta, data)) => self.restore(meta, &data),

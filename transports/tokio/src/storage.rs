@@ -81,7 +81,7 @@ impl Default for LogOptions {
 pub type SyncJob = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 /// A persist as the tokio runner's node emits it.
-pub type RunnerPersist = Persist<Payload, { raftlet::DEFAULT_BATCH }>;
+pub type RunnerPersist<'a> = Persist<'a, Payload>;
 
 /// A log the [runner](crate::runner) can keep: the core's [`Storage`] view, plus the writes,
 /// syncs and compaction the runner executes. [`DiskLog`] is the durable default,
@@ -100,7 +100,7 @@ pub trait LogStore: Storage<Payload> + Send + 'static {
     ///
     /// # Errors
     /// I/O errors: the runner stops.
-    fn write(&mut self, p: &RunnerPersist) -> io::Result<()>;
+    fn write(&mut self, p: &RunnerPersist<'_>) -> io::Result<()>;
     /// Starts making every write so far durable.
     ///
     /// # Errors
@@ -125,7 +125,7 @@ pub trait LogStore: Storage<Payload> + Send + 'static {
 }
 
 impl LogStore for DiskLog {
-    fn write(&mut self, p: &RunnerPersist) -> io::Result<()> {
+    fn write(&mut self, p: &RunnerPersist<'_>) -> io::Result<()> {
         DiskLog::write(self, p)
     }
     fn start_sync(&mut self) -> io::Result<Option<SyncJob>> {
@@ -648,12 +648,12 @@ impl DiskLog {
     ///
     /// # Errors
     /// I/O errors: the runner must not acknowledge the persist then.
-    pub fn write<const B: usize>(&mut self, p: &Persist<Payload, B>) -> io::Result<()> {
+    pub fn write(&mut self, p: &Persist<'_, Payload>) -> io::Result<()> {
         let mut state = self.state;
         if let Some(hs) = p.hard_state {
-            state.hs = hs;
+            state.hs = *hs;
         }
-        if let Some(id) = p.snapshot {
+        if let Some(&id) = p.snapshot {
             // The reset is recorded in a new segment before the state file names the new
             // start, so that a replay never keeps entries from before it.
             self.roll()?;
@@ -673,7 +673,12 @@ impl DiskLog {
             let keep = first.index.0.saturating_sub(self.state.base.index.0 + 1) as usize;
             self.entries.truncate(keep);
             self.entries.extend(p.entries.iter().cloned());
-            self.append(&RecordRef::Entries(&p.entries))?;
+            // A persist hands out every new entry at once (two slices of the node's ring):
+            // records of at most DEFAULT_BATCH entries keep each one small.
+            let (a, b) = p.entries.as_slices();
+            for run in a.chunks(raftlet::DEFAULT_BATCH).chain(b.chunks(raftlet::DEFAULT_BATCH)) {
+                self.append(&RecordRef::Entries(run))?;
+            }
         }
         Ok(())
     }

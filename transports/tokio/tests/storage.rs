@@ -14,20 +14,35 @@ const SMALL: LogOptions = LogOptions {
     preallocate: true,
 };
 
-type P = Persist<Vec<u8>, { raftlet::DEFAULT_BATCH }>;
+/// A persist as a node would hand it out, owned by the test.
+struct P {
+    token: PersistToken,
+    hard_state: Option<HardState>,
+    snapshot: Option<SnapshotId>,
+    entries: Vec<Entry<Vec<u8>>>,
+}
+
+impl P {
+    fn view(&self) -> Persist<'_, Vec<u8>> {
+        Persist {
+            token: self.token,
+            hard_state: self.hard_state.as_ref(),
+            snapshot: self.snapshot.as_ref(),
+            entries: self.entries.as_slice().into(),
+        }
+    }
+}
 
 fn persist(token: u64, hs: Option<HardState>, first: u64, n: u64, term: u64) -> P {
-    let mut entries = heapless::Vec::new();
+    let mut entries = Vec::new();
     for i in first..first + n {
-        entries
-            .push(Entry {
-                term: Term(term),
-                index: Index(i),
-                data: EntryData::Normal(format!("entry {i} of term {term}").into_bytes()),
-            })
-            .unwrap();
+        entries.push(Entry {
+            term: Term(term),
+            index: Index(i),
+            data: EntryData::Normal(format!("entry {i} of term {term}").into_bytes()),
+        });
     }
-    Persist {
+    P {
         token: PersistToken(token),
         hard_state: hs,
         snapshot: None,
@@ -57,7 +72,7 @@ fn build(dir: &std::path::Path) -> (Vec<u64>, Vec<Vec<(u64, u64)>>) {
             (model.len() as u64 + 1, 1 + k / 6 * 2)
         };
         let p = persist(k + 1, hs(term), first, 3, term);
-        log.write(&p).unwrap();
+        log.write(&p.view()).unwrap();
         log.sync().unwrap();
         model.truncate(first as usize - 1);
         model.extend((first..first + 3).map(|i| (i, term)));
@@ -246,7 +261,7 @@ fn hard_state_compaction_and_resets_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = DiskLog::open(dir.path()).unwrap();
     for k in 0..5 {
-        log.write(&persist(k + 1, hs(2), k * 3 + 1, 3, 2)).unwrap();
+        log.write(&persist(k + 1, hs(2), k * 3 + 1, 3, 2).view()).unwrap();
     }
     log.sync().unwrap();
     log.compact(SnapshotId {
@@ -268,7 +283,7 @@ fn hard_state_compaction_and_resets_survive_a_reopen() {
         index: Index(40),
         term: Term(4),
     });
-    log.write(&p).unwrap();
+    log.write(&p.view()).unwrap();
     log.sync().unwrap();
     drop(log);
     let (log, _) = DiskLog::open(dir.path()).unwrap();
@@ -297,16 +312,14 @@ fn segments_roll_and_compaction_deletes_the_covered_ones() {
     while log.segment_count() < 4 {
         let mut p = persist(token, hs(1), index, 0, 1);
         for _ in 0..raftlet::DEFAULT_BATCH {
-            p.entries
-                .push(Entry {
-                    term: Term(1),
-                    index: Index(index),
-                    data: EntryData::Normal(big.clone()),
-                })
-                .unwrap();
+            p.entries.push(Entry {
+                term: Term(1),
+                index: Index(index),
+                data: EntryData::Normal(big.clone()),
+            });
             index += 1;
         }
-        log.write(&p).unwrap();
+        log.write(&p.view()).unwrap();
         token += 1;
     }
     log.sync().unwrap();

@@ -75,21 +75,24 @@ fn drain(
 ) {
     while let Some(action) = node.poll_action() {
         match action {
-            Action::Send(m) => {
+            Action::Send(out) => {
                 // A full network drops, as a lossy bus would; Raft resends.
-                let _ = net.push_back(m);
+                if let Ok(m) = out.to_message(&*store) {
+                    let _ = net.push_back(m);
+                }
             }
             Action::Persist(p) => {
+                let token = p.token;
                 if let Some(hs) = p.hard_state {
-                    store.hs = hs;
+                    store.hs = *hs;
                 }
                 if let Some(first) = p.entries.first() {
                     store.log.truncate(first.index.0 as usize - 1);
                 }
                 for e in p.entries {
-                    store.log.push(e).expect("storage sized for the run");
+                    store.log.push(e.clone()).expect("storage sized for the run");
                 }
-                node.persisted(p.token, &*store).expect("in-order token");
+                node.persisted(token, &*store).expect("in-order token");
             }
             Action::Apply { first, last } => {
                 for i in first.0..=last.0 {
@@ -164,7 +167,7 @@ fn main() -> ! {
         for _ in 0..net.len() {
             let Some(m) = net.pop_front() else { break };
             let k = m.to.0 as usize - 1;
-            let _ = nodes[k].step(m, &*stores[k]);
+            let _ = nodes[k].step(&m, &*stores[k]);
             drain(nodes[k], stores[k], net, &mut applied[k]);
         }
         if let Some(k) = nodes.iter().position(|n| n.role() == Role::Leader) {
