@@ -122,6 +122,14 @@ pub enum Body<P, E> {
         /// Term of the candidate's last log entry.
         last_term: Term,
     },
+    /// The leader's commit index, already clamped to what the follower is known to hold (its
+    /// match index). Unlike an empty append it needs no answer: a leader sends it to a follower
+    /// that holds every committed entry, instead of an append that would only carry the commit
+    /// index and be acknowledged for nothing.
+    Commit {
+        /// Commit index the follower may adopt.
+        commit: Index,
+    },
 }
 
 /// A leader's snapshot request.
@@ -308,6 +316,7 @@ impl<P, E> Message<P, E> {
                 last_index: *last_index,
                 last_term: *last_term,
             },
+            Body::Commit { commit } => Body::Commit { commit: *commit },
         };
         Ok(Message {
             from: self.from,
@@ -343,6 +352,7 @@ impl<P, E> Body<P, E> {
             Self::ReadConfirmAck { .. } => "ReadConfirmAck",
             Self::TimeoutNow => "TimeoutNow",
             Self::VoteRequestTransfer { .. } => "VoteRequestTransfer",
+            Self::Commit { .. } => "Commit",
         }
     }
 }

@@ -145,6 +145,9 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
     pub(crate) installing: bool,
     /// The highest read-confirmation round this follower acknowledged in this term.
     pub(crate) read_acked: u64,
+    /// The highest commit index queued to this follower (in an append, heartbeat or commit
+    /// notice), so that a notice is not repeated.
+    pub(crate) commit_sent: Index,
 }
 
 impl<const I: usize> Progress<I> {
@@ -166,6 +169,7 @@ impl<const I: usize> Progress<I> {
             reported: None,
             installing: false,
             read_acked: 0,
+            commit_sent: Index(0),
         }
     }
 

@@ -107,6 +107,7 @@ fn body() -> impl Strategy<Value = (Body<u64, Entries>, Option<RawEntries>)> {
             None
         )),
         index().prop_map(|commit| (Body::Heartbeat { commit }, None)),
+        index().prop_map(|commit| (Body::Commit { commit }, None)),
         Just((Body::HeartbeatResponse, None)),
         Just((Body::AppendResponse(AppendResult::InstallInProgress), None)),
         any::<u64>().prop_map(|ctx| (Body::ReadIndex { ctx }, None)),

@@ -193,6 +193,7 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
                 }]),
             }),
         ),
+        ("commit", msg(Body::Commit { commit: Index(9) })),
     ]
 }
 
@@ -481,6 +482,7 @@ fn arb_body() -> impl Strategy<Value = Body<Payload, Es>> {
             })
         }),
         arb_index().prop_map(|commit| Body::Heartbeat { commit }),
+        arb_index().prop_map(|commit| Body::Commit { commit }),
         Just(Body::HeartbeatResponse),
         Just(Body::AppendResponse(AppendResult::InstallInProgress)),
         any::<u64>().prop_map(|ctx| Body::ReadIndex { ctx }),
@@ -740,7 +742,12 @@ fn decoding_and_framing_do_not_allocate() {
 /// `MAX_CONF_CHANGES`, a node named twice, node 0, an unknown change kind.
 #[test]
 fn impossible_membership_changes_are_refused() {
-    let good = encode(&one_of_each().last().unwrap().1);
+    let samples = one_of_each();
+    let (_, membership) = samples
+        .iter()
+        .find(|(name, _)| *name == "append-membership")
+        .unwrap();
+    let good = encode(membership);
     // ... 0d (index 13) 02 (Membership) 02 (two changes) 00 04 (AddVoter 4) 02 01 (Remove 1) 00
     let n = good.len();
     assert_eq!(

@@ -37,6 +37,7 @@ where
         to: NodeId,
         storage: &S,
     ) -> Result<(), TransferError> {
+        self.wake = true;
         let last = self.log.last_index();
         let RoleState::Leader(progress) = &self.role else {
             return Err(TransferError::NotLeader);

@@ -124,6 +124,7 @@ where
         change: ConfChange,
         storage: &S,
     ) -> Result<Index, MembershipError> {
+        self.wake = true;
         if !matches!(self.role, RoleState::Leader(_)) {
             return Err(MembershipError::NotLeader {
                 leader: self.leader,
@@ -155,6 +156,7 @@ where
     /// As [`propose_conf_change`](Self::propose_conf_change);
     /// `Invalid(ConfChangeError::NotJoint)` when no joint configuration is in effect.
     pub fn leave_joint<S: Storage<P>>(&mut self, storage: &S) -> Result<Index, MembershipError> {
+        self.wake = true;
         self.propose_conf_change(ConfChange::leave_joint(), storage)
     }
 
@@ -314,6 +316,7 @@ where
                 body,
                 Body::Append { .. }
                     | Body::Heartbeat { .. }
+                    | Body::Commit { .. }
                     | Body::InstallSnapshot { .. }
                     | Body::ReadConfirm { .. }
                     | Body::TimeoutNow

@@ -150,6 +150,9 @@ pub struct Node<
     reset_token: u64,
     /// The runner deferred a persist: none is handed out until it resumes them.
     persists_held: bool,
+    /// An input came since `poll_action` last found nothing to do: every `&mut` input method
+    /// sets it, so that polling a node that had no input returns at once.
+    wake: bool,
     /// Follower side of a snapshot install from the leader.
     pub(crate) install: FollowerInstall<P>,
     /// A follower-side `InstallComplete` waiting to be polled.
@@ -269,6 +272,7 @@ where
             reset_due: None,
             reset_token: 0,
             persists_held: false,
+            wake: false,
             install: FollowerInstall::None,
             own_event_due: None,
             next_tag: 0,
@@ -365,6 +369,7 @@ where
         self.reset_due = None;
         self.reset_token = 0;
         self.persists_held = false;
+        self.wake = true;
         self.install = FollowerInstall::None;
         self.own_event_due = None;
         self.next_tag = 0;
@@ -390,6 +395,7 @@ where
 
     /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
     pub fn tick<S: Storage<P>>(&mut self, storage: &S) {
+        self.wake = true;
         self.ticks += 1;
         if self.startup_quiet && self.election_elapsed >= self.cfg.election_ticks {
             self.startup_quiet = false;
@@ -420,6 +426,7 @@ where
     /// the clock). `now` must not go backwards; if it jumps far
     /// ahead (a suspended process), at most `2 * election_ticks` ticks run.
     pub fn handle_timeout<S: Storage<P>>(&mut self, now: Instant, storage: &S) {
+        self.wake = true;
         let step = self.tick_interval;
         let Some(mut next) = self.clock else {
             self.clock = Some(now.saturating_add(step));
@@ -459,6 +466,7 @@ where
         E: AsRef<[Entry<P>]>,
         S: Storage<P>,
     {
+        self.wake = true;
         if msg.to != self.cfg.id
             || msg.from == self.cfg.id
             || msg.from.0 == 0
@@ -513,6 +521,7 @@ where
     /// Asks this node to start an election now (as if its election timeout fired). Does nothing
     /// on a leader.
     pub fn campaign<S: Storage<P>>(&mut self, storage: &S) {
+        self.wake = true;
         if !matches!(self.role, RoleState::Leader(_)) {
             self.start_election(storage);
         }
@@ -528,6 +537,7 @@ where
         token: PersistToken,
         storage: &S,
     ) -> Result<(), PersistError> {
+        self.wake = true;
         let t = token.0;
         if t == 0 || t >= self.next_token {
             return Err(PersistError::UnknownToken);
@@ -571,6 +581,7 @@ where
 
     /// Persists are handed out again (after [`defer_persist`](Self::defer_persist)).
     pub fn resume_persists(&mut self) {
+        self.wake = true;
         self.persists_held = false;
     }
 
@@ -586,7 +597,18 @@ where
     /// borrows the node (what it carries stays in the node's log): execute it, or copy what you
     /// need, before the next call.
     #[must_use]
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action<'_, P>> {
+        // A node that had no input since it last had nothing to do answers at once (the check
+        // is inlined into the runner's loop).
+        if !self.wake {
+            return None;
+        }
+        self.next_action()
+    }
+
+    /// `poll_action` past the wake check.
+    fn next_action(&mut self) -> Option<Action<'_, P>> {
         while let Some(m) = self.out.pop_front() {
             if self.sendable(&m) {
                 self.polled = m;
@@ -636,7 +658,14 @@ where
                 last: applicable,
             });
         }
-        self.poll_read_action()
+        match self.poll_read_action() {
+            Some((id, Ok(index))) => Some(Action::ReadReady { id, index }),
+            Some((id, Err(reason))) => Some(Action::ReadFailed { id, reason }),
+            None => {
+                self.wake = false;
+                None
+            }
+        }
     }
 
     /// Whether a queued message may still go out as it is. An append is sent only by the leader
@@ -821,6 +850,7 @@ where
     /// (a runner that wants commits propagated or followers' liveness refreshed at once). Does
     /// nothing on other roles.
     pub fn send_heartbeats(&mut self) {
+        self.wake = true;
         self.bcast_heartbeat();
     }
 
@@ -829,6 +859,7 @@ where
     /// resent one at a time once it answers again, rather than after the window times out (etcd's
     /// `ReportUnreachable`). Does nothing on other roles, or for a peer not replicating.
     pub fn report_unreachable(&mut self, peer: NodeId) {
+        self.wake = true;
         if let RoleState::Leader(progress) = &mut self.role
             && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
             && pr.state == crate::progress::FlowState::Replicate

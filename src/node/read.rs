@@ -16,7 +16,6 @@
 //!   in progress, a full queue, or after two election timeouts without confirmation.
 
 use super::{Node, RoleState};
-use crate::action::Action;
 use crate::error::ReadError;
 use crate::message::Body;
 use crate::storage::Storage;
@@ -96,6 +95,7 @@ where
     /// Refused at once with [`ReadError::NoLeader`], [`ReadError::InstallInProgress`] or
     /// [`ReadError::Full`].
     pub fn read_index<S: Storage<P>>(&mut self, id: ReadId, storage: &S) -> Result<(), ReadError> {
+        self.wake = true;
         let _ = storage;
         if self.install.in_progress() {
             return Err(ReadError::InstallInProgress);
@@ -422,7 +422,8 @@ where
         }
     }
 
-    pub(super) fn poll_read_action(&mut self) -> Option<Action<'_, P>> {
+    /// The next read to answer: served at an index, or failed.
+    pub(super) fn poll_read_action(&mut self) -> Option<(ReadId, Result<Index, ReadError>)> {
         let applied = self.apply_emitted;
         let pos = self.reads.queue.iter().position(|r| match r.state {
             ReadState::Confirmed(i) => r.origin.is_none() && i <= applied,
@@ -431,8 +432,8 @@ where
         })?;
         let r = self.reads.queue.remove(pos);
         Some(match r.state {
-            ReadState::Confirmed(index) => Action::ReadReady { id: r.id, index },
-            ReadState::Failed(reason) => Action::ReadFailed { id: r.id, reason },
+            ReadState::Confirmed(index) => (r.id, Ok(index)),
+            ReadState::Failed(reason) => (r.id, Err(reason)),
             _ => return None,
         })
     }

@@ -56,6 +56,7 @@ where
         data: P,
         storage: &S,
     ) -> Result<Index, ProposeError<P>> {
+        self.wake = true;
         if let Err(refusal) = self.may_propose(1) {
             return Err(refusal.with(data));
         }
@@ -83,6 +84,7 @@ where
         I: ExactSizeIterator<Item = P>,
         S: Storage<P>,
     {
+        self.wake = true;
         if let Err(refusal) = self.may_propose(batch.len()) {
             return Err(refusal.with(batch));
         }
@@ -189,6 +191,8 @@ where
             return false;
         }
         pr.sent((count > 0).then(|| Index(prev_index.0 + u64::from(count))));
+        // The append leaves with the commit index of the moment it is polled, at least this.
+        pr.commit_sent = pr.commit_sent.max(self.commit);
         let to = pr.id;
         let body = Body::Append {
             prev_index,
@@ -208,14 +212,46 @@ where
         true
     }
 
-    /// One append (possibly empty, to carry the commit index) to every follower, then whatever
-    /// else the windows allow.
+    /// Whatever the windows allow to every follower, and the commit index to each one that has
+    /// nothing new to receive: a commit notice (no answer needed) to a follower that holds every
+    /// committed entry; nothing to one whose acknowledgement of the committed entries is still
+    /// to come (it brings the notice); an empty append to the others (probing, or to carry the
+    /// commit index past entries the follower holds but the leader does not know of).
     pub(super) fn bcast_append<S: Storage<P>>(&mut self, storage: &S) {
+        let last = self.log.last_index();
         for i in 0..self.peer_count() {
-            if self.send_append(i, true, storage) {
+            if self.send_append(i, false, storage) {
                 while self.send_append(i, false, storage) {}
+                continue;
+            }
+            let RoleState::Leader(progress) = &self.role else {
+                return;
+            };
+            let pr = &progress[i];
+            if pr.matched >= self.commit {
+                self.notify_commit(i);
+            } else if !(pr.state == FlowState::Replicate && pr.next > last) {
+                self.send_append(i, true, storage);
             }
         }
+    }
+
+    /// A commit notice to follower `i` if it holds every committed entry and was not told the
+    /// commit index yet.
+    pub(super) fn notify_commit(&mut self, i: usize) {
+        let (commit, term) = (self.commit, self.hs.term);
+        let RoleState::Leader(progress) = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(i) else {
+            return;
+        };
+        if pr.matched < commit || pr.commit_sent >= commit {
+            return;
+        }
+        pr.commit_sent = commit;
+        let to = pr.id;
+        self.send(to, term, Body::Commit { commit });
     }
 
     pub(crate) fn bcast_heartbeat(&mut self) {
@@ -230,6 +266,9 @@ where
             // Never tell a follower to commit beyond what it is known to hold.
             let commit = core::cmp::min(pr.matched, self.commit);
             let to = pr.id;
+            if let RoleState::Leader(progress) = &mut self.role {
+                progress[i].commit_sent = progress[i].commit_sent.max(commit);
+            }
             self.send(to, self.hs.term, Body::Heartbeat { commit });
         }
     }
@@ -422,11 +461,18 @@ where
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: Index) {
+        self.adopt_commit(commit);
+        self.send(from, self.hs.term, Body::HeartbeatResponse);
+    }
+
+    /// A heartbeat's or commit notice's commit index: the leader clamped it to the follower's
+    /// match index, up to which this log equals the leader's (only this term's leader writes to
+    /// it, and a message from a later term would have changed the term first).
+    pub(super) fn adopt_commit(&mut self, commit: Index) {
         let commit = core::cmp::min(commit, self.log.last_index());
         if commit > self.commit {
             self.commit = commit;
         }
-        self.send(from, self.hs.term, Body::HeartbeatResponse);
     }
 
     pub(super) fn handle_append_response<S: Storage<P>>(
@@ -471,6 +517,8 @@ where
                     self.bcast_append(storage);
                 } else {
                     while self.send_append(i, false, storage) {}
+                    // The committed entries it holds now may not have been announced to it.
+                    self.notify_commit(i);
                 }
                 self.transfer_progress(from, match_index);
             }

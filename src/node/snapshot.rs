@@ -115,6 +115,7 @@ where
         id: SnapshotId,
         storage: &S,
     ) -> Result<(), SnapshotError> {
+        self.wake = true;
         if self.install.in_progress() {
             return Err(SnapshotError::InstallInProgress);
         }
@@ -160,6 +161,7 @@ where
         result: Result<SnapshotMeta<PEERS>, InstallError>,
         storage: &S,
     ) -> Result<(), SnapshotError> {
+        self.wake = true;
         let install = core::mem::replace(&mut self.install, FollowerInstall::None);
         let (result, (term, tag), leader) = match install {
             FollowerInstall::Round(round) => {
@@ -230,6 +232,7 @@ where
         data: P,
         checksum: Option<u64>,
     ) -> Result<(), SnapshotError> {
+        self.wake = true;
         let term = self.hs.term;
         let RoleState::Leader(progress) = &mut self.role else {
             return Err(SnapshotError::UnexpectedChunk);

@@ -111,6 +111,7 @@ where
                 } => {}
                 Body::Append { .. }
                 | Body::Heartbeat { .. }
+                | Body::Commit { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => self.become_follower(msg.term, Some(msg.from)),
                 // A reply from a later term: step down, but keep the election timer running
@@ -142,6 +143,7 @@ where
                 // node) hears no vote request from them and keeps its quorum.
                 Body::Append { .. }
                 | Body::Heartbeat { .. }
+                | Body::Commit { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => {
                     self.send(msg.from, term, Body::HeartbeatResponse);
@@ -221,6 +223,12 @@ where
                 RoleState::Leader(_) => self.handle_append_response(from, result, storage),
                 _ => Ok(()),
             },
+            Body::Commit { commit } => {
+                self.accept_leader(from)?;
+                self.report_uncollected(from);
+                self.adopt_commit(commit);
+                Ok(())
+            }
             Body::HeartbeatResponse => match self.role {
                 RoleState::Leader(_) => self.handle_heartbeat_response(from, storage),
                 _ => Ok(()),
