@@ -484,9 +484,13 @@ impl<const N: usize> Membership<N> {
             if ids.is_empty() {
                 return u64::MAX;
             }
-            let mut m: heapless::Vec<u64, N> = ids.iter().map(|&id| value(id)).collect();
-            insertion_sort(&mut m, |a, b| a > b);
-            m[ids.len() / 2]
+            let mut m = [0u64; N];
+            let n = ids.len().min(N);
+            for (slot, &id) in m.iter_mut().zip(ids) {
+                *slot = value(id);
+            }
+            insertion_sort(&mut m[..n], |a, b| a > b);
+            m[n / 2]
         };
         core::cmp::min(half(&self.voters), half(&self.outgoing))
     }

@@ -610,8 +610,8 @@ where
     /// `poll_action` past the wake check.
     fn next_action(&mut self) -> Option<Action<'_, P>> {
         while let Some(m) = self.out.pop_front() {
-            if self.sendable(&m) {
-                self.polled = m;
+            self.polled = m;
+            if self.sendable() {
                 return Some(Action::Send(self.outgoing()));
             }
             self.stats.dropped_sends += 1;
@@ -671,7 +671,8 @@ where
     /// Whether a queued message may still go out as it is. An append is sent only by the leader
     /// of its term, with its entries still in the log (a leader's log only grows, except by
     /// compaction); it carries the commit index of the moment it leaves. A chunk needs its bytes.
-    fn sendable(&mut self, m: &Queued) -> bool {
+    fn sendable(&self) -> bool {
+        let m = &self.polled;
         match m.body {
             Body::Append {
                 prev_index,

@@ -8,7 +8,6 @@
 //!   its durable index) has it;
 //! * a follower adopts a commit index only up to the last entry it knows matches the leader.
 
-use super::membership::Configs;
 use super::{Node, RoleState};
 use crate::error::{ProposeError, StepError};
 use crate::message::{AppendResult, Body, Message, Span};
@@ -16,8 +15,9 @@ use crate::progress::FlowState;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
 
-/// What a follower does with an append (see `plan_append`).
-pub(super) enum AppendPlan<const N: usize> {
+/// What a follower does with an append (see `plan_append`). Small, so that it moves for free:
+/// the configurations an append brings (rare) are computed again when it is applied.
+pub(super) enum AppendPlan {
     /// A snapshot install runs: refuse without moving the leader's next index.
     Installing,
     /// `prev` is below the commit index: acknowledge the commit index.
@@ -25,11 +25,11 @@ pub(super) enum AppendPlan<const N: usize> {
     /// `prev` does not match: reject with a hint.
     Mismatch,
     /// Append `room` entries from `first_new` (truncating a conflicting tail first), then
-    /// adopt `configs` if they change.
+    /// adopt the configurations they bring if `configs` (checked valid already).
     Append {
         first_new: usize,
         room: usize,
-        configs: Option<Configs<N>>,
+        configs: bool,
     },
 }
 
@@ -325,7 +325,7 @@ where
         prev_term: Term,
         entries: &[Entry<P>],
         storage: &S,
-    ) -> Result<AppendPlan<PEERS>, StepError> {
+    ) -> Result<AppendPlan, StepError> {
         if self.install.in_progress() {
             return Ok(AppendPlan::Installing);
         }
@@ -351,7 +351,7 @@ where
             return Ok(AppendPlan::Append {
                 first_new,
                 room: 0,
-                configs: None,
+                configs: false,
             });
         };
         if conflict <= self.commit {
@@ -362,7 +362,9 @@ where
         let room = LOG - core::cmp::min(kept, LOG);
         let truncating = conflict <= self.log.last_index();
         let end = entries.len().min(first_new + room);
-        let configs = self.configs_after_append(conflict, truncating, &entries[first_new..end])?;
+        let configs = self
+            .configs_after_append(conflict, truncating, &entries[first_new..end])?
+            .is_some();
         Ok(AppendPlan::Append {
             first_new,
             room,
@@ -378,7 +380,7 @@ where
         prev_term: Term,
         commit: Index,
         entries: &[Entry<P>],
-        plan: AppendPlan<PEERS>,
+        plan: AppendPlan,
         storage: &S,
     ) -> Result<(), StepError> {
         let (first_new, room, configs) = match plan {
@@ -420,7 +422,16 @@ where
                 // room by acknowledging persists.
                 return Ok(());
             }
-            if conflict <= self.log.last_index() {
+            let truncating = conflict <= self.log.last_index();
+            // Planned and checked before anything changed; computed again only when the
+            // entries change the configuration (rare), so that the plan stays small.
+            let configs = if configs {
+                let end = entries.len().min(first_new + room);
+                self.configs_after_append(conflict, truncating, &entries[first_new..end])?
+            } else {
+                None
+            };
+            if truncating {
                 debug!("{} truncates its log from {}", self.cfg.id, conflict);
                 self.log.truncate_from(conflict, storage);
                 if let Some((_, _, m)) = &mut self.pending_ack {

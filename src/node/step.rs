@@ -181,7 +181,7 @@ where
     pub(super) fn dispatch<E: AsRef<[Entry<P>]>, S: Storage<P>>(
         &mut self,
         msg: &Message<P, E>,
-        plan: Option<super::replication::AppendPlan<PEERS>>,
+        plan: Option<super::replication::AppendPlan>,
         storage: &S,
     ) -> Result<(), StepError> {
         let (from, term) = (msg.from, msg.term);
