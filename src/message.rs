@@ -19,7 +19,7 @@ use crate::types::{Index, InstallOutcome, NodeId, SnapshotId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one node to another.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Message<P, E> {
     /// Sender.
@@ -33,7 +33,7 @@ pub struct Message<P, E> {
 }
 
 /// The payload of a [`Message`].
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Body<P, E> {
     /// Request a (pre-)vote (Raft §5.2, thesis §9.6).
@@ -133,7 +133,7 @@ pub enum Body<P, E> {
 }
 
 /// A leader's snapshot request.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum InstallRequest<P> {
     /// Notify mode: the leader's log now starts at `first_available` (index and term of its

@@ -526,3 +526,65 @@ fn a_deferred_persist_is_handed_out_again_whole() {
     }
     assert_eq!(applied, 4, "committed and applied once durable");
 }
+
+/// `step_parts` takes a message whose cargo travels beside it: an append's entries from a slice
+/// (here the entries of a send polled from a leader, with no owned copy), and a chunk message
+/// only with its bytes; without them it is refused before anything changes, not even the term.
+#[test]
+fn step_parts_takes_the_cargo_beside_the_message() {
+    let (mut leader, mut lstore) = lone_leader();
+    // Node 2 holds what the leader held when both followers acknowledged its no-op.
+    let mut fstore = lstore.clone();
+    let mut c = Config::<5>::new(NodeId(2), &ids(3)).unwrap();
+    c.pre_vote = false;
+    let mut follower = Big::new(c, &fstore).unwrap();
+    leader.propose(7, &lstore).unwrap();
+    // The leader's appends to node 2, delivered as (message, entries) pairs.
+    let mut delivered = 0;
+    let mut budget = common::budget::Drain::new("leader");
+    while let Some(a) = leader.poll_action() {
+        budget.spend();
+        match a {
+            Action::Send(out) if out.to() == NodeId(2) => {
+                let entries: Vec<_> = out.entries(&lstore).map(Result::unwrap).collect();
+                follower
+                    .step_parts(out.message(), &entries, None, &fstore)
+                    .unwrap();
+                delivered += 1;
+            }
+            Action::Persist(p) => {
+                let token = p.token;
+                lstore.persist(&p);
+                leader.persisted(token, &lstore).unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert!(delivered > 0);
+    drain_persisting(&mut follower, &mut fstore);
+    assert_eq!(follower.last_index(), leader.last_index(), "the entries arrived");
+    // A chunk message without its bytes: refused, and the term it carries is not adopted.
+    let chunk: raftlet::Message<(), ()> = raftlet::Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(follower.term().0 + 5),
+        body: Body::InstallSnapshot {
+            tag: 1,
+            request: raftlet::InstallRequest::Chunk {
+                snapshot: raftlet::SnapshotId {
+                    index: Index(50),
+                    term: Term(1),
+                },
+                seq: 0,
+                data: (),
+                checksum: None,
+            },
+        },
+    };
+    let term = follower.term();
+    assert_eq!(
+        follower.step_parts(&chunk, &[], None, &fstore),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert_eq!(follower.term(), term);
+}

@@ -11,7 +11,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use raftlet::{
-    Action, Config, Entry, EntryData, HardState, Index, Message, Node, NodeId, Role, Storage, Term,
+    Action, Config, Entry, EntryData, HardState, Index, Node, NodeId, Queued, Role, Storage, Term,
 };
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -51,8 +51,8 @@ impl<P: Clone> Storage<P> for Store<P> {
 pub struct Cluster<P> {
     pub nodes: Vec<Box<BenchNode<P>>>,
     pub stores: Vec<Store<P>>,
-    /// Messages in flight; an append's entries are `arena[run]`.
-    pub net: VecDeque<Message<(), Range<usize>>>,
+    /// Messages in flight, as the sender queued them; an append's entries are `arena[run]`.
+    pub net: VecDeque<(Queued, Range<usize>)>,
     pub arena: Vec<Entry<P>>,
     /// Normal entries applied, per node.
     pub applied: [u64; 3],
@@ -116,8 +116,7 @@ impl<P: Clone> Cluster<P> {
                     for e in out.entries(&self.stores[i]) {
                         self.arena.push(e.expect("durable entries are stored"));
                     }
-                    let run = start..self.arena.len();
-                    self.net.push_back(out.message().map(|()| (), |_| run));
+                    self.net.push_back((*out.message(), start..self.arena.len()));
                 }
                 Action::Persist(p) => {
                     let token = p.token;
@@ -152,22 +151,19 @@ impl<P: Clone> Cluster<P> {
             for i in 0..3 {
                 self.drain(i);
             }
-            let Some(m) = self.net.pop_front() else {
+            let Some((m, run)) = self.net.pop_front() else {
                 self.arena.clear();
                 break;
             };
             let to = m.to.0 as usize - 1;
             self.stepped += 1;
-            if let raftlet::Body::Append { entries, .. } = &m.body {
+            if matches!(m.body, raftlet::Body::Append { .. }) {
                 self.appends += 1;
-                self.append_entries += entries.len() as u64;
-                self.max_append = self.max_append.max(entries.len());
+                self.append_entries += run.len() as u64;
+                self.max_append = self.max_append.max(run.len());
             }
-            let arena = &self.arena;
-            let Ok(m) = m.try_map(|()| Err(()), |run| Ok(&arena[run.clone()])) else {
-                unreachable!("no snapshots in the benchmarks");
-            };
-            let _ = self.nodes[to].step(&m, &self.stores[to]);
+            // No snapshots in the benchmarks: no chunk bytes.
+            let _ = self.nodes[to].step_parts(&m, &self.arena[run], None, &self.stores[to]);
         }
     }
 

@@ -171,7 +171,7 @@ where
             .filter(|v| *v != id)
             .collect();
         for v in voters {
-            self.send(v, term, body.clone());
+            self.send(v, term, *body);
         }
     }
 

@@ -310,7 +310,7 @@ where
     /// Whether `from` may send this message although it is not a member: leaders and
     /// candidates this node does not know yet (its log may lag the configuration that added
     /// them) must be heard, or it could never catch up or help elect them.
-    pub(super) fn accepts_from<E>(&self, from: NodeId, body: &Body<P, E>) -> bool {
+    pub(super) fn accepts_from<C, X>(&self, from: NodeId, body: &Body<C, X>) -> bool {
         self.configs.current.is_member(from)
             || matches!(
                 body,

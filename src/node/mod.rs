@@ -459,6 +459,9 @@ where
     /// state. Routine noise (a stale term, a vote request during a lease, an append that finds
     /// the log full) is `Ok`, counted in [`Stats`]; a stale sender may be told the current term.
     ///
+    /// The message is borrowed: a runner decodes a frame into any container of entries (`E`:
+    /// a `heapless::Vec`, a `Vec`, a slice) and steps it from there.
+    ///
     /// # Errors
     /// Why the message was ignored; see [`StepError`].
     pub fn step<E, S>(&mut self, msg: &Message<P, E>, storage: &S) -> Result<(), StepError>
@@ -466,7 +469,42 @@ where
         E: AsRef<[Entry<P>]>,
         S: Storage<P>,
     {
+        let (entries, chunk): (&[Entry<P>], _) = match &msg.body {
+            Body::Append { entries, .. } => (entries.as_ref(), None),
+            Body::InstallSnapshot {
+                request: crate::message::InstallRequest::Chunk { data, .. },
+                ..
+            } => (&[], Some(data)),
+            _ => (&[], None),
+        };
+        self.step_parts(msg, entries, chunk, storage)
+    }
+
+    /// [`step`](Self::step) for a message whose cargo travels beside it: an append's `entries`
+    /// and a stream-mode chunk's bytes (`chunk`), whatever the message's own cargo types
+    /// (`C`, `X`) hold. A runner that delivers in process hands a polled send over as
+    /// [`Outgoing::message`](crate::Outgoing::message) plus its entries, with no owned copy.
+    /// Entries given with a message that is not an append are ignored; a chunk message without
+    /// `chunk` is refused as malformed.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn step_parts<C, X, S>(
+        &mut self,
+        msg: &Message<C, X>,
+        entries: &[Entry<P>],
+        chunk: Option<&P>,
+        storage: &S,
+    ) -> Result<(), StepError>
+    where
+        S: Storage<P>,
+    {
         self.wake = true;
+        let entries = if matches!(msg.body, Body::Append { .. }) {
+            entries
+        } else {
+            &[]
+        };
         if msg.to != self.cfg.id
             || msg.from == self.cfg.id
             || msg.from.0 == 0
@@ -479,7 +517,15 @@ where
             );
             return Err(StepError::UnknownPeer);
         }
-        if !Self::well_formed(msg) {
+        let chunk_missing = chunk.is_none()
+            && matches!(
+                msg.body,
+                Body::InstallSnapshot {
+                    request: crate::message::InstallRequest::Chunk { .. },
+                    ..
+                }
+            );
+        if chunk_missing || !Self::well_formed(msg, entries) {
             self.stats.malformed += 1;
             debug!(
                 "{} ignored a malformed {} from {}",
@@ -495,10 +541,9 @@ where
             Body::Append {
                 prev_index,
                 prev_term,
-                entries,
                 ..
             } if msg.term >= self.hs.term => {
-                match self.plan_append(*prev_index, *prev_term, entries.as_ref(), storage) {
+                match self.plan_append(*prev_index, *prev_term, entries, storage) {
                     Ok(plan) => Some(plan),
                     Err(e) => {
                         self.stats.malformed += 1;
@@ -515,7 +560,7 @@ where
         if !self.step_term(msg) {
             return Ok(());
         }
-        self.dispatch(msg, plan, storage)
+        self.dispatch(msg, entries, chunk, plan, storage)
     }
 
     /// Asks this node to start an election now (as if its election timeout fired). Does nothing

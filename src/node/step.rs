@@ -22,7 +22,7 @@ where
 {
     /// Structural checks that need no state: contiguous entries, terms that cannot exceed the
     /// message's term, hints that point backwards.
-    pub(super) fn well_formed<E: AsRef<[Entry<P>]>>(msg: &Message<P, E>) -> bool {
+    pub(super) fn well_formed<C, X>(msg: &Message<C, X>, entries: &[Entry<P>]) -> bool {
         match &msg.body {
             Body::VoteRequest { last_term, .. } | Body::VoteRequestTransfer { last_term, .. } => {
                 *last_term <= msg.term
@@ -30,7 +30,6 @@ where
             Body::Append {
                 prev_index,
                 prev_term,
-                entries,
                 ..
             } => {
                 if *prev_term > msg.term {
@@ -38,7 +37,7 @@ where
                 }
                 let mut expect = *prev_index;
                 let mut term = *prev_term;
-                for e in entries.as_ref() {
+                for e in entries {
                     let Some(next) = expect.0.checked_add(1) else {
                         return false;
                     };
@@ -70,7 +69,7 @@ where
     /// Raft's term rules. `true` means: go on handling the message at the (possibly new) term;
     /// `false`: the message is routine noise (a stale term, a vote request during a leader's
     /// lease), counted in [`Stats`](crate::Stats) and answered if Raft says so, nothing more.
-    pub(super) fn step_term<E>(&mut self, msg: &Message<P, E>) -> bool {
+    pub(super) fn step_term<C, X>(&mut self, msg: &Message<C, X>) -> bool {
         let term = self.hs.term;
         if msg.term > term {
             match msg.body {
@@ -178,9 +177,11 @@ where
         true
     }
 
-    pub(super) fn dispatch<E: AsRef<[Entry<P>]>, S: Storage<P>>(
+    pub(super) fn dispatch<C, X, S: Storage<P>>(
         &mut self,
-        msg: &Message<P, E>,
+        msg: &Message<C, X>,
+        entries: &[Entry<P>],
+        chunk: Option<&P>,
         plan: Option<super::replication::AppendPlan>,
         storage: &S,
     ) -> Result<(), StepError> {
@@ -202,9 +203,8 @@ where
                 prev_index,
                 prev_term,
                 commit,
-                ref entries,
+                ..
             } => {
-                let entries = entries.as_ref();
                 let plan = match plan {
                     Some(plan) => plan,
                     None => self.plan_append(prev_index, prev_term, entries, storage)?,
@@ -234,8 +234,32 @@ where
                 _ => Ok(()),
             },
             Body::InstallSnapshot { tag, ref request } => {
+                // The chunk's bytes travel beside the message (`step_parts` refused a chunk
+                // message without them before anything changed).
+                let request = match *request {
+                    InstallRequest::Notify { first_available } => {
+                        InstallRequest::Notify { first_available }
+                    }
+                    InstallRequest::Chunk {
+                        snapshot,
+                        seq,
+                        checksum,
+                        ..
+                    } => {
+                        let Some(data) = chunk else {
+                            self.stats.malformed += 1;
+                            return Err(StepError::Malformed);
+                        };
+                        InstallRequest::Chunk {
+                            snapshot,
+                            seq,
+                            data: data.clone(),
+                            checksum,
+                        }
+                    }
+                };
                 self.accept_leader(from)?;
-                self.handle_install_request(from, term, tag, request.clone(), storage);
+                self.handle_install_request(from, term, tag, request, storage);
                 Ok(())
             }
             Body::InstallSnapshotResponse { tag, result } => match self.role {
