@@ -13,8 +13,8 @@
 //! * both pass messages by value through an in-memory queue (no serialization, no network),
 //!   and persist into in-memory storage acknowledged at once;
 //! * the same flow control: at most 8 entries per append and 8 appends in flight per follower;
-//! * both create every payload once per proposal (raftlet: `bytes::Bytes`, raft-rs: `Vec<u8>`,
-//!   what its `propose` takes);
+//! * both create every payload once per proposal, one allocation and copy each (raftlet:
+//!   `Arc<[u8]>`, cloned by reference count; raft-rs: `Vec<u8>`, what its `propose` takes);
 //! * at batch 64 there are two rows: 64 separate proposals (`propose` 64 times), and one
 //!   proposal carrying 64 entries (raft-rs: a `MsgPropose` with 64 entries, raftlet:
 //!   `propose_batch`);
@@ -27,7 +27,8 @@ mod cluster;
 #[path = "support/raftrs_cluster.rs"]
 mod raftrs;
 
-use bytes::Bytes;
+/// raftlet's payload in every workload here.
+type Payload = std::sync::Arc<[u8]>;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -75,14 +76,14 @@ fn shape(n: u64, stepped: u64, appends: u64, entries: u64) -> Shape {
 
 fn raftlet_run(n: u64, size: usize, feed: Feed) -> (Duration, Shape) {
     let payload = vec![0xA5u8; size];
-    let mut c = cluster::Cluster::<Bytes>::new(n as usize + 16);
+    let mut c = cluster::Cluster::<Payload>::new(n as usize + 16);
     c.elect();
     let base = c.applied;
     let t = Instant::now();
     let mut sent = 0;
     while sent < n {
         let k = feed.batch().min(n - sent);
-        let batch = (0..k as usize).map(|_| Bytes::copy_from_slice(&payload));
+        let batch = (0..k as usize).map(|_| Payload::from(&payload[..]));
         match feed {
             Feed::Separate(_) => c.propose(batch),
             Feed::OneMessage(_) => c.propose_batch(batch),
@@ -190,7 +191,7 @@ fn per_message() {
     use raftlet::{Body, Entry, EntryData, Index, Message, NodeId, Term};
     println!("\nper-message costs (raftlet, best of 5)");
     // A tick on an idle leader (heartbeats every third tick).
-    let mut c = cluster::Cluster::<Bytes>::new(1024);
+    let mut c = cluster::Cluster::<Payload>::new(1024);
     c.elect();
     let tick = ns_per(100_000, |_| {
         c.nodes[0].tick(&c.stores[0]);
@@ -202,13 +203,13 @@ fn per_message() {
     // A follower handling a one-entry append, and the leader handling its acknowledgement:
     // time one replication round trip per entry, then subtract the leader's proposal.
     let rounds = 20_000u64;
-    let mut c = cluster::Cluster::<Bytes>::new(rounds as usize + 16);
+    let mut c = cluster::Cluster::<Payload>::new(rounds as usize + 16);
     c.elect();
-    let data = Bytes::from_static(&[7u8; 128]);
+    let data = Payload::from(&[7u8; 128][..]);
     let (mut follower, mut leader) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
         c.propose([data.clone()]);
-        type Owned = Message<Bytes, Vec<Entry<Bytes>>>;
+        type Owned = Message<Payload, Vec<Entry<Payload>>>;
         let msgs: Vec<Owned> = {
             let mut out = Vec::new();
             while let Some(a) = c.nodes[0].poll_action() {
@@ -232,7 +233,7 @@ fn per_message() {
             while let Some(a) = c.nodes[to].poll_action() {
                 match a {
                     raftlet::Action::Send(r) => {
-                        acks.push(r.to_message::<Vec<Entry<Bytes>>, _>(&c.stores[to]).unwrap())
+                        acks.push(r.to_message::<Vec<Entry<Payload>>, _>(&c.stores[to]).unwrap())
                     }
                     raftlet::Action::Persist(p) => {
                         let token = p.token;

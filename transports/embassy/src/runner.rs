@@ -29,7 +29,7 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
-    Action, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, Node, NodeId,
+    Action, Duration, Entry, EntryData, Index, Instant, InstallError, InstallOutcome, Membership, Node, NodeId,
     ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode, Term,
 };
 use serde::{Deserialize, Serialize};
@@ -274,8 +274,6 @@ pub struct Runner<
     clock: C,
     app: A,
     codec: Codec,
-    tick_us: u64,
-    next_tick: u64,
     buf: [u8; FRAME],
     /// The membership after the last applied entry (stored with snapshots).
     membership: Membership<PEERS>,
@@ -321,7 +319,7 @@ pub fn new<
     const OUT: usize,
 >(
     res: &'a Resources<M, P, Q>,
-    node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    mut node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
     membership: Membership<PEERS>,
     link: L,
     store: S,
@@ -338,13 +336,18 @@ pub fn new<
 >
 where
     A: App<P, PEERS>,
+    S: Store<P>,
     P: Clone,
 {
     let mode = node.snapshot_mode();
     if A::TAKES_SNAPSHOTS && A::TRANSFER != Some(mode) {
         return Err(BuildError::NoSnapshotTransfer { mode });
     }
-    let next_tick = clock.now_us() + tick_us;
+    // Time is the node's own: `handle_timeout` runs the ticks that are due (at most two election
+    // timeouts' worth after a stall, dropping a read lease it can no longer trust) and
+    // `poll_timeout` says when to wake next.
+    node.set_tick_interval(Duration::from_micros(tick_us.max(1)));
+    node.handle_timeout(Instant::from_micros(clock.now_us()), &store);
     let status = Status {
         id: node.id(),
         role: node.role(),
@@ -370,8 +373,6 @@ where
             clock,
             app,
             codec,
-            tick_us: tick_us.max(1),
-            next_tick,
             buf: [0; FRAME],
             membership,
             last_snapshot,
@@ -431,7 +432,7 @@ where
                 return e;
             }
             self.publish();
-            let at = self.next_tick;
+            let at = self.node.poll_timeout().map_or(0, Instant::as_micros);
             let event = select3(
                 self.clock.wait_until(at),
                 self.res.requests.receive(),
@@ -465,16 +466,8 @@ where
     }
 
     fn tick(&mut self) {
-        let now = self.clock.now_us();
-        let mut budget = 32;
-        while self.next_tick <= now && budget > 0 {
-            self.node.tick(&self.store);
-            self.next_tick += self.tick_us;
-            budget -= 1;
-        }
-        if self.next_tick <= now {
-            self.next_tick = now + self.tick_us;
-        }
+        let now = Instant::from_micros(self.clock.now_us());
+        self.node.handle_timeout(now, &self.store);
     }
 
     fn step(&mut self, n: usize) {
