@@ -88,8 +88,8 @@ impl<
 where
     P: Clone,
 {
-    /// Asks for a linearizable read named `id`. It ends with [`Action::ReadReady`] (serve the
-    /// read from the state machine then) or [`Action::ReadFailed`].
+    /// Asks for a linearizable read named `id`. It ends with [`Action::ReadReady`](crate::Action::ReadReady) (serve the
+    /// read from the state machine then) or [`Action::ReadFailed`](crate::Action::ReadFailed).
     ///
     /// # Errors
     /// Refused at once with [`ReadError::NoLeader`], [`ReadError::InstallInProgress`] or
