@@ -525,3 +525,10 @@ fn lease_reads_skip_the_round_only_while_the_lease_lasts() {
     sim.heal();
     assert!(sim.run_until(ANY, |s| s.reads.is_empty()));
 }
+
+/// A leader whose clock runs slow does not serve lease reads past what the drift bound allows
+/// (the `LeaseIgnoresDrift` canary fails this scenario; see `tests/canaries.rs`).
+#[test]
+fn a_slow_leader_clock_does_not_stretch_its_read_lease() {
+    common::script::lease_and_a_slow_clock();
+}
