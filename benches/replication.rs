@@ -232,9 +232,10 @@ fn per_message() {
             let _ = c.nodes[to].step(&m, &c.stores[to]);
             while let Some(a) = c.nodes[to].poll_action() {
                 match a {
-                    raftlet::Action::Send(r) => {
-                        acks.push(r.to_message::<Vec<Entry<Payload>>, _>(&c.stores[to]).unwrap())
-                    }
+                    raftlet::Action::Send(r) => acks.push(
+                        r.to_message::<Vec<Entry<Payload>>, _>(&c.stores[to])
+                            .unwrap(),
+                    ),
                     raftlet::Action::Persist(p) => {
                         let token = p.token;
                         c.stores[to].log.extend(p.entries.iter().cloned());

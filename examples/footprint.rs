@@ -3,9 +3,7 @@
 //!
 //! `cargo run --example footprint`
 
-use raftlet::{
-    Action, DefaultMessage, DefaultNode, Entry, Message, Queued, TinyMessage, TinyNode,
-};
+use raftlet::{Action, DefaultMessage, DefaultNode, Entry, Message, Queued, TinyMessage, TinyNode};
 use std::mem::size_of;
 
 fn row(name: &str, bytes: usize) {

@@ -66,11 +66,17 @@ impl<P> Clone for Entries<'_, P> {
 impl<P> Copy for Entries<'_, P> {}
 
 impl<'a, P> Entries<'a, P> {
-    pub(crate) const EMPTY: Self = Self { front: &[], back: &[] };
+    pub(crate) const EMPTY: Self = Self {
+        front: &[],
+        back: &[],
+    };
 
     pub(crate) fn new(front: &'a [Entry<P>], back: &'a [Entry<P>]) -> Self {
         if front.is_empty() {
-            Self { front: back, back: &[] }
+            Self {
+                front: back,
+                back: &[],
+            }
         } else {
             Self { front, back }
         }
@@ -101,14 +107,17 @@ impl<'a, P> Entries<'a, P> {
         (self.front, self.back)
     }
     /// The entries in order.
-    pub fn iter(&self) -> core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>> {
+    pub fn iter(
+        &self,
+    ) -> core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>> {
         self.front.iter().chain(self.back.iter())
     }
 }
 
 impl<'a, P> IntoIterator for Entries<'a, P> {
     type Item = &'a Entry<P>;
-    type IntoIter = core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>>;
+    type IntoIter =
+        core::iter::Chain<core::slice::Iter<'a, Entry<P>>, core::slice::Iter<'a, Entry<P>>>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
@@ -266,8 +275,10 @@ impl<'a, P> Outgoing<'a, P> {
             entries.extend(core::iter::once(e?));
         }
         let chunk = self.chunk;
-        self.message
-            .try_map(|()| chunk.cloned().ok_or(MissingCargo::Chunk), |_| Ok(entries))
+        self.message.try_map(
+            |()| chunk.cloned().ok_or(MissingCargo::Chunk),
+            |_| Ok(entries),
+        )
     }
 }
 

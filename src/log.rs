@@ -248,7 +248,10 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         }
         self.records.pop_back();
         // A truncation since may have moved `handed` lower already.
-        self.handed = self.handed.min(self.handed_before).max(self.stable_last.next());
+        self.handed = self
+            .handed
+            .min(self.handed_before)
+            .max(self.stable_last.next());
         true
     }
 

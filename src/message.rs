@@ -232,10 +232,8 @@ impl<P, E> Message<P, E> {
         chunk: impl FnOnce(&P) -> Q,
         entries: impl FnOnce(&E) -> F,
     ) -> Message<Q, F> {
-        match self.try_map::<Q, F, core::convert::Infallible>(
-            |p| Ok(chunk(p)),
-            |e| Ok(entries(e)),
-        ) {
+        match self.try_map::<Q, F, core::convert::Infallible>(|p| Ok(chunk(p)), |e| Ok(entries(e)))
+        {
             Ok(m) => m,
             Err(never) => match never {},
         }

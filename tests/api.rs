@@ -506,7 +506,11 @@ fn a_deferred_persist_is_handed_out_again_whole() {
         panic!("the held entries go out again")
     };
     let indices: Vec<u64> = p.entries.iter().map(|e| e.index.0).collect();
-    assert_eq!(indices, [1, 2, 3, 4], "the no-op and the three commands, in one run");
+    assert_eq!(
+        indices,
+        [1, 2, 3, 4],
+        "the no-op and the three commands, in one run"
+    );
     let token = p.token;
     store.persist(&p);
     assert_eq!(
@@ -562,7 +566,11 @@ fn step_parts_takes_the_cargo_beside_the_message() {
     }
     assert!(delivered > 0);
     drain_persisting(&mut follower, &mut fstore);
-    assert_eq!(follower.last_index(), leader.last_index(), "the entries arrived");
+    assert_eq!(
+        follower.last_index(),
+        leader.last_index(),
+        "the entries arrived"
+    );
     // A chunk message without its bytes: refused, and the term it carries is not adopted.
     let chunk: raftlet::Message<(), ()> = raftlet::Message {
         from: NodeId(1),

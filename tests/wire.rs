@@ -307,7 +307,10 @@ fn every_refusal_is_typed() {
     );
     // More entries than the receiver's batch capacity.
     let f = encode(&one_of_each()[3].1);
-    assert_eq!(CODEC.decode::<Payload, heapless::Vec<raftlet::Entry<Payload>, 1>>(&f), Err(DecodeError::Invalid));
+    assert_eq!(
+        CODEC.decode::<Payload, heapless::Vec<raftlet::Entry<Payload>, 1>>(&f),
+        Err(DecodeError::Invalid)
+    );
     // Encoding refuses rather than truncating.
     let mut small = [0u8; 8];
     assert_eq!(

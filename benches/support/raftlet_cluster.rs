@@ -116,7 +116,8 @@ impl<P: Clone> Cluster<P> {
                     for e in out.entries(&self.stores[i]) {
                         self.arena.push(e.expect("durable entries are stored"));
                     }
-                    self.net.push_back((*out.message(), start..self.arena.len()));
+                    self.net
+                        .push_back((*out.message(), start..self.arena.len()));
                 }
                 Action::Persist(p) => {
                     let token = p.token;

@@ -757,7 +757,11 @@ where
                 } else {
                     (prev_index.0 + u64::from(*count)).saturating_sub(stable_last.0) as usize
                 };
-                (self.log.entries_from(first.max(stable_last.next()), from_tail), None)
+                (
+                    self.log
+                        .entries_from(first.max(stable_last.next()), from_tail),
+                    None,
+                )
             }
             Body::InstallSnapshot {
                 request: crate::message::InstallRequest::Chunk { seq, .. },

@@ -6,8 +6,8 @@
 use super::{Node, RoleState};
 use crate::error::StepError;
 use crate::message::{AppendResult, Body, InstallRequest, Message};
-use crate::types::Entry;
 use crate::storage::Storage;
+use crate::types::Entry;
 
 impl<
     P,

@@ -31,8 +31,17 @@ pub type Msg = Message<u64, heapless::Vec<raftlet::Entry<u64>, BATCH>>;
 /// node again.
 enum Act {
     Send(Msg),
-    Persist(raftlet::PersistToken, Option<raftlet::HardState>, Option<SnapshotId>, Vec<raftlet::Entry<u64>>),
-    Write { snapshot: SnapshotId, seq: u32, data: u64 },
+    Persist(
+        raftlet::PersistToken,
+        Option<raftlet::HardState>,
+        Option<SnapshotId>,
+        Vec<raftlet::Entry<u64>>,
+    ),
+    Write {
+        snapshot: SnapshotId,
+        seq: u32,
+        data: u64,
+    },
     Plain(Action<'static, u64>),
 }
 

@@ -142,7 +142,11 @@ pub fn lease_and_a_slow_clock() {
         "the new leader committed after the old leader's unbounded lease would have run out ({} time units): the scenario proves nothing",
         sim.now - cut_at
     );
-    assert_eq!(sim.node(old).role(), Role::Leader, "the old leader still believes it leads");
+    assert_eq!(
+        sim.node(old).role(),
+        Role::Leader,
+        "the old leader still believes it leads"
+    );
     sim.read(old);
     sim.run(300);
 }

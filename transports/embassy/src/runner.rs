@@ -29,8 +29,9 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
-    Action, Duration, Entry, EntryData, Index, Instant, InstallError, InstallOutcome, Membership, Node, NodeId,
-    ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode, Term,
+    Action, Duration, Entry, EntryData, Index, InstallError, InstallOutcome, Instant, Membership,
+    Node, NodeId, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode,
+    Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -500,14 +501,16 @@ where
     async fn drain(&mut self) -> Result<(), RunError<S::Error>> {
         while let Some(action) = self.node.poll_action() {
             match action {
-                Action::Send(out) => match self.codec.encode_outgoing(&out, &self.store, &mut self.buf) {
-                    Ok(n) => {
-                        if self.link.send(out.to(), &self.buf[..n]).await.is_err() {
-                            self.status.send_errors += 1;
+                Action::Send(out) => {
+                    match self.codec.encode_outgoing(&out, &self.store, &mut self.buf) {
+                        Ok(n) => {
+                            if self.link.send(out.to(), &self.buf[..n]).await.is_err() {
+                                self.status.send_errors += 1;
+                            }
                         }
+                        Err(_) => self.status.send_errors += 1,
                     }
-                    Err(_) => self.status.send_errors += 1,
-                },
+                }
                 Action::Persist(p) => {
                     let token = p.token;
                     if self.store.fits(&p) {

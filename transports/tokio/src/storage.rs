@@ -676,7 +676,10 @@ impl DiskLog {
             // A persist hands out every new entry at once (two slices of the node's ring):
             // records of at most DEFAULT_BATCH entries keep each one small.
             let (a, b) = p.entries.as_slices();
-            for run in a.chunks(raftlet::DEFAULT_BATCH).chain(b.chunks(raftlet::DEFAULT_BATCH)) {
+            for run in a
+                .chunks(raftlet::DEFAULT_BATCH)
+                .chain(b.chunks(raftlet::DEFAULT_BATCH))
+            {
                 self.append(&RecordRef::Entries(run))?;
             }
         }

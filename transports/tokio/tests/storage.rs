@@ -261,7 +261,8 @@ fn hard_state_compaction_and_resets_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = DiskLog::open(dir.path()).unwrap();
     for k in 0..5 {
-        log.write(&persist(k + 1, hs(2), k * 3 + 1, 3, 2).view()).unwrap();
+        log.write(&persist(k + 1, hs(2), k * 3 + 1, 3, 2).view())
+            .unwrap();
     }
     log.sync().unwrap();
     log.compact(SnapshotId {
