@@ -5,14 +5,18 @@
 //! * `state`: `magic, crc32, postcard(HardState, log start)`; replaced by write to `state.tmp`,
 //!   fsync, rename, fsync of the directory.
 //! * `log/seg-NNNNNNNNNN.log`: segments, replayed in sequence order. Each record is
-//!   `magic (4) | length (4) | crc32 of the payload (4) | payload`, the payload being the postcard
-//!   encoding of a `Record`: a batch of entries (which replaces every entry at or after its
-//!   first index, as a `Persist` says), or a reset to an installed snapshot. Segments are
-//!   preallocated: created full of zeros ([`LogOptions::segment_bytes`]) and fsync'd before
-//!   the first record goes in, so that appending never changes a file's size and an
-//!   `fdatasync` writes data blocks only, not the inode. Zeros after the last record are the
-//!   segment's free space. A background thread prepares the next segment while the current
-//!   one fills (`log/next.prep`, renamed into place when the log rolls).
+//!   `tag (4) | length (4) | crc32 (4) | payload`, the payload being the postcard encoding of a
+//!   `Record`: a batch of entries (which replaces every entry at or after its first index, as a
+//!   `Persist` says), or a reset to an installed snapshot. The tag is a magic number mixed with
+//!   the segment's sequence number, and the CRC covers the sequence number and the payload, so a
+//!   record belongs to exactly one segment's life. Segments are preallocated: created full of
+//!   zeros ([`LogOptions::segment_bytes`]) and fsync'd before the first record goes in, so that
+//!   appending never changes a file's size and an `fdatasync` writes data blocks only, not the
+//!   inode. A background thread prepares the next segment while the current one fills
+//!   (`log/next.prep`, renamed into place when the log rolls), and a segment that compaction
+//!   frees is **recycled** as the next spare instead of deleted: its blocks are already
+//!   allocated, and its old records carry another sequence number. Whatever follows a segment's
+//!   last record (zeros, or a recycled file's old records) is its free space.
 //!
 //! # Durability
 //! [`DiskLog::write`] buffers records in memory; [`DiskLog::sync`] makes them durable (one
@@ -24,11 +28,14 @@
 //! `compact` returns.
 //!
 //! # Recovery
-//! [`DiskLog::open`] replays every segment. A record that fails its checks at the end of the
-//! last segment is a torn write: the segment is truncated there (those entries were never
-//! acknowledged). A bad record followed by a valid one, or a bad record in an earlier segment,
-//! is corruption of acknowledged data: `open` fails with [`StorageError::Corrupt`] rather than
-//! serve a log with a hole. A log without a state file is refused ([`StorageError::MissingState`]):
+//! [`DiskLog::open`] replays every segment. Bytes that are not a record of the segment (another
+//! tag) end its records: free space. A record of the segment that fails its checks at the end of
+//! the last segment is a torn write: the segment is truncated there (those entries were never
+//! acknowledged). A bad record followed by a valid one, a bad record of its own tag in an
+//! earlier segment, or a batch that leaves a gap after the entries before it, is corruption of
+//! acknowledged data: `open` fails with [`StorageError::Corrupt`] rather than serve a log with a
+//! hole. Data directories written before records were tagged are refused with a message saying
+//! so. A log without a state file is refused ([`StorageError::MissingState`]):
 //! starting from an empty hard state could vote twice in a term.
 //!
 //! Entries after the log's start are also kept in memory (the node reads them through
@@ -49,10 +56,15 @@ pub type Payload = Vec<u8>;
 pub type LogEntry = Entry<Payload>;
 
 const RECORD_MAGIC: u32 = 0x5446_4152; // "RAFT" little-endian
-const STATE_MAGIC: u32 = 0x4554_5453; // "STTE"
+/// The state file of data directories whose records are tagged with their segment (format 2).
+const STATE_MAGIC: u32 = 0x3254_5453; // "STT2"
+/// The state file of the first format (untagged records): refused.
+const STATE_MAGIC_V1: u32 = 0x4554_5453; // "STTE"
 const HEADER: usize = 12;
 /// A record longer than this is corrupt (a batch of entries of at most a few MiB).
 const MAX_RECORD: usize = 64 << 20;
+/// Freed segments kept as spares at most; more are deleted.
+const MAX_SPARES: usize = 2;
 /// A segment is sealed and a new one started once it holds this many bytes (the default of
 /// [`LogOptions::segment_bytes`]).
 pub const SEGMENT_BYTES: u64 = 8 << 20;
@@ -305,28 +317,52 @@ pub struct DiskLog {
     /// Records were written since the last `fdatasync` (or are still in `buf`).
     dirty: bool,
     preparer: Option<Preparer>,
+    /// Freed segments kept as spares (`log/spare-NNNNNNNNNN.prep`), taken before the
+    /// preparer's zeroed file; see [`recycle`](Self::recycle).
+    spares: Vec<PathBuf>,
+    /// Freed segments recycled as spares since the log was opened.
+    recycled: u64,
     /// `dir/lock`, locked exclusively while the log is open (released by the OS when the
     /// process ends, however it ends).
     _lock: File,
 }
 
-/// Appends the record to `out`, header first.
-fn encode_record(r: &RecordRef<'_>, out: &mut Vec<u8>) {
+/// The tag of the records of segment `seq`.
+fn record_tag(seq: u64) -> u32 {
+    RECORD_MAGIC ^ (seq as u32)
+}
+
+/// The CRC of a record of segment `seq`: over the sequence number, then the payload.
+fn record_crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Appends the record of segment `seq` to `out`, header first.
+fn encode_record(r: &RecordRef<'_>, seq: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER]);
     *out = postcard::to_extend(r, std::mem::take(out)).expect("records serialize");
     let len = out.len() - start - HEADER;
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start..start + 4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    let crc = record_crc(seq, &out[start + HEADER..]);
+    out[start..start + 4].copy_from_slice(&record_tag(seq).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
     out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Parses the record at `at`; `None` if it is not a whole, valid record.
-fn parse_record(buf: &[u8], at: usize) -> Option<(Record, usize)> {
+/// Whether a record of segment `seq` starts at `at` (its tag; the rest may still be damaged).
+fn tagged(buf: &[u8], at: usize, seq: u64) -> bool {
+    buf.get(at..at + 4) == Some(&record_tag(seq).to_le_bytes()[..])
+}
+
+/// Parses the record of segment `seq` at `at`; `None` if it is not a whole, valid record of
+/// that segment.
+fn parse_record(buf: &[u8], at: usize, seq: u64) -> Option<(Record, usize)> {
     let head = buf.get(at..at + HEADER)?;
     let word = |k: usize| u32::from_le_bytes(head[k..k + 4].try_into().expect("4 bytes"));
-    if word(0) != RECORD_MAGIC {
+    if word(0) != record_tag(seq) {
         return None;
     }
     let len = word(4) as usize;
@@ -334,7 +370,7 @@ fn parse_record(buf: &[u8], at: usize) -> Option<(Record, usize)> {
         return None;
     }
     let payload = buf.get(at + HEADER..at + HEADER + len)?;
-    if crc32fast::hash(payload) != word(8) {
+    if record_crc(seq, payload) != word(8) {
         return None;
     }
     let record = postcard::from_bytes(payload).ok()?;
@@ -401,8 +437,22 @@ impl DiskLog {
             Err(fs::TryLockError::WouldBlock) => return Err(StorageError::Locked(dir)),
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        // A segment being prepared when the process stopped: never in use, start over.
+        // A segment being prepared when the process stopped: never in use, start over. Recycled
+        // spares are whole segments of an earlier life: kept (if at least the segments' size).
         let _ = fs::remove_file(dir.join("log").join("next.prep"));
+        let mut spares = Vec::new();
+        for e in fs::read_dir(dir.join("log"))?.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("spare-") && name.ends_with(".prep") {
+                if e.metadata()?.len() >= options.segment_bytes && options.preallocate {
+                    spares.push(e.path());
+                } else {
+                    fs::remove_file(e.path())?;
+                }
+            }
+        }
+        spares.sort();
         let mut seqs: Vec<u64> = fs::read_dir(dir.join("log"))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -435,13 +485,18 @@ impl DiskLog {
             let mut at = 0;
             let mut max_index = Index(0);
             while at < bytes.len() {
-                let Some((record, len)) = parse_record(&bytes, at) else {
+                let Some((record, len)) = parse_record(&bytes, at, seq) else {
                     if bytes[at..].iter().all(|&b| b == 0) {
                         // The free space of a preallocated segment.
                         break;
                     }
                     let later_valid =
-                        (at + 1..bytes.len()).any(|p| parse_record(&bytes, p).is_some());
+                        (at + 1..bytes.len()).any(|p| parse_record(&bytes, p, seq).is_some());
+                    if !tagged(&bytes, at, seq) && !later_valid {
+                        // Not a record of this segment, and none follows: its free space
+                        // (zeros, or the old records of a recycled file).
+                        break;
+                    }
                     if !last_segment || later_valid {
                         return Err(StorageError::Corrupt {
                             file: path,
@@ -534,6 +589,8 @@ impl DiskLog {
             buf: Vec::with_capacity(64 << 10),
             dirty: false,
             preparer,
+            spares,
+            recycled: 0,
             _lock: lock,
         };
         if state_missing {
@@ -548,8 +605,15 @@ impl DiskLog {
             offset: 0,
             what,
         };
-        if bytes.len() < 8 || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != STATE_MAGIC
-        {
+        let magic = bytes
+            .get(0..4)
+            .map(|m| u32::from_le_bytes(m.try_into().expect("4")));
+        if magic == Some(STATE_MAGIC_V1) {
+            return Err(corrupt(
+                "a data directory of the first format (untagged records), which this version does not read",
+            ));
+        }
+        if bytes.len() < 8 || magic != Some(STATE_MAGIC) {
             return Err(corrupt("not a state file"));
         }
         let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4"));
@@ -576,7 +640,8 @@ impl DiskLog {
             self.want_spare();
         }
         let before = self.buf.len();
-        encode_record(record, &mut self.buf);
+        let seq = self.segments.last().expect("one segment").seq;
+        encode_record(record, seq, &mut self.buf);
         let current = self.segments.last_mut().expect("one segment");
         current.bytes += (self.buf.len() - before) as u64;
         if let RecordRef::Entries(batch) = record
@@ -588,12 +653,13 @@ impl DiskLog {
         Ok(())
     }
 
-    /// Asks the preparer for the next segment, once.
+    /// Asks the preparer for the next segment, once, unless a recycled one is waiting.
     fn want_spare(&mut self) {
         let bytes = self.options.segment_bytes;
         if let Some(p) = &mut self.preparer
             && !p.pending
             && !p.have_spare
+            && self.spares.is_empty()
         {
             p.pending = p.ask.send(bytes).is_ok();
         }
@@ -613,7 +679,13 @@ impl DiskLog {
         self.sync()?;
         let seq = self.segments.last().expect("one segment").seq + 1;
         let path = segment_path(&self.dir, seq);
-        // Take the prepared segment if it is ready (waiting for it if it is being made).
+        // A recycled segment first: its blocks are allocated, its old records free space.
+        if let Some(spare) = self.spares.pop() {
+            fs::rename(&spare, &path)?;
+            sync_dir(&self.dir.join("log"))?;
+            return self.start_segment(seq, path);
+        }
+        // Then the prepared segment if it is ready (waiting for it if it is being made).
         let spare = match &mut self.preparer {
             Some(p) if p.pending => {
                 p.pending = false;
@@ -632,6 +704,11 @@ impl DiskLog {
         } else {
             new_segment_file(&self.dir, &path, self.options)?;
         }
+        self.start_segment(seq, path)
+    }
+
+    /// Makes the (new, durable) segment file at `path` the current segment.
+    fn start_segment(&mut self, seq: u64, path: PathBuf) -> io::Result<()> {
         let file = OpenOptions::new().write(true).open(&path)?;
         self.file = Arc::new(file);
         self.segments.push(Segment {
@@ -747,7 +824,9 @@ impl DiskLog {
         let mut deleted = false;
         for seg in std::mem::take(&mut self.segments) {
             if upto.is_none_or(|u| seg.max_index <= u) {
-                fs::remove_file(&seg.path)?;
+                if !self.recycle(&seg.path)? {
+                    fs::remove_file(&seg.path)?;
+                }
                 deleted = true;
             } else {
                 kept.push(seg);
@@ -759,6 +838,33 @@ impl DiskLog {
             sync_dir(&self.dir.join("log"))?;
         }
         Ok(())
+    }
+
+    /// Keeps a freed segment as a spare (up to [`MAX_SPARES`]) if segments are preallocated and
+    /// it has at least their size (a segment ends with the record that filled it): its blocks
+    /// stay allocated, and its records, tagged with its old sequence number, are free space in
+    /// its next life. Returns whether it did.
+    fn recycle(&mut self, path: &Path) -> io::Result<bool> {
+        if !self.options.preallocate
+            || self.spares.len() >= MAX_SPARES
+            || fs::metadata(path)?.len() < self.options.segment_bytes
+        {
+            return Ok(false);
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace("seg-", "spare-"))
+            .unwrap_or_else(|| "spare".into());
+        let spare = self.dir.join("log").join(format!("{name}.prep"));
+        fs::rename(path, &spare)?;
+        self.spares.insert(0, spare);
+        self.recycled += 1;
+        Ok(true)
+    }
+
+    /// How many freed segments were recycled as spares since the log was opened.
+    pub fn recycled(&self) -> u64 {
+        self.recycled
     }
 
     /// The number of segment files.

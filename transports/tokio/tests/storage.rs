@@ -143,10 +143,52 @@ impl Fixture {
         self.with_segment(&padded)
     }
 
-    /// Both forms: a segment cut where `bytes` ends, and one whose free space follows it.
-    fn variants(&self, bytes: &[u8]) -> [tempfile::TempDir; 2] {
-        [self.with_segment(bytes), self.with_padded(bytes)]
+    /// The same, as a recycled segment: `bytes`, then what a file that served as segment 2
+    /// before still holds after them (records written by the log itself, a reset to a snapshot
+    /// among them, at other offsets), then zeros.
+    fn with_recycled(&self, bytes: &[u8]) -> tempfile::TempDir {
+        let old = old_segment();
+        let mut recycled = bytes.to_vec();
+        if recycled.len() < old.len() {
+            recycled.extend_from_slice(&old[recycled.len()..]);
+        }
+        recycled.resize(self.size, 0);
+        self.with_segment(&recycled)
     }
+
+    /// Every form: a segment cut where `bytes` ends, one whose free space (zeros) follows it,
+    /// and a recycled one.
+    fn variants(&self, bytes: &[u8]) -> [tempfile::TempDir; 3] {
+        [
+            self.with_segment(bytes),
+            self.with_padded(bytes),
+            self.with_recycled(bytes),
+        ]
+    }
+}
+
+/// The records of a segment 2 as the log writes them (a reset to a snapshot at 40, then
+/// batches), preceded by 5 bytes so that they sit at other offsets than the fixture's.
+fn old_segment() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = DiskLog::open_with(dir.path(), SMALL).unwrap();
+    let mut p = persist(1, hs(4), 41, 3, 4);
+    p.snapshot = Some(SnapshotId {
+        index: Index(40),
+        term: Term(4),
+    });
+    log.write(&p.view()).unwrap();
+    for k in 0..8 {
+        log.write(&persist(2 + k, hs(4), 44 + 3 * k, 3, 4).view())
+            .unwrap();
+    }
+    log.sync().unwrap();
+    let end = log.segment_offset() as usize;
+    drop(log);
+    let seg = fs::read(dir.path().join("log").join("seg-0000000002.log")).unwrap();
+    let mut old = vec![0x55u8; 5];
+    old.extend_from_slice(&seg[..end]);
+    old
 }
 
 fn contents(log: &DiskLog) -> Vec<(u64, u64)> {
@@ -160,6 +202,7 @@ fn a_log_cut_at_any_record_boundary_recovers_exactly_that_prefix() {
     let f = Fixture::new();
     for (k, &b) in f.bounds.iter().enumerate() {
         for dir in f.variants(&f.full[..b as usize]) {
+            // In the recycled form, the old records after the cut are free space.
             let (log, rec) = DiskLog::open(dir.path()).unwrap();
             assert_eq!(contents(&log), f.expected[k], "cut after record {k}");
             assert_eq!(rec.truncated_tail, None);
@@ -173,22 +216,35 @@ fn a_torn_tail_at_any_offset_is_cut_off_and_never_served() {
     let mut rng = fastrand_seed(7);
     for _ in 0..200 {
         let cut = (rng() % f.full.len() as u64) as usize;
-        for dir in f.variants(&f.full[..cut]) {
+        for (form, dir) in f.variants(&f.full[..cut]).into_iter().enumerate() {
+            let recycled = form == 2;
             let (log, rec) = DiskLog::open(dir.path()).unwrap();
             // The whole records before the cut, nothing of the torn one.
             let whole = f.bounds.iter().rposition(|&b| b as usize <= cut).unwrap();
             assert_eq!(contents(&log), f.expected[whole], "cut at {cut}");
-            // The torn bytes, up to the last that is not zero (zeros are free space).
+            // The torn bytes, up to the last that is not zero (zeros are free space). A record
+            // cut inside its 4-byte tag is not recognisably one of this segment: free space,
+            // overwritten by the next append, not reported.
             let start = f.bounds[whole] as usize;
             let torn = f.full[start..cut]
                 .iter()
                 .rposition(|&b| b != 0)
                 .map_or(0, |p| p as u64 + 1);
-            assert_eq!(
-                rec.truncated_tail,
-                (torn > 0).then_some(torn),
-                "cut at {cut}"
-            );
+            let tagged = cut - start >= 4;
+            if recycled {
+                // The cut-off bytes run on into the old records: cut off with them.
+                assert_eq!(
+                    rec.truncated_tail.is_some(),
+                    tagged && torn > 0,
+                    "cut at {cut}"
+                );
+            } else {
+                assert_eq!(
+                    rec.truncated_tail,
+                    (tagged && torn > 0).then_some(torn),
+                    "cut at {cut}"
+                );
+            }
             // The cut is persistent: reopening finds a clean log.
             drop(log);
             let (log, rec) = DiskLog::open(dir.path()).unwrap();
@@ -216,7 +272,9 @@ fn a_bit_flip_before_the_tail_is_an_error_and_in_the_last_record_a_torn_write() 
                         "a flip at {at}, before the last record, was accepted"
                     );
                     assert_eq!(contents(&log), f.expected[f.expected.len() - 2]);
-                    assert!(rec.truncated_tail.is_some());
+                    // A flip in the last record's tag makes it no record of the segment: free
+                    // space, not a torn write.
+                    assert!(rec.truncated_tail.is_some() || at < last_start + 4);
                 }
                 Err(StorageError::Corrupt { offset, .. }) => {
                     assert!(
@@ -377,4 +435,75 @@ fn a_data_directory_holds_one_open_log_at_a_time() {
     }
     drop(log);
     DiskLog::open(dir.path()).expect("free again once the first is closed");
+}
+
+/// Compaction recycles a freed segment as the next spare instead of deleting it: no new file is
+/// created while the log rolls on, the recycled file still holds its old records after the new
+/// ones, and a reopen serves exactly the new log (the old records are another segment's).
+#[test]
+fn freed_segments_are_recycled_and_their_old_records_are_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = DiskLog::open_with(dir.path(), SMALL).unwrap();
+    let big = vec![7u8; 6_000];
+    let mut index = 1;
+    let mut write = |log: &mut DiskLog, n: u64| {
+        for _ in 0..n {
+            let mut p = persist(index, hs(1), index, 0, 1);
+            p.entries.push(Entry {
+                term: Term(1),
+                index: Index(index),
+                data: EntryData::Normal(big.clone()),
+            });
+            log.write(&p.view()).unwrap();
+            log.sync().unwrap();
+            index += 1;
+        }
+    };
+    // Fill three segments, then compact everything but the current one away.
+    while log.segment_count() < 3 {
+        write(&mut log, 1);
+    }
+    let compact_to = Index(log.last_index().0 - 1);
+    log.compact(SnapshotId {
+        index: compact_to,
+        term: Term(1),
+    })
+    .unwrap();
+    assert_eq!(log.recycled(), 2, "both freed segments became spares");
+    let files = |d: &std::path::Path| fs::read_dir(d.join("log")).unwrap().count();
+    let before = files(dir.path());
+    // Roll into the recycled file and write a little.
+    let seg = log.segment_count();
+    while log.segment_count() == seg {
+        write(&mut log, 1);
+    }
+    write(&mut log, 1);
+    assert_eq!(
+        files(dir.path()),
+        before,
+        "the roll took the recycled spare: no file was created"
+    );
+    let last = log.last_index();
+    let expected = contents(&log);
+    drop(log);
+    // The current segment is the recycled file: its old records are still there after the new.
+    let newest = fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap();
+    let bytes = fs::read(&newest).unwrap();
+    let non_zero = bytes.iter().filter(|&&b| b != 0).count();
+    assert!(
+        non_zero > 3 * big.len(),
+        "the recycled segment still holds old records ({non_zero} non-zero bytes)"
+    );
+    let (log, rec) = DiskLog::open_with(dir.path(), SMALL).unwrap();
+    assert_eq!(log.last_index(), last);
+    assert_eq!(contents(&log), expected);
+    assert_eq!(
+        rec.truncated_tail, None,
+        "old records are free space, not a torn write"
+    );
 }
