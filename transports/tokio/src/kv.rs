@@ -120,8 +120,74 @@ pub struct Kv {
 /// What a snapshot of the store holds.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct KvState {
-    data: BTreeMap<ByteBuf, ByteBuf>,
+    data: Data,
     peers: BTreeMap<u64, SocketAddr>,
+}
+
+/// Shards of the key space (by CRC-32 of the key).
+const SHARDS: usize = 256;
+
+/// The keys and values, in shards shared copy-on-write: copying the store for a snapshot copies
+/// 256 pointers, and a write after it copies only the one shard it touches (once per snapshot),
+/// so a snapshot of a large store costs the node no stall while it is serialized elsewhere.
+/// Serialized as one map, as a `BTreeMap` of the same pairs would be.
+#[derive(Debug, Clone)]
+struct Data {
+    shards: Vec<Arc<BTreeMap<ByteBuf, ByteBuf>>>,
+    len: usize,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Arc::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl Data {
+    fn shard(key: &[u8]) -> usize {
+        crc32fast::hash(key) as usize % SHARDS
+    }
+    fn get(&self, key: &[u8]) -> Option<&ByteBuf> {
+        self.shards[Self::shard(key)].get(Bytes::new(key))
+    }
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let shard = Arc::make_mut(&mut self.shards[Self::shard(&key)]);
+        if shard.insert(ByteBuf::from(key), ByteBuf::from(value)).is_none() {
+            self.len += 1;
+        }
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    /// Every pair, shard by shard, each in key order: the same order on every node.
+    fn iter(&self) -> impl Iterator<Item = (&ByteBuf, &ByteBuf)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.len))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let pairs = BTreeMap::<ByteBuf, ByteBuf>::deserialize(de)?;
+        let mut data = Self::default();
+        for (k, v) in pairs {
+            data.insert(k.into_vec(), v.into_vec());
+        }
+        Ok(data)
+    }
 }
 
 impl std::fmt::Debug for Kv {
@@ -174,7 +240,7 @@ impl Kv {
     }
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.state.data.is_empty()
+        self.state.data.len() == 0
     }
     fn announce(&self, id: u64, addr: SocketAddr) {
         if let Some(t) = &self.transport {
@@ -183,7 +249,7 @@ impl Kv {
     }
     fn digest(&self) -> KvAnswer {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (k, v) in &self.state.data {
+        for (k, v) in self.state.data.iter() {
             for b in k
                 .iter()
                 .chain([0xFFu8].iter())
@@ -208,17 +274,13 @@ impl StateMachine for Kv {
         };
         let answer = match cmd {
             KvCommand::Put { key, value } => {
-                self.state
-                    .data
-                    .insert(ByteBuf::from(key), ByteBuf::from(value));
+                self.state.data.insert(key, value);
                 KvAnswer::Done
             }
             KvCommand::Cas { key, expect, new } => {
-                let current = self.state.data.get(Bytes::new(&key)).map(|v| v.to_vec());
+                let current = self.state.data.get(&key).map(|v| v.to_vec());
                 if current == expect {
-                    self.state
-                        .data
-                        .insert(ByteBuf::from(key), ByteBuf::from(new));
+                    self.state.data.insert(key, new);
                     KvAnswer::Done
                 } else {
                     KvAnswer::CasFailed { current }
@@ -236,7 +298,7 @@ impl StateMachine for Kv {
     fn query(&self, query: &[u8]) -> Vec<u8> {
         let answer = match postcard::from_bytes::<KvQuery>(query) {
             Ok(KvQuery::Get { key }) => {
-                KvAnswer::Value(self.state.data.get(Bytes::new(&key)).map(|v| v.to_vec()))
+                KvAnswer::Value(self.state.data.get(&key).map(|v| v.to_vec()))
             }
             Ok(KvQuery::Digest) | Err(_) => self.digest(),
         };
@@ -245,6 +307,12 @@ impl StateMachine for Kv {
 
     fn snapshot(&self) -> Vec<u8> {
         encode(&self.state)
+    }
+
+    fn capture(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+        // Shares the shards: the writes that follow copy the ones they touch.
+        let state = self.state.clone();
+        Box::new(move || encode(&state))
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
@@ -733,4 +801,53 @@ pub async fn call_with(
         Err(_) => return Err(CallError::NotSent(std::io::ErrorKind::TimedOut.into())),
     };
     client.call_envelope(env, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(kv: &Kv, key: &[u8]) -> Option<Vec<u8>> {
+        match postcard::from_bytes::<KvAnswer>(&kv.query(&get(key))).unwrap() {
+            KvAnswer::Value(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A captured snapshot is the state at the moment of capture, however the store changes
+    /// while it waits to be serialized; it reads back as the same store, and its bytes are a
+    /// plain map of the pairs (what a `BTreeMap` of them encodes to).
+    #[test]
+    fn a_captured_snapshot_is_the_state_when_captured() {
+        let mut kv = Kv::default();
+        for i in 0..1_000u64 {
+            kv.apply(Index(i + 1), &put(&i.to_le_bytes(), b"old"));
+        }
+        let job = kv.capture();
+        for i in 0..1_000u64 {
+            kv.apply(Index(i + 1_001), &put(&i.to_le_bytes(), b"new"));
+        }
+        kv.apply(Index(2_001), &put(b"later", b"x"));
+        let bytes = job();
+        let mut restored = Kv::default();
+        restored.restore(&bytes).unwrap();
+        assert_eq!(restored.len(), 1_000);
+        for i in 0..1_000u64 {
+            assert_eq!(value(&restored, &i.to_le_bytes()).as_deref(), Some(&b"old"[..]));
+            assert_eq!(value(&kv, &i.to_le_bytes()).as_deref(), Some(&b"new"[..]));
+        }
+        assert_eq!(value(&restored, b"later"), None);
+        assert_eq!(kv.len(), 1_001);
+        type Plain = (BTreeMap<ByteBuf, ByteBuf>, BTreeMap<u64, SocketAddr>);
+        let (plain, _): Plain = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(plain.len(), 1_000);
+        // Two stores with the same pairs have the same digest, whatever order they came in.
+        let mut a = Kv::default();
+        let mut b = Kv::default();
+        for i in 0..100u64 {
+            a.apply(Index(i + 1), &put(&i.to_le_bytes(), b"v"));
+            b.apply(Index(i + 1), &put(&(99 - i).to_le_bytes(), b"v"));
+        }
+        assert_eq!(a.query(&encode(&KvQuery::Digest)), b.query(&encode(&KvQuery::Digest)));
+    }
 }

@@ -65,6 +65,15 @@ pub trait StateMachine: Send + 'static {
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// The whole state, serialized.
     fn snapshot(&self) -> Vec<u8>;
+    /// A snapshot taken now and serialized later, off the runner's task: the runner calls this
+    /// at the applied index it snapshots, then runs the returned job on a blocking thread while
+    /// it goes on applying. The default serializes at once ([`snapshot`](Self::snapshot)); a
+    /// state machine with a cheap copy (shared, copy-on-write parts) captures that instead, so
+    /// that a large state does not stall the node.
+    fn capture(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+        let data = self.snapshot();
+        Box::new(move || data)
+    }
     /// Replaces the state by a snapshot's.
     ///
     /// # Errors
@@ -1169,13 +1178,14 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             id,
             membership: self.membership.clone(),
         };
-        let data = self.sm.snapshot();
+        let capture = self.sm.capture();
         self.last_snapshot = applied;
         self.saving = Some(id);
         self.snapshot_waiters.extend(reply);
         let saver = self.snaps.saver();
         let done = self.saved_tx.clone();
         tokio::task::spawn_blocking(move || {
+            let data = capture();
             let _ = done.send((id, saver.save(&meta, &data)));
         });
     }
