@@ -155,7 +155,10 @@ impl Data {
     }
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let shard = Arc::make_mut(&mut self.shards[Self::shard(&key)]);
-        if shard.insert(ByteBuf::from(key), ByteBuf::from(value)).is_none() {
+        if shard
+            .insert(ByteBuf::from(key), ByteBuf::from(value))
+            .is_none()
+        {
             self.len += 1;
         }
     }
@@ -833,7 +836,10 @@ mod tests {
         restored.restore(&bytes).unwrap();
         assert_eq!(restored.len(), 1_000);
         for i in 0..1_000u64 {
-            assert_eq!(value(&restored, &i.to_le_bytes()).as_deref(), Some(&b"old"[..]));
+            assert_eq!(
+                value(&restored, &i.to_le_bytes()).as_deref(),
+                Some(&b"old"[..])
+            );
             assert_eq!(value(&kv, &i.to_le_bytes()).as_deref(), Some(&b"new"[..]));
         }
         assert_eq!(value(&restored, b"later"), None);
@@ -848,6 +854,9 @@ mod tests {
             a.apply(Index(i + 1), &put(&i.to_le_bytes(), b"v"));
             b.apply(Index(i + 1), &put(&(99 - i).to_le_bytes(), b"v"));
         }
-        assert_eq!(a.query(&encode(&KvQuery::Digest)), b.query(&encode(&KvQuery::Digest)));
+        assert_eq!(
+            a.query(&encode(&KvQuery::Digest)),
+            b.query(&encode(&KvQuery::Digest))
+        );
     }
 }
