@@ -457,3 +457,227 @@ impl<'a, P> From<&'a [Entry<P>]> for Entries<'a, P> {
         Self::new(entries, &[])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The borrowed views on their own: runs of entries split across the node's ring, sends
+    //! whose entries come partly from storage and partly from the node's log, owned copies, and
+    //! actions detached from the node.
+    use super::*;
+    use crate::message::InstallRequest;
+    use crate::types::{EntryData, Term};
+
+    extern crate std;
+    use std::vec::Vec;
+
+    fn e(index: u64) -> Entry<u32> {
+        Entry {
+            term: Term(1),
+            index: Index(index),
+            data: EntryData::Normal(index as u32),
+        }
+    }
+
+    /// Durable entries `1..=n`.
+    struct Disk(u64);
+
+    impl Storage<u32> for Disk {
+        fn hard_state(&self) -> HardState {
+            HardState::default()
+        }
+        fn last_index(&self) -> Index {
+            Index(self.0)
+        }
+        fn term(&self, i: Index) -> Option<crate::types::Term> {
+            (i.0 <= self.0).then_some(Term(u64::from(i.0 > 0)))
+        }
+        fn entry(&self, i: Index) -> Option<Entry<u32>> {
+            (i.0 >= 1 && i.0 <= self.0).then(|| e(i.0))
+        }
+    }
+
+    fn indices<'a>(it: impl Iterator<Item = &'a Entry<u32>>) -> Vec<u64> {
+        it.map(|x| x.index.0).collect()
+    }
+
+    #[test]
+    fn a_run_of_two_slices_reads_as_one() {
+        let a = [e(4), e(5)];
+        let b = [e(6)];
+        let run = Entries::new(&a, &b);
+        assert_eq!(run.len(), 3);
+        assert!(!run.is_empty());
+        assert_eq!(run.first().map(|x| x.index), Some(Index(4)));
+        assert_eq!(run.last().map(|x| x.index), Some(Index(6)));
+        assert_eq!(indices(run.iter()), [4, 5, 6]);
+        assert_eq!(indices(run.into_iter()), [4, 5, 6]);
+        let (front, back) = run.as_slices();
+        assert_eq!((front.len(), back.len()), (2, 1));
+        // A run whose first slice is empty starts in the second: first() still finds it.
+        let moved = Entries::new(&[], &b);
+        assert_eq!(moved.first().map(|x| x.index), Some(Index(6)));
+        assert_eq!(moved.last().map(|x| x.index), Some(Index(6)));
+        assert_eq!(moved.len(), 1);
+        assert!(!moved.is_empty());
+        let only_front = Entries::new(&a, &[]);
+        assert_eq!(only_front.last().map(|x| x.index), Some(Index(5)));
+        let empty: Entries<'_, u32> = Entries::EMPTY;
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        assert_eq!((empty.first(), empty.last()), (None, None));
+        // Equal runs compare equal however they are split; different ones do not.
+        let whole = [e(4), e(5), e(6)];
+        assert_eq!(run, Entries::from(&whole[..]));
+        assert_ne!(run, Entries::from(&whole[..2]));
+        assert_ne!(run, Entries::from(&[e(4), e(5), e(7)][..]));
+        let copy = run;
+        assert_eq!(copy.clone(), run);
+    }
+
+    fn append(prev: u64, count: u32) -> Queued {
+        Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: Body::Append {
+                prev_index: Index(prev),
+                prev_term: Term(1),
+                commit: Index(0),
+                entries: Span { count },
+            },
+        }
+    }
+
+    #[test]
+    fn a_send_reads_its_entries_from_storage_then_from_the_log() {
+        // Entries 1..=3 are durable (storage), 4..=6 in the node's tail.
+        let disk = Disk(3);
+        let tail = [e(4), e(5), e(6)];
+        let msg = append(1, 4);
+        let out = Outgoing::new(&msg, Index(3), Entries::from(&tail[..]), None);
+        assert_eq!(out.to(), NodeId(2));
+        assert_eq!(out.chunk(), None);
+        let it = out.entries(&disk);
+        assert_eq!(it.size_hint(), (4, Some(4)));
+        let got: Vec<u64> = out.entries(&disk).map(|x| x.unwrap().index.0).collect();
+        assert_eq!(got, [2, 3, 4, 5]);
+        let owned: Message<u32, Vec<Entry<u32>>> = out.to_message(&disk).unwrap();
+        assert_eq!(owned.to, NodeId(2));
+        match owned.body {
+            Body::Append { entries, .. } => assert_eq!(indices(entries.iter()), [2, 3, 4, 5]),
+            other => panic!("{other:?}"),
+        }
+        // The part of the tail the send starts at: entries before it are skipped.
+        let later = append(4, 2);
+        let out = Outgoing::new(&later, Index(3), Entries::from(&tail[..]), None);
+        let got: Vec<u64> = out.entries(&disk).map(|x| x.unwrap().index.0).collect();
+        assert_eq!(got, [5, 6]);
+        // A storage that lost a durable entry, and a tail that ends early, are reported.
+        let lost = Disk(1);
+        let out = Outgoing::new(&msg, Index(3), Entries::from(&tail[..]), None);
+        assert_eq!(
+            out.entries(&lost).next(),
+            Some(Err(MissingCargo::Entry(Index(2))))
+        );
+        assert_eq!(
+            out.to_message::<Vec<Entry<u32>>, _>(&lost).unwrap_err(),
+            MissingCargo::Entry(Index(2))
+        );
+        let past = append(3, 3);
+        let short = Outgoing::new(&past, Index(3), Entries::from(&tail[..1]), None);
+        let got: Vec<_> = short.entries(&disk).collect();
+        assert_eq!(got[0].as_ref().map(|x| x.index), Ok(Index(4)));
+        assert_eq!(got[1], Err(MissingCargo::Entry(Index(5))));
+        // Other messages carry no entries.
+        let hb: Queued = Message {
+            body: Body::Heartbeat { commit: Index(1) },
+            ..msg
+        };
+        let out = Outgoing::new(&hb, Index(3), Entries::EMPTY, None);
+        assert_eq!(out.entries(&disk).count(), 0);
+        assert_eq!(out.message(), &hb);
+    }
+
+    #[test]
+    fn a_chunk_send_carries_its_bytes_or_says_it_has_none() {
+        let disk = Disk(0);
+        let chunk: Queued = Message {
+            from: NodeId(1),
+            to: NodeId(3),
+            term: Term(2),
+            body: Body::InstallSnapshot {
+                tag: 7,
+                request: InstallRequest::Chunk {
+                    snapshot: crate::types::SnapshotId {
+                        index: Index(9),
+                        term: Term(2),
+                    },
+                    seq: 1,
+                    data: (),
+                    checksum: Some(5),
+                },
+            },
+        };
+        let bytes = 0xABCDu32;
+        let out = Outgoing::new(&chunk, Index(0), Entries::EMPTY, Some(&bytes));
+        assert_eq!(out.chunk(), Some(&bytes));
+        let owned: Message<u32, Vec<Entry<u32>>> = out.to_message(&disk).unwrap();
+        match owned.body {
+            Body::InstallSnapshot {
+                request: InstallRequest::Chunk { data, seq, .. },
+                ..
+            } => assert_eq!((data, seq), (bytes, 1)),
+            other => panic!("{other:?}"),
+        }
+        let bare = Outgoing::<u32>::new(&chunk, Index(0), Entries::EMPTY, None);
+        assert_eq!(
+            bare.to_message::<Vec<Entry<u32>>, _>(&disk).unwrap_err(),
+            MissingCargo::Chunk
+        );
+        assert_eq!(out, out.clone());
+        assert_ne!(out, bare);
+    }
+
+    #[test]
+    fn only_actions_that_borrow_nothing_detach() {
+        let plain: Action<'_, u32> = Action::Apply {
+            first: Index(1),
+            last: Index(2),
+        };
+        assert_eq!(
+            plain.detach(),
+            Ok(Action::Apply {
+                first: Index(1),
+                last: Index(2)
+            })
+        );
+        let data = 3u32;
+        let chunk = Action::WriteSnapshotChunk {
+            snapshot: crate::types::SnapshotId::ZERO,
+            seq: 0,
+            data: &data,
+        };
+        assert_eq!(chunk.detach(), Err(chunk));
+        let hs = HardState::default();
+        let persist: Action<'_, u32> = Action::Persist(Persist {
+            token: PersistToken(1),
+            hard_state: Some(&hs),
+            snapshot: None,
+            entries: Entries::EMPTY,
+        });
+        assert_eq!(persist.detach(), Err(persist));
+        assert_eq!(persist.clone(), persist);
+    }
+
+    #[test]
+    fn missing_cargo_says_what_is_missing() {
+        assert_eq!(
+            std::format!("{}", MissingCargo::Entry(Index(7))),
+            "storage has no entry 7"
+        );
+        assert_eq!(
+            std::format!("{}", MissingCargo::Chunk),
+            "a chunk message without its bytes"
+        );
+    }
+}
