@@ -800,3 +800,104 @@ fn message_kinds_counts_every_body_variant() {
     let all: Vec<u8> = (0..MESSAGE_KINDS as u8).collect();
     assert_eq!(kinds, all);
 }
+
+/// A send polled from a node encodes straight from the node (`Codec::encode_outgoing`) to the
+/// same bytes as its owned copy, for appends whose entries come partly from storage and partly
+/// from the node's log, and for every other message the node sends.
+#[test]
+fn a_polled_send_encodes_to_the_bytes_of_its_owned_copy() {
+    #[path = "common/store.rs"]
+    #[allow(dead_code)]
+    mod store;
+    type Node = raftlet::Node<u64, 3, 64, 4, 8, 64>;
+    type Owned = Message<u64, Vec<raftlet::Entry<u64>>>;
+    let codec = Codec::new(7, 4096);
+    let mut disk = store::MemStore::default();
+    let mut c = raftlet::Config::<3>::new(NodeId(1), &[NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+    c.pre_vote = false;
+    let mut node = Node::new(c, &disk).unwrap();
+    node.campaign(&disk);
+    let (mut sends, mut appends_from_both) = (0, 0);
+    for round in 0..40u64 {
+        while let Some(a) = node.poll_action() {
+            match a {
+                raftlet::Action::Send(out) => {
+                    let mut direct = [0u8; 4096];
+                    let n = codec.encode_outgoing(&out, &disk, &mut direct).unwrap();
+                    let owned: Owned = out.to_message(&disk).unwrap();
+                    let mut copy = [0u8; 4096];
+                    let m = codec.encode(&owned, &mut copy).unwrap();
+                    assert_eq!(&direct[..n], &copy[..m], "{owned:?}");
+                    let back: Owned = codec.decode(&direct[..n]).unwrap();
+                    assert_eq!(back, owned);
+                    sends += 1;
+                    if let raftlet::Body::Append {
+                        prev_index,
+                        entries,
+                        ..
+                    } = &owned.body
+                        && prev_index.next() <= node.durable_index()
+                        && entries
+                            .last()
+                            .is_some_and(|e| e.index > node.durable_index())
+                    {
+                        appends_from_both += 1;
+                    }
+                }
+                raftlet::Action::Persist(p) => {
+                    let token = p.token;
+                    // Acknowledge only every other round: some entries stay in the node's log.
+                    disk.persist(&p);
+                    if round % 2 == 0 {
+                        node.persisted(token, &disk).unwrap();
+                    } else {
+                        let _ = node.defer_persist(token);
+                    }
+                }
+                _ => {}
+            }
+        }
+        node.resume_persists();
+        // Votes, then acknowledgements that move the followers along unevenly.
+        let term = node.term();
+        for from in [2, 3] {
+            let durable = node.durable_index().0;
+            let body = if node.role() == raftlet::Role::Leader && from == 3 && round % 4 == 1 {
+                // Node 3 lost its tail: the leader goes back to just below the durable index,
+                // and its next append spans storage and the log.
+                Body::AppendResponse(raftlet::AppendResult::Rejected {
+                    rejected: Index(node.last_index().0),
+                    hint_index: Index(durable.saturating_sub(2)),
+                    hint_term: term,
+                })
+            } else if node.role() == raftlet::Role::Leader {
+                let m = durable.saturating_sub(from - 2 + round % 3);
+                Body::AppendResponse(raftlet::AppendResult::Accepted {
+                    match_index: Index(m),
+                })
+            } else {
+                Body::VoteResponse {
+                    pre_vote: false,
+                    granted: true,
+                }
+            };
+            let msg: Owned = Message {
+                from: NodeId(from),
+                to: NodeId(1),
+                term,
+                body,
+            };
+            let _ = node.step(&msg, &disk);
+        }
+        if node.role() == raftlet::Role::Leader {
+            let _ = node.propose(round, &disk);
+            let _ = node.propose(round + 1_000, &disk);
+        }
+        node.tick(&disk);
+    }
+    assert!(sends > 50, "{sends} sends");
+    assert!(
+        appends_from_both > 0,
+        "no append read both storage and the log"
+    );
+}
