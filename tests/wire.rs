@@ -807,7 +807,7 @@ fn message_kinds_counts_every_body_variant() {
 #[test]
 fn a_polled_send_encodes_to_the_bytes_of_its_owned_copy() {
     #[path = "common/store.rs"]
-    #[allow(dead_code)]
+    #[allow(dead_code, unreachable_pub)]
     mod store;
     type Node = raftlet::Node<u64, 3, 64, 4, 8, 64>;
     type Owned = Message<u64, Vec<raftlet::Entry<u64>>>;
