@@ -230,10 +230,9 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             return Entries::EMPTY;
         };
         let (a, b) = self.unstable.as_slices();
-        let (a, b) = if off < a.len() {
-            (&a[off..], b)
-        } else {
-            (&[][..], b.get(off - a.len()..).unwrap_or(&[]))
+        let (a, b) = match a.get(off..) {
+            Some(rest) => (rest, b),
+            None => (&[][..], b.get(off - a.len()..).unwrap_or(&[])),
         };
         let a_n = a.len().min(n);
         let b_n = b.len().min(n - a_n);
@@ -411,6 +410,21 @@ mod tests {
             assert_eq!(log.term(Index(i), &disk), Some(Term(t)), "index {i}");
             assert_eq!(log.entry(Index(i), &disk).map(|x| x.index), Some(Index(i)));
         }
+        // Borrowed runs across the wrap: as many as asked, from where asked.
+        let ix = |r: Entries<'_, u32>| r.iter().map(|x| x.index.0).collect::<Vec<_>>();
+        assert_eq!(ix(log.entries_from(Index(7), 3)), [7, 8, 9]);
+        assert_eq!(ix(log.entries_from(Index(8), 4)), [8, 9, 10, 11]);
+        assert_eq!(ix(log.entries_from(Index(10), 2)), [10, 11]);
+        assert_eq!(
+            ix(log.entries_from(Index(7), 100)),
+            (7..=14).collect::<Vec<_>>()
+        );
+        assert_eq!(ix(log.entries_from(Index(15), 3)), Vec::<u64>::new());
+        assert_eq!(
+            ix(log.entries_from(Index(6), 3)),
+            Vec::<u64>::new(),
+            "durable: not in the tail"
+        );
     }
 
     #[test]
