@@ -146,9 +146,9 @@ pub use types::{
     SnapshotMeta, SnapshotMode, Term,
 };
 
-/// Entries per message and per persist in the default profile. Messages have a fixed size
-/// (room for a full batch), so every message costs a copy of that size however little it
-/// carries: 8 is the fastest of 4, 8 and 16 in `benches/` (see `benches/README.md`).
+/// Entries per append message in the default profile (8 appends of 8 in flight per follower).
+/// Messages carry only what they hold (entries stay in the node's log until a send is polled),
+/// so the number bounds a frame's size, not what every message costs.
 pub const DEFAULT_BATCH: usize = 8;
 
 /// Members (voters and learners) of a membership in the default profile.
@@ -161,7 +161,7 @@ pub type DefaultNode<P> = Node<P, DEFAULT_MEMBERS, 256, DEFAULT_BATCH, 8, 64>;
 /// [`DEFAULT_BATCH`] (a runner with `alloc` may use `Vec<Entry<P>>`, which is smaller).
 pub type DefaultMessage<P> = Message<P, heapless::Vec<Entry<P>, DEFAULT_BATCH>>;
 
-/// Entries per message and per persist in the tiny profile.
+/// Entries per append message in the tiny profile.
 pub const TINY_BATCH: usize = 4;
 
 /// The README's Rust examples, compiled and run as doctests.

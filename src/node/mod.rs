@@ -81,7 +81,7 @@ pub(crate) enum RoleState<const PEERS: usize, const INFLIGHT: usize> {
 /// * `PEERS`: maximum number of voters, this node included;
 /// * `LOG`: entries held in memory until the runner acknowledges them as durable (back-pressure:
 ///   [`ProposeError::Full`](crate::ProposeError::Full));
-/// * `BATCH`: entries per append message and per persist action;
+/// * `BATCH`: entries per append message (a persist hands out every new entry at once);
 /// * `INFLIGHT`: append messages in flight per follower (the flow-control window);
 /// * `OUT`: queued outgoing messages (a full queue drops and counts sends).
 ///
