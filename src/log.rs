@@ -216,7 +216,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         let last = self.last_index();
         self.handed = last.next();
         let _ = self.records.push_back((token, last));
-        let n = last.0.saturating_sub(from.0.saturating_sub(1)) as usize;
+        let n = (last.0 + 1).saturating_sub(from.0) as usize;
         self.entries_from(from, n)
     }
 

@@ -122,8 +122,8 @@ pub struct Node<
     pub(crate) out_chunks: heapless::Vec<(NodeId, u32, P), PEERS>,
     /// Follower, stream mode: the chunk handed out by the last `WriteSnapshotChunk`.
     pub(crate) in_chunk: Option<P>,
-    /// The hard state and log reset handed out by the last persist (`Persist` borrows them).
-    handed_hs: HardState,
+    /// The log reset handed out by the last persist (`Persist` borrows it; the hard state it
+    /// borrows from `hs`, which cannot change while the action is held).
     handed_reset: SnapshotId,
     /// The hard state changed since it was last handed out in a persist.
     pub(crate) hs_dirty: bool,
@@ -251,11 +251,6 @@ where
             },
             out_chunks: heapless::Vec::new(),
             in_chunk: None,
-            handed_hs: HardState {
-                term: Term(0),
-                vote: None,
-                pending_install: None,
-            },
             handed_reset: SnapshotId::ZERO,
             hs_dirty: false,
             hs_token: 0,
@@ -670,7 +665,6 @@ where
             let hard_state = if self.hs_dirty {
                 self.hs_dirty = false;
                 self.hs_token = token;
-                self.handed_hs = self.hs;
                 true
             } else {
                 false
@@ -686,7 +680,7 @@ where
             let entries = self.log.hand_out(token);
             return Some(Action::Persist(Persist {
                 token: PersistToken(token),
-                hard_state: hard_state.then_some(&self.handed_hs),
+                hard_state: hard_state.then_some(&self.hs),
                 snapshot: snapshot.then_some(&self.handed_reset),
                 entries,
             }));
