@@ -596,3 +596,53 @@ fn step_parts_takes_the_cargo_beside_the_message() {
     );
     assert_eq!(follower.term(), term);
 }
+
+/// A follower that holds every committed entry learns the commit index from a `Commit` notice,
+/// which it does not answer; one whose acknowledgement is still on its way gets nothing until it
+/// arrives. No empty append (and no acknowledgement of one) only to carry the commit index.
+#[test]
+fn commit_indices_travel_in_notices_that_need_no_answer() {
+    let (mut leader, mut store) = lone_leader();
+    let index = leader.propose(7, &store).unwrap();
+    let sent = drain_persisting(&mut leader, &mut store);
+    assert!(
+        sent.iter()
+            .all(|m| matches!(m.body, Body::Append { ref entries, .. } if entries.len() == 1))
+    );
+    let ack = |from: u64, term| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term,
+            body: Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index }),
+        }
+    };
+    // Node 2 acknowledges: the entry commits. Node 2 gets a notice, node 3 (whose
+    // acknowledgement is on its way) nothing.
+    leader.step(&ack(2, leader.term()), &store).unwrap();
+    assert_eq!(leader.commit_index(), index);
+    let sent = drain_persisting(&mut leader, &mut store);
+    let bodies: Vec<_> = sent.iter().map(|m| (m.to, m.body.clone())).collect();
+    assert_eq!(bodies, [(NodeId(2), Body::Commit { commit: index })]);
+    // Node 3's acknowledgement brings its notice.
+    leader.step(&ack(3, leader.term()), &store).unwrap();
+    let sent = drain_persisting(&mut leader, &mut store);
+    let bodies: Vec<_> = sent.iter().map(|m| (m.to, m.body.clone())).collect();
+    assert_eq!(bodies, [(NodeId(3), Body::Commit { commit: index })]);
+    // A follower adopts the notice's commit index and answers nothing.
+    let mut fstore = store.clone();
+    let mut c = Config::<5>::new(NodeId(2), &ids(3)).unwrap();
+    c.pre_vote = false;
+    let mut follower = Big::new(c, &fstore).unwrap();
+    let notice: Msg4 = raftlet::Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: leader.term(),
+        body: Body::Commit { commit: index },
+    };
+    follower.step(&notice, &fstore).unwrap();
+    assert_eq!(follower.commit_index(), index);
+    assert_eq!(follower.leader(), Some(NodeId(1)));
+    let replies = drain_persisting(&mut follower, &mut fstore);
+    assert!(replies.is_empty(), "{replies:?}");
+}
