@@ -170,6 +170,17 @@ where
             self.stats.dropped_sends += 1;
             return false;
         }
+        // The entries stay in the log: the runner reads them when it polls the send.
+        let last = self.log.last_index();
+        let count = if pr.next > last {
+            // Nothing new: `prev_index` is at least `last`, so not compacted.
+            if !allow_empty {
+                return false;
+            }
+            0
+        } else {
+            core::cmp::min(last.0 - pr.next.0 + 1, BATCH as u64) as u32
+        };
         let prev_index = pr.next.prev();
         let Some(prev_term) = self.log.term(prev_index, storage) else {
             if prev_index < self.log.snapshot().index {
@@ -180,16 +191,6 @@ where
             }
             return false;
         };
-        // The entries stay in the log: the runner reads them when it polls the send.
-        let last = self.log.last_index();
-        let count = if pr.next > last {
-            0
-        } else {
-            core::cmp::min(last.0 - pr.next.0 + 1, BATCH as u64) as u32
-        };
-        if count == 0 && !allow_empty {
-            return false;
-        }
         pr.sent((count > 0).then(|| Index(prev_index.0 + u64::from(count))));
         // The append leaves with the commit index of the moment it is polled, at least this.
         pr.commit_sent = pr.commit_sent.max(self.commit);
@@ -279,6 +280,11 @@ where
         let RoleState::Leader(progress) = &self.role else {
             return false;
         };
+        // No voter's match exceeds the leader's own last index: with every entry committed
+        // there is nothing to count (the common case of the second acknowledgement).
+        if self.commit >= self.log.last_index() {
+            return false;
+        }
         let own = if crate::canary::on(crate::canary::Canary::LeaderCountsVolatile) {
             self.log.last_index()
         } else {
