@@ -4,6 +4,60 @@ use crate::membership::{ConfChangeError, Membership};
 use crate::types::{Index, NodeId, SnapshotId, SnapshotMode};
 use core::fmt;
 
+/// What a node keeps of its [`Config`] after [`Node::init`](crate::Node::init): the settings
+/// it reads while running. The membership, the applied index, the seed and the snapshot are
+/// read once at start-up (the membership in use lives in the node's own configurations), so
+/// a node does not carry a second, stale copy of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) id: NodeId,
+    pub(crate) election_ticks: u32,
+    pub(crate) heartbeat_ticks: u32,
+    pub(crate) pre_vote: bool,
+    pub(crate) check_quorum: bool,
+    pub(crate) max_inflight: usize,
+    pub(crate) lease_reads: bool,
+    pub(crate) max_clock_drift_percent: u32,
+    pub(crate) snapshot_mode: SnapshotMode,
+    pub(crate) snapshot_resend_ticks: u32,
+    pub(crate) log_retention: u64,
+}
+
+impl Settings {
+    /// The settings of a node that was never initialised (see `Node::vacant`): it ignores
+    /// every input, so no value here is ever acted on.
+    pub(crate) const VACANT: Self = Self {
+        id: NodeId(0),
+        election_ticks: 10,
+        heartbeat_ticks: 1,
+        pre_vote: true,
+        check_quorum: true,
+        max_inflight: 1,
+        lease_reads: false,
+        max_clock_drift_percent: 20,
+        snapshot_mode: SnapshotMode::Stream,
+        snapshot_resend_ticks: 3,
+        log_retention: 0,
+    };
+
+    /// The running settings of `config`.
+    pub(crate) const fn of<const PEERS: usize>(config: &Config<PEERS>) -> Self {
+        Self {
+            id: config.id,
+            election_ticks: config.election_ticks,
+            heartbeat_ticks: config.heartbeat_ticks,
+            pre_vote: config.pre_vote,
+            check_quorum: config.check_quorum,
+            max_inflight: config.max_inflight,
+            lease_reads: config.lease_reads,
+            max_clock_drift_percent: config.max_clock_drift_percent,
+            snapshot_mode: config.snapshot_mode,
+            snapshot_resend_ticks: config.snapshot_resend_ticks,
+            log_retention: config.log_retention,
+        }
+    }
+}
+
 /// Configuration of one node. Build it with [`Config::new`], adjust the public fields, and hand it
 /// to [`Node::new`](crate::Node::new), which validates it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -103,7 +103,7 @@ pub struct Node<
     const INFLIGHT: usize,
     const OUT: usize,
 > {
-    pub(crate) cfg: Config<PEERS>,
+    pub(crate) cfg: crate::config::Settings,
     pub(crate) hs: HardState,
     pub(crate) role: RoleState<PEERS, INFLIGHT>,
     pub(crate) leader: Option<NodeId>,
@@ -228,7 +228,7 @@ where
     pub const fn vacant() -> Self {
         Self {
             rng: SplitMix64::new(0),
-            cfg: Config::with_membership(NodeId(0), crate::membership::Membership::empty()),
+            cfg: crate::config::Settings::VACANT,
             hs: HardState {
                 term: Term(0),
                 vote: None,
@@ -341,7 +341,7 @@ where
         self.log.reinit(base, last, last_term);
         self.rng = SplitMix64::new(config.seed);
         self.startup_quiet = config.lease_reads;
-        self.cfg = config;
+        self.cfg = crate::config::Settings::of(&config);
         self.hs = hs;
         self.role = RoleState::Follower;
         self.leader = None;
