@@ -35,6 +35,18 @@ fn bad_configurations_are_typed_errors() {
         Config::<5>::new(NodeId(1), &[]).err(),
         Some(ConfigError::NoVoters)
     );
+    // A voter with the reserved id 0, not only this node's own id.
+    assert_eq!(
+        Config::<5>::new(NodeId(1), &[NodeId(1), NodeId(0)]).err(),
+        Some(ConfigError::ZeroId)
+    );
+    // The largest election timeout whose doubled jitter range still fits a u32 is taken; one
+    // more is refused.
+    let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
+    c.election_ticks = u32::MAX / 2;
+    assert_eq!(new(c.clone()), None);
+    c.election_ticks += 1;
+    assert_eq!(new(c), Some(ConfigError::BadTimeouts));
     let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
     c.lease_reads = true;
     c.check_quorum = false;
@@ -645,4 +657,181 @@ fn commit_indices_travel_in_notices_that_need_no_answer() {
     assert_eq!(follower.leader(), Some(NodeId(1)));
     let replies = drain_persisting(&mut follower, &mut fstore);
     assert!(replies.is_empty(), "{replies:?}");
+}
+
+/// Every error a caller can meet explains itself: a non-empty message, different for each
+/// variant of a type (a log line or a `?` into an application error must say what went wrong).
+#[test]
+fn every_error_has_its_own_message() {
+    use raftlet::wire::frame::FrameError;
+    use raftlet::wire::{DecodeError, EncodeError};
+    use raftlet::{
+        ConfChangeError, InstallError, MembershipError, ProposeError, ReadError, SnapshotError,
+        StepError, TransferError,
+    };
+    fn distinct(kind: &str, messages: Vec<String>) {
+        for (i, m) in messages.iter().enumerate() {
+            assert!(
+                !m.trim().is_empty(),
+                "{kind}: variant {i} has an empty message"
+            );
+            assert!(
+                !messages[..i].contains(m),
+                "{kind}: variant {i} says the same as an earlier one: {m:?}"
+            );
+        }
+    }
+    distinct(
+        "ProposeError",
+        [
+            ProposeError::NotLeader {
+                leader: Some(NodeId(2)),
+                data: 0u64,
+            },
+            ProposeError::Full(0),
+            ProposeError::Transferring(0),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "StepError",
+        [StepError::UnknownPeer, StepError::Malformed]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    distinct(
+        "PersistError",
+        [
+            PersistError::UnknownToken,
+            PersistError::AlreadyAcknowledged,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "InstallError",
+        [InstallError::Unavailable, InstallError::Failed]
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect(),
+    );
+    distinct(
+        "SnapshotError",
+        [
+            SnapshotError::NotApplied,
+            SnapshotError::Stale,
+            SnapshotError::TermMismatch,
+            SnapshotError::InstallInProgress,
+            SnapshotError::NoInstall,
+            SnapshotError::UnexpectedChunk,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "ReadError",
+        [
+            ReadError::NoLeader,
+            ReadError::LeadershipLost,
+            ReadError::InstallInProgress,
+            ReadError::Full,
+            ReadError::Timeout,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "MembershipError",
+        [
+            MembershipError::NotLeader { leader: None },
+            MembershipError::Pending,
+            MembershipError::Transferring,
+            MembershipError::Full,
+            MembershipError::Invalid(ConfChangeError::InJoint),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "TransferError",
+        [TransferError::NotLeader, TransferError::NotAVoter]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    distinct(
+        "ConfigError",
+        [
+            ConfigError::ZeroId,
+            ConfigError::TooManyVoters,
+            ConfigError::NoVoters,
+            ConfigError::DuplicateVoter(NodeId(2)),
+            ConfigError::BadLease,
+            ConfigError::BadTimeouts,
+            ConfigError::ZeroInflight,
+            ConfigError::ZeroCapacity,
+            ConfigError::AppliedBeyondLog,
+            ConfigError::InconsistentStorage,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "ConfChangeError",
+        [
+            ConfChangeError::ZeroId,
+            ConfChangeError::Duplicate(NodeId(2)),
+            ConfChangeError::TooManyChanges,
+            ConfChangeError::TooManyMembers,
+            ConfChangeError::NoVoters,
+            ConfChangeError::AlreadyMember(NodeId(2)),
+            ConfChangeError::NotAMember(NodeId(2)),
+            ConfChangeError::InJoint,
+            ConfChangeError::NotJoint,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "FrameError",
+        [FrameError::TooLong, FrameError::Corrupt]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    distinct(
+        "EncodeError",
+        [
+            EncodeError::BufferTooSmall,
+            EncodeError::TooLong,
+            EncodeError::Payload,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
+    distinct(
+        "DecodeError",
+        [
+            DecodeError::Truncated,
+            DecodeError::TooLong { len: 9, max: 8 },
+            DecodeError::VersionMismatch { got: 9 },
+            DecodeError::ClusterMismatch { got: 9 },
+            DecodeError::UnknownKind { kind: 99 },
+            DecodeError::Invalid,
+            DecodeError::TrailingBytes { extra: 3 },
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+    );
 }
