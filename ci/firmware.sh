@@ -69,6 +69,24 @@ for fw in transports/embassy/firmware/*/; do
         (cd "$fw" && debian_cargo build --quiet --release --target "$target" -Zbuild-std=core)
         elf="$fw/target/$target/release/raftlet-firmware-$name"
         board=$(board_for "$target")
+        if grep -q '^# ci: qemu-cluster' "$fw/Cargo.toml"; then
+            # A board of a three-board cluster: the relay runs three QEMU boards on the
+            # thumbv6m build (the LM3S6965 is a Cortex-M3); the thumbv7em build is sized only.
+            stack="?"
+            if [ "$target" = thumbv6m-none-eabi ]; then
+                echo "-- $name, $target: three QEMU lm3s6965evb boards on one bus (examples/qemu_cluster.rs)"
+                out=$(LD_LIBRARY_PATH="$QEMU_LIBS" timeout 300 cargo run --quiet -p raftlet-embassy \
+                    --example qemu_cluster -- "$QEMU_PREFIX/usr/bin/qemu-system-arm" "$elf" 2>&1) \
+                    || { echo "$out"; echo "the QEMU cluster of $name failed"; exit 1; }
+                echo "$out" | sed 's/^/   /'
+                stack=$(echo "$out" | sed -n 's/.*stack high-water \([0-9]*\) B.*/\1/p' | sort -n | tail -1)
+            fi
+            read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
+                awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
+                     END{print t+0, r+0, d+0, b+0}')
+            rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}")")
+            continue
+        fi
         echo "-- $name, $target: run on QEMU $board"
         # Semihosting stdout carries the defmt frames, stderr the firmware's plain-text report.
         frames=$(mktemp)

@@ -14,6 +14,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../../stack.rs"]
+mod stack;
+use stack::stack_high_water;
 // Links cortex-m for its single-core critical section (semihosting output needs one).
 use cortex_m as _;
 use cortex_m_rt::entry;
@@ -207,25 +210,6 @@ fn main() -> ! {
     loop {}
 }
 
-/// Bytes of stack ever used: from the top of the stack down to the deepest word that is no
-/// longer `STACK_PAINT_VALUE`.
-fn stack_high_water() -> usize {
-    unsafe extern "C" {
-        static _stack_start: u32;
-        static _stack_end: u32;
-    }
-    let top = core::ptr::addr_of!(_stack_start) as usize;
-    let mut p = core::ptr::addr_of!(_stack_end) as usize;
-    while p < top {
-        // SAFETY: every word between `_stack_end` and `_stack_start` is RAM of this program.
-        let w = unsafe { core::ptr::read_volatile(p as *const u32) };
-        if w != cortex_m_rt::STACK_PAINT_VALUE {
-            break;
-        }
-        p += 4;
-    }
-    top - p
-}
 
 /// A pattern in `.bss`: an overflow that runs into the statics overwrites it.
 #[cfg(feature = "overflow-test")]
