@@ -19,7 +19,6 @@
 
 #[path = "../../stack.rs"]
 mod stack;
-use stack::stack_high_water;
 use core::cell::UnsafeCell;
 use core::convert::Infallible;
 use core::future::{Future, poll_fn};
@@ -35,13 +34,17 @@ use embedded_storage_async::nor_flash::{
 };
 use lm3s6965::interrupt;
 use raftlet::wire::{Codec, max_frame_len};
-use raftlet::{Config, Entry, EntryData, Membership, NodeId, Role, TinyNode};
+use raftlet::{
+    Config, Entry, EntryData, Index, InstallError, InstallOutcome, Membership, NodeId, Role,
+    SnapshotId, SnapshotMeta, SnapshotMode, Term, TinyNode,
+};
 use raftlet_embassy::flash::FlashStore;
 use raftlet_embassy::link::{CobsLink, encoded_len};
 use raftlet_embassy::runner::{self, App, Clock, Handle, Resources, Runner};
+use stack::stack_high_water;
 
 /// Commands the cluster commits.
-const TARGET: u32 = 40;
+const TARGET: u32 = 100;
 /// A command: the proposing board's id in the top byte, a sequence number below.
 type Payload = u32;
 const FRAME: usize = max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
@@ -200,10 +203,9 @@ fn uart_init() {
 
 // ----- the store's flash: an image on the host, through semihosting -----------------------
 
-/// NOR flash kept in a host file: reads and writes go through semihosting `SYS_SEEK`,
-/// `SYS_READ` and `SYS_WRITE`. Programming ANDs into the bytes already there, as NOR flash
-/// clears bits, and an erase writes `0xFF`: the store sees the semantics of real flash.
-struct HostFlash {
+/// A file on the host, through semihosting (`SYS_OPEN`, `SYS_SEEK`, `SYS_READ`,
+/// `SYS_WRITE`), named relative to QEMU's working directory.
+struct HostFile {
     fd: usize,
 }
 
@@ -215,12 +217,13 @@ impl NorFlashError for HostFlashError {
     }
 }
 
-impl HostFlash {
-    /// Opens `name` (NUL-terminated) for reading and writing; the relay creates it erased.
-    fn open(name: &[u8]) -> Option<Self> {
+impl HostFile {
+    /// Opens `name` (NUL-terminated) for reading and writing, creating it if `create`.
+    fn open(name: &[u8], create: bool) -> Option<Self> {
         // SAFETY: semihosting SYS_OPEN with a NUL-terminated name and its length; mode 3 is
-        // "r+b".
-        let fd = unsafe { syscall!(OPEN, name.as_ptr(), 3, name.len() - 1) };
+        // "r+b" (the file must exist), 7 "w+b" (created, or truncated).
+        let mode = if create { 7 } else { 3 };
+        let fd = unsafe { syscall!(OPEN, name.as_ptr(), mode, name.len() - 1) };
         (fd as isize >= 0).then_some(Self { fd })
     }
     fn seek(&mut self, at: u32) -> Result<(), HostFlashError> {
@@ -250,13 +253,18 @@ impl HostFlash {
     }
 }
 
+/// NOR flash kept in a host file (the relay creates it erased). Programming ANDs into the
+/// bytes already there, as NOR flash clears bits, and an erase writes `0xFF`: the store sees
+/// the semantics of real flash.
+struct HostFlash(HostFile);
+
 impl ErrorType for HostFlash {
     type Error = HostFlashError;
 }
 impl ReadNorFlash for HostFlash {
     const READ_SIZE: usize = 1;
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), HostFlashError> {
-        self.read_at(offset, bytes)
+        self.0.read_at(offset, bytes)
     }
     fn capacity(&self) -> usize {
         FLASH_SIZE
@@ -270,7 +278,7 @@ impl NorFlash for HostFlash {
         let mut at = from;
         while at < to {
             let n = ((to - at) as usize).min(ones.len());
-            self.write_at(at, &ones[..n])?;
+            self.0.write_at(at, &ones[..n])?;
             at += n as u32;
         }
         Ok(())
@@ -281,11 +289,11 @@ impl NorFlash for HostFlash {
         while done < bytes.len() {
             let n = (bytes.len() - done).min(old.len());
             let at = offset + done as u32;
-            self.read_at(at, &mut old[..n])?;
+            self.0.read_at(at, &mut old[..n])?;
             for (o, b) in old[..n].iter_mut().zip(&bytes[done..done + n]) {
                 *o &= *b;
             }
-            self.write_at(at, &old[..n])?;
+            self.0.write_at(at, &old[..n])?;
             done += n;
         }
         Ok(())
@@ -294,38 +302,205 @@ impl NorFlash for HostFlash {
 
 // ----- the application -------------------------------------------------------------------
 
-/// Folds every applied command into a hash.
-struct Commands {
-    id: u64,
+/// The state machine: how many commands were applied, and a hash of the first `TARGET`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct State {
     applied: u32,
     hash: u32,
 }
+
+impl State {
+    const EMPTY: Self = Self {
+        applied: 0,
+        hash: 0x811C_9DC5,
+    };
+}
+
+/// A snapshot as the boards keep it: `board-<id>.snap`, two slots of `SLOT` bytes written in
+/// turn, the valid one with the higher sequence number wins (a torn write leaves the other).
+/// Any board can read any other's: in notify mode a follower fetches the leader's snapshot
+/// "by its own means", here from the host's directory (as a real system might from shared
+/// storage).
+#[derive(Clone, Copy)]
+struct Snapshot {
+    seq: u32,
+    id: SnapshotId,
+    state: State,
+}
+
+const SLOT: usize = 32;
+
+impl Snapshot {
+    fn encode(&self) -> [u8; SLOT] {
+        let mut b = [0u8; SLOT];
+        b[0..4].copy_from_slice(&self.seq.to_le_bytes());
+        b[4..12].copy_from_slice(&self.id.index.0.to_le_bytes());
+        b[12..20].copy_from_slice(&self.id.term.0.to_le_bytes());
+        b[20..24].copy_from_slice(&self.state.applied.to_le_bytes());
+        b[24..28].copy_from_slice(&self.state.hash.to_le_bytes());
+        let sum = fnv(&b[..28]);
+        b[28..32].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+    fn decode(b: &[u8; SLOT]) -> Option<Self> {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let long = |i: usize| u64::from(word(i)) | (u64::from(word(i + 4)) << 32);
+        (word(28) == fnv(&b[..28]) && word(0) != 0).then(|| Self {
+            seq: word(0),
+            id: SnapshotId {
+                index: Index(long(4)),
+                term: Term(long(12)),
+            },
+            state: State {
+                applied: word(20),
+                hash: word(24),
+            },
+        })
+    }
+    fn file(board: u64, create: bool) -> Option<HostFile> {
+        let mut name = *b"board-0.snap\0";
+        name[6] = b'0' + board as u8;
+        HostFile::open(&name, create)
+    }
+    /// The newest valid snapshot of `board`, if it has one.
+    fn load(board: u64) -> Option<Self> {
+        let mut f = Self::file(board, false)?;
+        let mut best: Option<Self> = None;
+        for slot in 0..2 {
+            let mut b = [0u8; SLOT];
+            if f.read_at((slot * SLOT) as u32, &mut b).is_ok()
+                && let Some(s) = Self::decode(&b)
+                && best.is_none_or(|x| s.seq > x.seq)
+            {
+                best = Some(s);
+            }
+        }
+        best
+    }
+    /// Writes this snapshot over the older slot of `board`'s file.
+    fn save(&self, board: u64) -> bool {
+        let Some(mut f) = Self::file(board, false).or_else(|| Self::file(board, true)) else {
+            return false;
+        };
+        let slot = (self.seq % 2) as usize;
+        f.write_at((slot * SLOT) as u32, &self.encode()).is_ok()
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn members() -> Membership<5> {
+    Membership::new(&[NodeId(1), NodeId(2), NodeId(3)]).unwrap()
+}
+
+/// The application: folds every applied command into a hash, takes a snapshot every
+/// `SNAPSHOT_EVERY` entries, and installs a leader's snapshot in notify mode.
+struct Commands {
+    id: u64,
+    state: State,
+    /// The sequence number of its newest snapshot, and the index it covers.
+    snap_seq: u32,
+    snap_index: Index,
+}
+
+/// Entries between snapshots (each compacts the log).
+const SNAPSHOT_EVERY: u64 = 16;
+
 impl App<Payload, 5> for Commands {
+    const TAKES_SNAPSHOTS: bool = true;
+    const TRANSFER: Option<SnapshotMode> = Some(SnapshotMode::Notify);
+
     fn apply(&mut self, e: &Entry<Payload>) {
         if let EntryData::Normal(c) = e.data {
-            if self.applied < TARGET {
+            let st = &mut self.state;
+            if st.applied < TARGET {
                 for b in c.to_le_bytes() {
-                    self.hash = (self.hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                    st.hash = (st.hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
                 }
             }
-            self.applied += 1;
-            if self.applied.is_multiple_of(10) {
+            st.applied += 1;
+            if st.applied.is_multiple_of(10) {
                 heprintln!(
                     "board {}: applied {} commands (stack high-water {} B)",
                     self.id,
-                    self.applied,
+                    st.applied,
                     stack_high_water()
                 );
             }
-            if self.applied == TARGET {
+            if st.applied == TARGET {
                 heprintln!(
                     "board {}: applied {} commands, hash {:08x}",
                     self.id,
                     TARGET,
-                    self.hash
+                    st.hash
                 );
             }
         }
+    }
+
+    fn snapshot_due(&self, applied: Index) -> bool {
+        applied.0 >= self.snap_index.0 + SNAPSHOT_EVERY
+    }
+
+    async fn take_snapshot(&mut self, meta: &SnapshotMeta<5>) -> bool {
+        let snap = Snapshot {
+            seq: self.snap_seq + 1,
+            id: meta.id,
+            state: self.state,
+        };
+        if !snap.save(self.id) {
+            return false;
+        }
+        self.snap_seq = snap.seq;
+        self.snap_index = meta.id.index;
+        true
+    }
+
+    async fn fetch_snapshot(
+        &mut self,
+        leader: NodeId,
+        first_available: SnapshotId,
+    ) -> Result<SnapshotMeta<5>, InstallError> {
+        let Some(theirs) = Snapshot::load(leader.0) else {
+            return Err(InstallError::Unavailable);
+        };
+        if theirs.id.index.0 + 1 < first_available.index.0 {
+            return Err(InstallError::Unavailable);
+        }
+        // Durable first (a restart must find it), then adopted.
+        let mine = Snapshot {
+            seq: self.snap_seq + 1,
+            ..theirs
+        };
+        if !mine.save(self.id) {
+            return Err(InstallError::Failed);
+        }
+        self.snap_seq = mine.seq;
+        self.snap_index = theirs.id.index;
+        self.state = theirs.state;
+        heprintln!(
+            "board {}: installed board {}'s snapshot at index {}",
+            self.id,
+            leader.0,
+            theirs.id.index.0
+        );
+        Ok(SnapshotMeta {
+            id: theirs.id,
+            membership: members(),
+        })
+    }
+
+    fn install_complete(&mut self, peer: NodeId, outcome: InstallOutcome) {
+        heprintln!(
+            "board {}: install complete, peer {}: {:?}",
+            self.id,
+            peer.0,
+            outcome
+        );
     }
 }
 
@@ -402,7 +577,7 @@ fn fail(args: core::fmt::Arguments<'_>) -> ! {
 fn open_store(id: u64) -> BoardStore {
     let mut name = *b"board-0.flash\0";
     name[6] = b'0' + id as u8;
-    let Some(flash) = HostFlash::open(&name) else {
+    let Some(flash) = HostFile::open(&name, false).map(HostFlash) else {
         fail(format_args!("board {id}: cannot open its flash image"))
     };
     match block_on(FlashStore::open(flash)) {
@@ -414,30 +589,41 @@ fn open_store(id: u64) -> BoardStore {
 /// Builds the node from the store and the runner around it.
 #[inline(never)]
 fn build(id: u64, store: BoardStore) -> (BoardHandle, BoardRunner) {
-    let members = [NodeId(1), NodeId(2), NodeId(3)];
-    let mut config = Config::new(NodeId(id), &members).unwrap();
+    let mut config = Config::with_membership(NodeId(id), members());
     config.election_ticks = 10; // ticks of 50 ms: 0.5 to 1 s
     config.heartbeat_ticks = 2;
     config.seed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    config.snapshot_mode = SnapshotMode::Notify;
+    // The state machine comes back from its newest snapshot, the log from flash.
+    let snap = Snapshot::load(id);
+    let mut app = Commands {
+        id,
+        state: State::EMPTY,
+        snap_seq: 0,
+        snap_index: Index(0),
+    };
+    if let Some(s) = snap {
+        config.snapshot = s.id;
+        config.applied = s.id.index;
+        app.state = s.state;
+        app.snap_seq = s.seq;
+        app.snap_index = s.id.index;
+    }
     let node = match TinyNode::new(config, &store) {
         Ok(n) => n,
         Err(e) => fail(format_args!("board {id}: node: {e:?}")),
     };
     heprintln!(
-        "board {}: up, log {} entries, term {}",
+        "board {}: up, log {} entries, term {}, snapshot at {}",
         id,
         node.last_index().0,
-        node.term().0
+        node.term().0,
+        app.snap_index.0
     );
-    let app = Commands {
-        id,
-        applied: 0,
-        hash: 0x811C_9DC5,
-    };
     runner::new(
         &RES,
         node,
-        Membership::new(&members).unwrap(),
+        members(),
         CobsLink::new(UartRx, UartTx),
         store,
         SysTickClock,
@@ -487,7 +673,7 @@ fn main() -> ! {
         let mut n = 0u32;
         let mut led = 0u64;
         loop {
-            sleep(100).await;
+            sleep(50).await;
             let Some(s) = handle.status() else { continue };
             if s.role == Role::Leader && s.term.0 != led {
                 led = s.term.0;
@@ -510,7 +696,6 @@ fn main() -> ! {
     block_on(embassy_futures_join(run, proposer));
     fail(format_args!("board {id}: stopped"))
 }
-
 
 /// Polls both futures until the first completes (the runner never should).
 async fn embassy_futures_join(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
