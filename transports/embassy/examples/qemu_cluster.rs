@@ -196,7 +196,9 @@ fn main() {
                 }
                 println!("[board {from}] {line}");
                 let k = from - 1;
-                if line.contains("HardFault") || line.contains("panic") || line.contains("stopped")
+                if ["HardFault", "panic", "stopped", "fatal", "Lockup"]
+                    .iter()
+                    .any(|w| line.contains(w))
                 {
                     failed = Some(format!("board {from} failed: {line}"));
                 }
