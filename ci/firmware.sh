@@ -79,7 +79,10 @@ for fw in transports/embassy/firmware/*/; do
                     --example qemu_cluster -- "$QEMU_PREFIX/usr/bin/qemu-system-arm" "$elf" 2>&1) \
                     || { echo "$out"; echo "the QEMU cluster of $name failed"; exit 1; }
                 echo "$out" | sed 's/^/   /'
-                stack=$(echo "$out" | sed -n 's/.*stack high-water \([0-9]*\) B.*/\1/p' | sort -n | tail -1)
+                # Running and start-up peaks apart (building the runner by value is the deeper).
+                running=$(echo "$out" | sed -n 's/.*running stack high-water \([0-9]*\) B.*/\1/p' | sort -n | tail -1)
+                startup=$(echo "$out" | sed -n 's/.*start-up stack high-water \([0-9]*\) B.*/\1/p' | sort -n | tail -1)
+                stack="${running:-?} running, ${startup:-?} at start-up"
             fi
             read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
                 awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}

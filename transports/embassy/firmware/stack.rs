@@ -20,3 +20,22 @@ pub fn stack_high_water() -> usize {
     }
     top - p
 }
+
+/// Paints the unused part of the stack again (below the current stack pointer, with a margin),
+/// so that [`stack_high_water`] measures from now on: the stack a phase of the program needs
+/// after an earlier, deeper one.
+#[allow(dead_code)]
+pub fn repaint_stack() {
+    unsafe extern "C" {
+        static _stack_end: u32;
+    }
+    let bottom = core::ptr::addr_of!(_stack_end) as usize;
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut p = bottom;
+    while p + 256 < sp {
+        // SAFETY: words between the bottom of the stack and well below the stack pointer are
+        // unused stack.
+        unsafe { core::ptr::write_volatile(p as *mut u32, cortex_m_rt::STACK_PAINT_VALUE) };
+        p += 4;
+    }
+}

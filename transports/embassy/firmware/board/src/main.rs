@@ -41,7 +41,7 @@ use raftlet::{
 use raftlet_embassy::flash::FlashStore;
 use raftlet_embassy::link::{CobsLink, encoded_len};
 use raftlet_embassy::runner::{self, App, Clock, Handle, Resources, Runner};
-use stack::stack_high_water;
+use stack::{repaint_stack, stack_high_water};
 
 /// Commands the cluster commits.
 const TARGET: u32 = 100;
@@ -425,7 +425,7 @@ impl App<Payload, 5> for Commands {
             st.applied += 1;
             if st.applied.is_multiple_of(10) {
                 heprintln!(
-                    "board {}: applied {} commands (stack high-water {} B)",
+                    "board {}: applied {} commands (running stack high-water {} B)",
                     self.id,
                     st.applied,
                     stack_high_water()
@@ -668,6 +668,13 @@ fn main() -> ! {
     let handle = start(id, slot);
     // SAFETY: `start` initialised it.
     let runner = unsafe { slot.assume_init_mut() };
+    // Building took the deepest stack; what the board needs from now on is measured apart.
+    heprintln!(
+        "board {}: start-up stack high-water {} B",
+        id,
+        stack_high_water()
+    );
+    repaint_stack();
 
     let proposer = async {
         let mut n = 0u32;
