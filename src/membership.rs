@@ -574,6 +574,56 @@ mod tests {
     }
 
     #[test]
+    fn lists_are_sorted_whatever_order_they_were_given_in() {
+        let c = m(&[3, 1, 2]);
+        assert_eq!(c.voters(), &ids(&[1, 2, 3])[..]);
+        assert_eq!(c, m(&[2, 3, 1]));
+        let l = c
+            .apply(&one(Change::AddLearner(NodeId(5))))
+            .unwrap()
+            .apply(&one(Change::AddLearner(NodeId(4))))
+            .unwrap();
+        assert_eq!(l.learners(), &ids(&[4, 5])[..]);
+        // A voter added below the others is sorted in; the outgoing half keeps the old order.
+        let j = m(&[2, 3, 4])
+            .apply(&one(Change::AddVoter(NodeId(1))))
+            .unwrap();
+        assert_eq!(j.voters(), &ids(&[1, 2, 3, 4])[..]);
+        assert_eq!(j.outgoing(), &ids(&[2, 3, 4])[..]);
+        // Rebuilt from an application's own format, in any order.
+        let p =
+            Membership::<5>::from_parts(&ids(&[4, 1, 2, 3]), &ids(&[3, 1, 2]), &ids(&[5]), true)
+                .unwrap();
+        assert_eq!(p.voters(), &ids(&[1, 2, 3, 4])[..]);
+        assert_eq!(p.outgoing(), &ids(&[1, 2, 3])[..]);
+    }
+
+    #[test]
+    fn only_a_learner_is_a_learner() {
+        let c = m(&[1, 2, 3])
+            .apply(&one(Change::AddLearner(NodeId(4))))
+            .unwrap();
+        assert!(c.is_learner(NodeId(4)));
+        assert!(!c.is_learner(NodeId(1)), "a voter");
+        assert!(!c.is_learner(NodeId(9)), "not a member");
+    }
+
+    #[test]
+    fn a_change_prints_what_it_changes() {
+        extern crate std;
+        use std::format;
+        assert_eq!(format!("{:?}", ConfChange::leave_joint()), "LeaveJoint");
+        let c = one(Change::AddVoter(NodeId(4)))
+            .with(Change::Remove(NodeId(1)))
+            .unwrap();
+        assert_eq!(format!("{c:?}"), "[AddVoter(4), Remove(1)]");
+        assert_eq!(
+            format!("{:?}", c.with_explicit_leave()),
+            "[AddVoter(4), Remove(1)] (explicit leave)"
+        );
+    }
+
+    #[test]
     fn adding_a_voter_goes_through_a_joint_configuration() {
         let c = m(&[1, 2, 3]);
         let j = c.apply(&one(Change::AddVoter(NodeId(4)))).unwrap();
