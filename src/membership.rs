@@ -732,4 +732,30 @@ mod tests {
             VoteResult::Pending
         );
     }
+
+    #[test]
+    fn an_election_is_lost_only_when_a_quorum_refused() {
+        let answers = |no: &'static [u64]| move |id: NodeId| no.contains(&id.0).then_some(false);
+        let five = m(&[1, 2, 3, 4, 5]);
+        assert_eq!(five.vote_result(answers(&[1, 2])), VoteResult::Pending);
+        assert_eq!(five.vote_result(answers(&[1, 2, 3])), VoteResult::Lost);
+        let single = m(&[1]);
+        assert_eq!(single.vote_result(answers(&[])), VoteResult::Pending);
+        assert_eq!(single.vote_result(answers(&[1])), VoteResult::Lost);
+    }
+
+    #[test]
+    fn removing_a_member_keeps_every_other() {
+        let c = m(&[1, 2, 3])
+            .apply(&one(Change::AddLearner(NodeId(4))))
+            .unwrap()
+            .apply(&one(Change::AddLearner(NodeId(5))))
+            .unwrap();
+        let without_learner = c.apply(&one(Change::Remove(NodeId(4)))).unwrap();
+        assert_eq!(without_learner.learners(), &ids(&[5])[..]);
+        assert_eq!(without_learner.voters(), &ids(&[1, 2, 3])[..]);
+        let without_voter = c.apply(&one(Change::Remove(NodeId(3)))).unwrap();
+        assert_eq!(without_voter.voters(), &ids(&[1, 2])[..]);
+        assert_eq!(without_voter.learners(), &ids(&[4, 5])[..]);
+    }
 }
