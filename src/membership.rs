@@ -246,13 +246,34 @@ pub(crate) enum VoteResult {
 /// demoted stays in `outgoing` until the joint configuration is left); a configuration changes
 /// only through [`apply`](Self::apply), which sends every change of the voters through a joint
 /// configuration. A quorum of a joint configuration is a majority of each half.
+///
+/// Decoding checks these invariants as [`from_parts`](Self::from_parts) does (a membership
+/// arrives in a snapshot's meta, possibly from a peer): a decoded membership with a duplicate,
+/// node 0, no voters or too many members is refused, and its lists come out sorted.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "MembershipRepr<N>")]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Membership<const N: usize> {
     voters: heapless::Vec<NodeId, N>,
     outgoing: heapless::Vec<NodeId, N>,
     learners: heapless::Vec<NodeId, N>,
     auto_leave: bool,
+}
+
+/// A [`Membership`] as decoded, before its invariants are checked (the same encoding).
+#[derive(Deserialize)]
+struct MembershipRepr<const N: usize> {
+    voters: heapless::Vec<NodeId, N>,
+    outgoing: heapless::Vec<NodeId, N>,
+    learners: heapless::Vec<NodeId, N>,
+    auto_leave: bool,
+}
+
+impl<const N: usize> TryFrom<MembershipRepr<N>> for Membership<N> {
+    type Error = ConfChangeError;
+    fn try_from(r: MembershipRepr<N>) -> Result<Self, ConfChangeError> {
+        Self::from_parts(&r.voters, &r.outgoing, &r.learners, r.auto_leave)
+    }
 }
 
 fn check_list(ids: &[NodeId]) -> Result<(), ConfChangeError> {
@@ -730,6 +751,48 @@ mod tests {
         assert_eq!(
             j.vote_result(|id| (id.0 == 2).then_some(true)),
             VoteResult::Pending
+        );
+    }
+
+    #[test]
+    fn a_decoded_membership_is_checked_like_a_built_one() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            voters: &'a [NodeId],
+            outgoing: &'a [NodeId],
+            learners: &'a [NodeId],
+            auto_leave: bool,
+        }
+        let decode = |voters: &[u64], learners: &[u64]| {
+            let (v, l) = (ids(voters), ids(learners));
+            let raw = Raw {
+                voters: &v,
+                outgoing: &[],
+                learners: &l,
+                auto_leave: false,
+            };
+            let mut buf = [0u8; 64];
+            let bytes = postcard::to_slice(&raw, &mut buf).unwrap();
+            postcard::from_bytes::<Membership<5>>(bytes)
+        };
+        // The encoding is the membership's own: a valid one round-trips.
+        let good = decode(&[1, 2, 3], &[4]).unwrap();
+        let mut buf = [0u8; 64];
+        let again = postcard::to_slice(&good, &mut buf).unwrap();
+        assert_eq!(postcard::from_bytes::<Membership<5>>(again).unwrap(), good);
+        // Out of order: sorted, equal to the built one.
+        assert_eq!(decode(&[3, 1, 2], &[]).unwrap(), m(&[1, 2, 3]));
+        // Broken invariants are refused.
+        assert!(decode(&[1, 2, 2], &[]).is_err(), "a duplicate voter");
+        assert!(
+            decode(&[1, 2, 3], &[3]).is_err(),
+            "a voter that is also a learner"
+        );
+        assert!(decode(&[], &[1]).is_err(), "no voters");
+        assert!(decode(&[1, 0], &[]).is_err(), "node 0");
+        assert!(
+            decode(&[1, 2, 3], &[4, 5, 6]).is_err(),
+            "six members in five places"
         );
     }
 
