@@ -588,7 +588,7 @@ fn open_store(id: u64) -> BoardStore {
 
 /// Builds the node from the store and the runner around it.
 #[inline(never)]
-fn build(id: u64, store: BoardStore) -> (BoardHandle, BoardRunner) {
+fn build(id: u64, store: BoardStore, slot: &mut MaybeUninit<BoardRunner>) -> BoardHandle {
     let mut config = Config::with_membership(NodeId(id), members());
     config.election_ticks = 10; // ticks of 50 ms: 0.5 to 1 s
     config.heartbeat_ticks = 2;
@@ -620,7 +620,7 @@ fn build(id: u64, store: BoardStore) -> (BoardHandle, BoardRunner) {
         node.term().0,
         app.snap_index.0
     );
-    runner::new(
+    let (handle, runner) = match runner::new(
         &RES,
         node,
         members(),
@@ -630,17 +630,19 @@ fn build(id: u64, store: BoardStore) -> (BoardHandle, BoardRunner) {
         app,
         Codec::new(0xB0A2D, FRAME),
         50_000,
-    )
-    .unwrap()
+    ) {
+        Ok(built) => built,
+        Err(e) => fail(format_args!("board {id}: runner: {e:?}")),
+    };
+    slot.write(runner);
+    handle
 }
 
 /// Opens the store, builds the runner into `slot`: a frame of its own, gone before the
 /// runner runs.
 #[inline(never)]
 fn start(id: u64, slot: &mut MaybeUninit<BoardRunner>) -> BoardHandle {
-    let (handle, runner) = build(id, open_store(id));
-    slot.write(runner);
-    handle
+    build(id, open_store(id), slot)
 }
 
 /// The runner lives here, not on the stack.
