@@ -71,3 +71,24 @@ impl fmt::Debug for Duration {
         write!(f, "{}us", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn microseconds_in_and_out() {
+        let t = Instant::from_millis(3).saturating_add(Duration::from_micros(7));
+        assert_eq!(t.as_micros(), 3_007);
+        assert_eq!(Duration::from_millis(2).as_micros(), 2_000);
+        assert_eq!(
+            t.saturating_duration_since(Instant::from_micros(7))
+                .as_micros(),
+            3_000
+        );
+        assert_eq!(format!("{t:?}"), "3007us");
+        assert_eq!(format!("{:?}", Duration::from_micros(42)), "42us");
+    }
+}

@@ -275,6 +275,7 @@ fn every_refusal_is_typed() {
             other.decode::<Payload, Es>(&f),
             Err(DecodeError::ClusterMismatch { got: 0xC1 })
         );
+        assert_eq!((other.cluster(), other.max_frame()), (0xC2, MAX));
     }
     let f = encode(&one_of_each()[7].1);
     // version, cluster (2-byte varint 0xC1), from, to, term, kind: the kind is the last byte.
