@@ -104,14 +104,14 @@ impl App<Payload, 5> for Count {
 #[unsafe(no_mangle)]
 pub extern "C" fn raftlet_embassy_smoke() -> u32 {
     let res: Resources<NoopRawMutex, Payload, 2> = Resources::new();
-    let store: RamStore<Payload, 64> = RamStore::new();
+    let mut store: RamStore<Payload, 64> = RamStore::new();
     let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else { return 0 };
     let Ok(membership) = raftlet::Membership::new(&[NodeId(1)]) else { return 0 };
-    let Ok(node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
+    let Ok(mut node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
     const FRAME: usize = raftlet::wire::max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
     let codec = raftlet::wire::Codec::new(1, FRAME);
     let Ok((handle, mut runner)) = runner::new::<_, _, _, _, _, _, 2, FRAME, 5, 16, 4, 2, 8>(
-        &res, node, membership, NoLink, store, StepClock(0), Count(0), codec, 10_000,
+        &res, &mut node, membership, NoLink, &mut store, StepClock(0), Count(0), codec, 10_000,
     ) else {
         return 0;
     };

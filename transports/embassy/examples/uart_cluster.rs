@@ -67,14 +67,17 @@ mod board {
         }
     }
 
-    /// Builds the node of board `id` of a three-board cluster.
+    /// Builds the node of board `id` of a three-board cluster where it lies (`node` is a
+    /// `TinyNode::vacant()`, on a board a `static`), and its runner around it and `store`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start<'a, M: RawMutex, RX, TX, C: Clock>(
         res: &'a Resources<M, Payload, Q>,
         id: u64,
         rx: RX,
         tx: TX,
         clock: C,
-        store: BoardStore,
+        node: &'a mut TinyNode<Payload>,
+        store: &'a mut BoardStore,
     ) -> (Handle<'a, M, Payload, Q>, BoardRunner<'a, M, RX, TX, C>)
     where
         RX: embedded_io_async::Read,
@@ -85,7 +88,7 @@ mod board {
         config.election_ticks = 10; // 10 ticks of 20 ms: 200-400 ms
         config.heartbeat_ticks = 2;
         config.seed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15); // a board would mix in its unique ID
-        let node = TinyNode::new(config, &store).expect("a consistent store");
+        node.init(config, &*store).expect("a consistent store");
         let membership = Membership::new(&members).expect("three members");
         runner::new(
             res,
@@ -170,15 +173,22 @@ fn main() {
     let time = Time(Rc::new(Cell::new(0)));
     let res: [raftlet_embassy::Resources<NoopRawMutex, board::Payload, { board::Q }>; 3] =
         Default::default();
-    let mut boards: Vec<_> = (0..3)
-        .map(|k| {
+    // The nodes and stores the runners borrow (on a board: `static`s).
+    let mut nodes = [const { raftlet::TinyNode::<board::Payload>::vacant() }; 3];
+    let mut stores: [board::BoardStore; 3] = Default::default();
+    let mut boards: Vec<_> = nodes
+        .iter_mut()
+        .zip(stores.iter_mut())
+        .enumerate()
+        .map(|(k, (node, store))| {
             board::start(
                 &res[k],
                 k as u64 + 1,
                 Rx(bus.clone(), k),
                 Tx(bus.clone(), k),
                 time.clone(),
-                board::BoardStore::new(),
+                node,
+                store,
             )
         })
         .collect();
@@ -249,16 +259,16 @@ fn main() {
     }
     println!("\nRAM (x86-64 sizes; a 32-bit MCU needs somewhat less):");
     println!(
-        "  runner with its node, link buffers, store and app: {} bytes",
-        std::mem::size_of::<board::BoardRunner<'static, NoopRawMutex, Rx, Tx, Time>>()
-    );
-    println!(
-        "    of which the node (TinyNode, 5 members):        {} bytes",
+        "  the node (TinyNode, 5 members):                  {} bytes",
         std::mem::size_of::<raftlet::TinyNode<board::Payload>>()
     );
     println!(
-        "    of which the store (64 entries):                {} bytes",
+        "  the store (64 entries):                          {} bytes",
         std::mem::size_of::<board::BoardStore>()
+    );
+    println!(
+        "  the runner (link buffers, app; borrows the two): {} bytes",
+        std::mem::size_of::<board::BoardRunner<'static, NoopRawMutex, Rx, Tx, Time>>()
     );
     println!(
         "  shared queues (Resources, {} proposals):           {} bytes",

@@ -269,9 +269,9 @@ pub struct Runner<
     const OUT: usize,
 > {
     res: &'a Resources<M, P, Q>,
-    node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    node: &'a mut Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
     link: L,
-    store: S,
+    store: &'a mut S,
     clock: C,
     app: A,
     codec: Codec,
@@ -300,6 +300,11 @@ pub enum BuildError {
 /// microseconds of `clock`; frames are encoded and checked with `codec`. `membership` is the
 /// membership the node was configured with (the one at its snapshot).
 ///
+/// The runner borrows the node and the store, the two large parts, rather than owning them
+/// (as embassy-net borrows its `StackResources`): they can live in `static`s, the node built
+/// where it lies (`TinyNode::vacant()` in a `static`, then [`Node::init`]), so building a
+/// runner takes no stack for them. [`Runner::into_parts`] hands the store back.
+///
 /// # Errors
 /// [`BuildError::NoSnapshotTransfer`] (see [`App::TRANSFER`]).
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -320,10 +325,10 @@ pub fn new<
     const OUT: usize,
 >(
     res: &'a Resources<M, P, Q>,
-    mut node: Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    node: &'a mut Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
     membership: Membership<PEERS>,
     link: L,
-    store: S,
+    store: &'a mut S,
     clock: C,
     app: A,
     codec: Codec,
@@ -348,7 +353,7 @@ where
     // timeouts' worth after a stall, dropping a read lease it can no longer trust) and
     // `poll_timeout` says when to wake next.
     node.set_tick_interval(Duration::from_micros(tick_us.max(1)));
-    node.handle_timeout(Instant::from_micros(clock.now_us()), &store);
+    node.handle_timeout(Instant::from_micros(clock.now_us()), &*store);
     let status = Status {
         id: node.id(),
         role: node.role(),
@@ -445,7 +450,7 @@ where
                 Either3::Second(Request::Propose(n, data)) => {
                     // Back-pressure from a full store: refuse until the snapshot made room.
                     let r = if !self.node.persists_held() {
-                        self.node.propose(data, &self.store)
+                        self.node.propose(data, &*self.store)
                     } else {
                         self.status.proposals_refused_full += 1;
                         Err(ProposeError::Full(data))
@@ -453,7 +458,7 @@ where
                     answer(&self.res.replies, n, r);
                 }
                 Either3::Second(Request::Read(n)) => {
-                    if let Err(e) = self.node.read_index(ReadId(u64::from(n)), &self.store) {
+                    if let Err(e) = self.node.read_index(ReadId(u64::from(n)), &*self.store) {
                         self.answer_read(n, Err(e));
                     }
                 }
@@ -468,7 +473,7 @@ where
 
     fn tick(&mut self) {
         let now = Instant::from_micros(self.clock.now_us());
-        self.node.handle_timeout(now, &self.store);
+        self.node.handle_timeout(now, &*self.store);
     }
 
     fn step(&mut self, n: usize) {
@@ -478,7 +483,7 @@ where
         {
             Ok(msg) if msg.to == self.node.id() => {
                 self.status.frames_in += 1;
-                let _ = self.node.step(&msg, &self.store);
+                let _ = self.node.step(&msg, &*self.store);
             }
             // On a shared bus, frames for the others are expected: not an error.
             Ok(_) => {}
@@ -502,7 +507,10 @@ where
         while let Some(action) = self.node.poll_action() {
             match action {
                 Action::Send(out) => {
-                    match self.codec.encode_outgoing(&out, &self.store, &mut self.buf) {
+                    match self
+                        .codec
+                        .encode_outgoing(&out, &*self.store, &mut self.buf)
+                    {
                         Ok(n) => {
                             if self.link.send(out.to(), &self.buf[..n]).await.is_err() {
                                 self.status.send_errors += 1;
@@ -515,7 +523,7 @@ where
                     let token = p.token;
                     if self.store.fits(&p) {
                         self.store.persist(&p).await.map_err(RunError::Store)?;
-                        let _ = self.node.persisted(token, &self.store);
+                        let _ = self.node.persisted(token, &*self.store);
                     } else {
                         // The node takes it back and holds every persist until a snapshot's
                         // compaction makes room (`make_room`): nothing is lost or reordered.
@@ -604,7 +612,7 @@ where
             self.membership = meta.membership.clone();
             self.last_snapshot = meta.id.index;
         }
-        let _ = self.node.snapshot_installed(r, &self.store);
+        let _ = self.node.snapshot_installed(r, &*self.store);
     }
 
     /// Snapshots the applied state through the application and lets the node compact.
@@ -616,7 +624,7 @@ where
         if applied <= self.last_snapshot {
             return;
         }
-        let Some(term) = self.node.term_at(applied, &self.store) else {
+        let Some(term) = self.node.term_at(applied, &*self.store) else {
             return;
         };
         let meta = SnapshotMeta {
@@ -628,24 +636,25 @@ where
         };
         if self.app.take_snapshot(&meta).await {
             self.last_snapshot = applied;
-            let _ = self.node.snapshot_taken(meta.id, &self.store);
+            let _ = self.node.snapshot_taken(meta.id, &*self.store);
         }
     }
 
     /// The node (for inspection).
     pub fn node(&self) -> &Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT> {
-        &self.node
+        self.node
     }
     /// The store.
     pub fn store(&self) -> &S {
-        &self.store
+        self.store
     }
     /// The application.
     pub fn app(&self) -> &A {
         &self.app
     }
-    /// Takes the runner apart (to restart the node from its store, as after a reset).
-    pub fn into_parts(self) -> (L, S, C, A) {
+    /// Takes the runner apart, handing back the borrowed store (to restart the node from it,
+    /// as after a reset).
+    pub fn into_parts(self) -> (L, &'a mut S, C, A) {
         (self.link, self.store, self.clock, self.app)
     }
 }

@@ -288,7 +288,9 @@ impl World {
         (1..=3)
             .map(|id| {
                 let app = TestApp::new(&self.server, self.snapshot_every);
-                let (h, r) = self.runner(&res[id - 1], id as u64, Store::new(), app);
+                // Tests leak their stores and nodes: a runner borrows them for its lifetime.
+                let store = Box::leak(Box::new(Store::new()));
+                let (h, r) = self.runner(&res[id - 1], id as u64, store, app);
                 (h, Some(r))
             })
             .collect()
@@ -298,10 +300,10 @@ impl World {
         &self,
         res: &'a Resources<NoopRawMutex, P, 4>,
         id: u64,
-        store: Store,
+        store: &'a mut Store,
         app: TestApp,
     ) -> (H<'a>, R<'a>) {
-        let node = self.node(id, &store, &app);
+        let node = Box::leak(Box::new(self.node(id, store, &app)));
         let k = id as usize - 1;
         let link = Link::new(
             BusRx {
@@ -619,19 +621,19 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
     use raftlet_embassy::link::NoLink;
     let clock = SimClock(Rc::new(Cell::new(0)));
     let res: Resources<NoopRawMutex, P, 4> = Resources::new();
-    let store = Store::new();
+    let mut store = Store::new();
     let mut c = Config::new(NodeId(1), &[NodeId(1)]).unwrap();
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
     c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
-    let node = TNode::new(c, &store).unwrap();
+    let mut node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
     let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
         &res,
-        node,
+        &mut node,
         Membership::new(&[NodeId(1)]).unwrap(),
         NoLink,
-        store,
+        &mut store,
         clock.clone(),
         TestApp::new(&server, 0),
         Codec::new(7, FRAME),
@@ -786,7 +788,7 @@ fn a_gap_at_apply_time_stops_the_runner() {
     let clock = SimClock(Rc::new(Cell::new(0)));
     let res: Resources<NoopRawMutex, P, 4> = Resources::new();
     // Index 1 is the leader's no-op, index 2 the first command: lose the command.
-    let store = Lossy {
+    let mut store = Lossy {
         inner: Store::new(),
         lost: Index(2),
     };
@@ -794,14 +796,14 @@ fn a_gap_at_apply_time_stops_the_runner() {
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
     c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
-    let node = TNode::new(c, &store).unwrap();
+    let mut node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
     let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
         &res,
-        node,
+        &mut node,
         Membership::new(&[NodeId(1)]).unwrap(),
         NoLink,
-        store,
+        &mut store,
         clock.clone(),
         TestApp::new(&server, 0),
         Codec::new(7, FRAME),
@@ -840,15 +842,15 @@ fn a_runner_whose_app_cannot_transfer_its_snapshots_is_refused() {
     use raftlet_embassy::runner::BuildError;
     let world = World::new(4, 0.0, SnapshotMode::Stream, 8);
     let res: Resources<NoopRawMutex, P, 4> = Resources::new();
-    let store = Store::new();
+    let mut store = Store::new();
     let app = TestApp::new(&world.server, 8);
-    let node = world.node(1, &store, &app);
+    let mut node = world.node(1, &store, &app);
     let built = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
         &res,
-        node,
+        &mut node,
         Membership::new(&[NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
         NoLink,
-        store,
+        &mut store,
         world.clock.clone(),
         app,
         Codec::new(7, FRAME),

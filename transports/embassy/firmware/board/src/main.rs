@@ -571,24 +571,30 @@ fn fail(args: core::fmt::Arguments<'_>) -> ! {
     loop {}
 }
 
-/// Opens the board's store on its flash image, recovering what an earlier run persisted. Its
-/// own frame (the store is built in it), so that it is gone before the runner is built.
+/// Opens the board's store on its flash image, recovering what an earlier run persisted, into
+/// `slot`. Its own frame (the store is built in it), so that it is gone before the runner is
+/// built.
 #[inline(never)]
-fn open_store(id: u64) -> BoardStore {
+fn open_store(id: u64, slot: &'static mut MaybeUninit<BoardStore>) -> &'static mut BoardStore {
     let mut name = *b"board-0.flash\0";
     name[6] = b'0' + id as u8;
     let Some(flash) = HostFile::open(&name, false).map(HostFlash) else {
         fail(format_args!("board {id}: cannot open its flash image"))
     };
     match block_on(FlashStore::open(flash)) {
-        Ok(s) => s,
+        Ok(s) => slot.write(s),
         Err(e) => fail(format_args!("board {id}: flash store: {e:?}")),
     }
 }
 
 /// Builds the node from the store and the runner around it.
 #[inline(never)]
-fn build(id: u64, store: BoardStore, slot: &mut MaybeUninit<BoardRunner>) -> BoardHandle {
+fn build(
+    id: u64,
+    store: &'static mut BoardStore,
+    node: &'static mut TinyNode<Payload>,
+    slot: &mut MaybeUninit<BoardRunner>,
+) -> BoardHandle {
     let mut config = Config::with_membership(NodeId(id), members());
     config.election_ticks = 10; // ticks of 50 ms: 0.5 to 1 s
     config.heartbeat_ticks = 2;
@@ -609,10 +615,10 @@ fn build(id: u64, store: BoardStore, slot: &mut MaybeUninit<BoardRunner>) -> Boa
         app.snap_seq = s.seq;
         app.snap_index = s.id.index;
     }
-    let node = match TinyNode::new(config, &store) {
-        Ok(n) => n,
-        Err(e) => fail(format_args!("board {id}: node: {e:?}")),
-    };
+    // Built where it lies, in its static.
+    if let Err(e) = node.init(config, &*store) {
+        fail(format_args!("board {id}: node: {e:?}"))
+    }
     heprintln!(
         "board {}: up, log {} entries, term {}, snapshot at {}",
         id,
@@ -638,15 +644,26 @@ fn build(id: u64, store: BoardStore, slot: &mut MaybeUninit<BoardRunner>) -> Boa
     handle
 }
 
-/// Opens the store, builds the runner into `slot`: a frame of its own, gone before the
+/// The node, the store and the runner live here, not on the stack: the node is built in place
+/// (`Node::init` on a vacant node), the store and the runner (which borrows both) are written
+/// here by the frames that build them.
+static mut NODE: TinyNode<Payload> = TinyNode::vacant();
+static mut STORE: MaybeUninit<BoardStore> = MaybeUninit::uninit();
+static mut RUNNER: MaybeUninit<BoardRunner> = MaybeUninit::uninit();
+
+/// Opens the store, builds the node and the runner: frames of their own, gone before the
 /// runner runs.
 #[inline(never)]
 fn start(id: u64, slot: &mut MaybeUninit<BoardRunner>) -> BoardHandle {
-    build(id, open_store(id), slot)
+    // SAFETY: the only references to STORE and NODE, taken once, at start-up.
+    let (store, node) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(STORE),
+            &mut *core::ptr::addr_of_mut!(NODE),
+        )
+    };
+    build(id, open_store(id, store), node, slot)
 }
-
-/// The runner lives here, not on the stack.
-static mut RUNNER: MaybeUninit<BoardRunner> = MaybeUninit::uninit();
 
 #[entry]
 fn main() -> ! {
