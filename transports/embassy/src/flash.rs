@@ -51,6 +51,9 @@ pub enum FlashError<E> {
     TooSmall,
     /// A record before the end of the log fails its checks.
     Corrupt,
+    /// The store was made with [`FlashStore::unopened`] and not [`recover`](FlashStore::recover)ed
+    /// yet: writing now could destroy what the flash holds.
+    NotOpened,
 }
 
 /// Entries per log record (a persist's entries are written in records of at most this many).
@@ -91,6 +94,8 @@ pub struct FlashStore<F, P, const N: usize, const S: usize, const REC: usize> {
     state_sector: u32,
     state_off: u32,
     buf: [u8; REC],
+    /// `recover` ran and succeeded.
+    opened: bool,
 }
 
 fn align(n: usize, to: usize) -> usize {
@@ -116,10 +121,17 @@ where
     /// # Errors
     /// [`FlashError`]: driver errors, a region too small, corruption before the log's end.
     pub async fn open(flash: F) -> Result<Self, FlashError<F::Error>> {
-        if flash.capacity() < (S + 2) * F::ERASE_SIZE || S < 2 || REC + 16 > F::ERASE_SIZE {
-            return Err(FlashError::TooSmall);
-        }
-        let mut me = Self {
+        let mut me = Self::unopened(flash);
+        me.recover().await?;
+        Ok(me)
+    }
+
+    /// The store on `flash` before recovery: empty, refusing every write
+    /// ([`FlashError::NotOpened`]) until [`recover`](Self::recover) has run. With `recover`,
+    /// the way to open a store where it lives (say a `static`) rather than on the stack:
+    /// [`open`](Self::open) builds the whole store inside its future and returns it by value.
+    pub fn unopened(flash: F) -> Self {
+        Self {
             mem: RamStore::new(),
             sectors: [SectorInfo::default(); S],
             reset_seq: 0,
@@ -131,10 +143,26 @@ where
             state_off: Self::SECTOR,
             buf: [0; REC],
             flash,
-        };
-        me.recover_state().await?;
-        me.recover_log().await?;
-        Ok(me)
+            opened: false,
+        }
+    }
+
+    /// Recovers, in place, what a previous run persisted (an erased region is an empty store),
+    /// on a store from [`unopened`](Self::unopened). Does nothing on a store already recovered.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn recover(&mut self) -> Result<(), FlashError<F::Error>> {
+        if self.opened {
+            return Ok(());
+        }
+        if self.flash.capacity() < (S + 2) * F::ERASE_SIZE || S < 2 || REC + 16 > F::ERASE_SIZE {
+            return Err(FlashError::TooSmall);
+        }
+        self.recover_state().await?;
+        self.recover_log().await?;
+        self.opened = true;
+        Ok(())
     }
 
     async fn read(&mut self, at: u32, len: usize) -> Result<(), FlashError<F::Error>> {
@@ -446,6 +474,9 @@ where
     }
 
     async fn persist(&mut self, p: &Persist<'_, P>) -> Result<(), Self::Error> {
+        if !self.opened {
+            return Err(FlashError::NotOpened);
+        }
         if !self.mem.has_room(p) {
             return Err(FlashError::Full);
         }
@@ -478,6 +509,9 @@ where
     }
 
     async fn compact(&mut self, through: SnapshotId) -> Result<(), Self::Error> {
+        if !self.opened {
+            return Err(FlashError::NotOpened);
+        }
         if through.index <= self.mem.snapshot().index {
             return Ok(());
         }

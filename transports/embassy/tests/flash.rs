@@ -280,6 +280,26 @@ fn a_store_round_trips_and_reuses_its_sectors() {
     assert_eq!(contents(&s), *models.last().unwrap());
 }
 
+/// A store opened in place (`unopened`, then `recover`) holds what `open` would, and one not
+/// recovered yet refuses to write over the flash it has not read.
+#[test]
+fn a_store_recovered_in_place_is_the_store_open_returns() {
+    let mut s = block_on(Fs::open(SimFlash::new())).unwrap();
+    for op in &workload() {
+        apply(&mut s, op).unwrap();
+    }
+    let want = contents(&s);
+    let flash = s.into_inner();
+    let mut fresh = Fs::unopened(flash.reboot());
+    let first = workload().into_iter().next().unwrap();
+    assert_eq!(apply(&mut fresh, &first), Err(FlashError::NotOpened));
+    block_on(fresh.recover()).unwrap();
+    assert_eq!(contents(&fresh), want);
+    // Recovering again changes nothing.
+    block_on(fresh.recover()).unwrap();
+    assert_eq!(contents(&fresh), want);
+}
+
 #[test]
 fn power_loss_at_any_byte_keeps_every_completed_persist() {
     let ops = workload();

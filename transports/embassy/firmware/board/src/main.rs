@@ -571,9 +571,8 @@ fn fail(args: core::fmt::Arguments<'_>) -> ! {
     loop {}
 }
 
-/// Opens the board's store on its flash image, recovering what an earlier run persisted, into
-/// `slot`. Its own frame (the store is built in it), so that it is gone before the runner is
-/// built.
+/// Opens the board's store on its flash image in `slot`, recovering what an earlier run
+/// persisted.
 #[inline(never)]
 fn open_store(id: u64, slot: &'static mut MaybeUninit<BoardStore>) -> &'static mut BoardStore {
     let mut name = *b"board-0.flash\0";
@@ -581,10 +580,13 @@ fn open_store(id: u64, slot: &'static mut MaybeUninit<BoardStore>) -> &'static m
     let Some(flash) = HostFile::open(&name, false).map(HostFlash) else {
         fail(format_args!("board {id}: cannot open its flash image"))
     };
-    match block_on(FlashStore::open(flash)) {
-        Ok(s) => slot.write(s),
-        Err(e) => fail(format_args!("board {id}: flash store: {e:?}")),
+    // Built where it lives, then recovered in place (`FlashStore::open` would build the whole
+    // store inside its future and return it by value).
+    let store = slot.write(FlashStore::unopened(flash));
+    if let Err(e) = block_on(store.recover()) {
+        fail(format_args!("board {id}: flash store: {e:?}"))
     }
+    store
 }
 
 /// Builds the node from the store and the runner around it.
