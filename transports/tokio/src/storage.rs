@@ -237,7 +237,9 @@ pub struct Recovery {
     pub segments: usize,
     /// Records replayed.
     pub records: usize,
-    /// Bytes of a torn tail that were cut off, if any.
+    /// Bytes of a torn tail that were cut off, if any: the torn record as far as it was
+    /// written (in a recycled segment, as far as its header claims: the old bytes under it
+    /// cannot be told apart from it).
     pub truncated_tail: Option<u64>,
 }
 
@@ -506,7 +508,20 @@ impl DiskLog {
                     }
                     // A torn write at the tail: never acknowledged, cut it off. In a
                     // preallocated segment the cut bytes become zeros again (free space).
-                    let torn_end = bytes.iter().rposition(|&b| b != 0).map_or(at, |p| p + 1);
+                    // What is reported is the torn record as far as it reaches: its header's
+                    // length (a torn header claims at most its own) bounds it, so the old
+                    // records of a recycled segment beyond it are not counted as torn.
+                    let claimed = bytes
+                        .get(at + 4..at + 8)
+                        .map(|w| u32::from_le_bytes(w.try_into().expect("4 bytes")) as usize)
+                        .filter(|&l| l <= MAX_RECORD)
+                        .map_or(HEADER, |l| HEADER + l);
+                    let record_end = (at + claimed).min(bytes.len());
+                    let torn_end = bytes[..record_end]
+                        .iter()
+                        .rposition(|&b| b != 0)
+                        .map_or(at, |p| p + 1)
+                        .max(at);
                     let f = OpenOptions::new().write(true).open(&path)?;
                     f.set_len(at as u64)?;
                     f.set_len(bytes.len() as u64)?;

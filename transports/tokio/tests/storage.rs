@@ -232,11 +232,18 @@ fn a_torn_tail_at_any_offset_is_cut_off_and_never_served() {
                 .map_or(0, |p| p as u64 + 1);
             let tagged = cut - start >= 4;
             if recycled {
-                // The cut-off bytes run on into the old records: cut off with them.
+                // The old records of the recycled file lie beyond the cut: the report counts
+                // no more than the torn record's own length.
                 assert_eq!(
                     rec.truncated_tail.is_some(),
                     tagged && torn > 0,
                     "cut at {cut}"
+                );
+                let record = f.bounds[whole + 1] - f.bounds[whole];
+                assert!(
+                    rec.truncated_tail.is_none_or(|b| b >= torn && b <= record),
+                    "cut at {cut}: {:?} torn bytes reported, the record is {record}",
+                    rec.truncated_tail
                 );
             } else {
                 assert_eq!(
