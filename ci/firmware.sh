@@ -87,15 +87,17 @@ for fw in transports/embassy/firmware/*/; do
             read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
                 awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
                      END{print t+0, r+0, d+0, b+0}')
-            rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}")")
+            rows+=("$(printf '| %s | %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}" "-")")
             continue
         fi
         echo "-- $name, $target: run on QEMU $board"
         # Semihosting stdout carries the defmt frames, stderr the firmware's plain-text report.
         frames=$(mktemp)
+        # -icount shift=0: virtual time advances one nanosecond per instruction, so the
+        # firmware can count the instructions it runs (through SysTick).
         out=$(LD_LIBRARY_PATH="$QEMU_LIBS" timeout 120 "$QEMU_PREFIX/usr/bin/qemu-system-arm" \
             -machine "$board" -nographic -semihosting-config enable=on,target=native \
-            -kernel "$elf" 2>&1 > "$frames") || { echo "$out"; echo "firmware $name failed on $target"; exit 1; }
+            -icount shift=0 -kernel "$elf" 2>&1 > "$frames") || { echo "$out"; echo "firmware $name failed on $target"; exit 1; }
         echo "$out" | grep -v "Timer with period zero"
         echo "-- $name, $target: the core's defmt log, decoded on the host"
         log=$(defmt-print -e "$elf" < "$frames")
@@ -106,7 +108,8 @@ for fw in transports/embassy/firmware/*/; do
         read -r text rodata data bss < <(arm-none-eabi-size -A "$elf" |
             awk '$1==".text"{t=$2} $1==".rodata"{r=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
                  END{print t+0, r+0, d+0, b+0}')
-        rows+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}")")
+        instr=$(echo "$out" | sed -n 's/.* \([0-9]*\) instructions per committed entry from the first proposal on.*/\1/p' | tail -1)
+        rows+=("$(printf '| %s | %s | %s | %s | %s | %s | %s |' "$name" "$target" "$text" "$rodata" "$((data + bss))" "${stack:-?}" "${instr:-?}")")
         if grep -q '^overflow-test' "$fw/Cargo.toml"; then
             echo "-- $name, $target: the stack guard (an overflow on purpose must fault before the statics)"
             (cd "$fw" && debian_cargo build --quiet --release --target "$target" -Zbuild-std=core --features overflow-test)
@@ -119,6 +122,6 @@ for fw in transports/embassy/firmware/*/; do
     done
 done
 echo
-echo "| firmware | target | .text B | .rodata B | static RAM B | stack high-water B |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| firmware | target | .text B | .rodata B | static RAM B | stack high-water B | instructions per entry |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"

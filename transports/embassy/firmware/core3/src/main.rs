@@ -93,7 +93,10 @@ fn drain(
                     store.log.truncate(first.index.0 as usize - 1);
                 }
                 for e in p.entries {
-                    store.log.push(e.clone()).expect("storage sized for the run");
+                    store
+                        .log
+                        .push(e.clone())
+                        .expect("storage sized for the run");
                 }
                 node.persisted(token, &*store).expect("in-order token");
             }
@@ -138,7 +141,10 @@ fn main() -> ! {
         }
         heprintln!("core3: overflowing the stack on purpose");
         let depth = recurse(0);
-        heprintln!("core3: recursed {} frames and nothing faulted: no stack guard", depth);
+        heprintln!(
+            "core3: recursed {} frames and nothing faulted: no stack guard",
+            depth
+        );
         debug::exit(debug::EXIT_FAILURE);
     }
     let s0 = cortex_m::singleton!(: Store = store()).unwrap();
@@ -153,14 +159,18 @@ fn main() -> ! {
     init(n2, 2, s2);
     let stores = [s0, s1, s2];
     let nodes = [n0, n1, n2];
-    let net = cortex_m::singleton!(: heapless::Deque<TinyMessage<u32>, NET> = heapless::Deque::new())
-        .unwrap();
+    let net =
+        cortex_m::singleton!(: heapless::Deque<TinyMessage<u32>, NET> = heapless::Deque::new())
+            .unwrap();
     let mut applied = [Applied {
         count: 0,
         hash: 0x811c_9dc5,
     }; 3];
     let mut proposed = 0u32;
     let mut rounds = 0u32;
+    let clock = InstrClock::start();
+    // Set when the first command is proposed: the steady state, election excluded.
+    let mut first_proposal: Option<u64> = None;
     while rounds < 20_000 && applied.iter().any(|a| a.count < ENTRIES) {
         rounds += 1;
         for k in 0..3 {
@@ -174,13 +184,26 @@ fn main() -> ! {
             drain(nodes[k], stores[k], net, &mut applied[k]);
         }
         if let Some(k) = nodes.iter().position(|n| n.role() == Role::Leader) {
+            if first_proposal.is_none() {
+                first_proposal = Some(clock.ticks());
+            }
             while proposed < ENTRIES && nodes[k].propose(proposed, &*stores[k]).is_ok() {
                 proposed += 1;
                 drain(nodes[k], stores[k], net, &mut applied[k]);
             }
         }
     }
+    let end = clock.ticks();
     defmt::info!("core3: {} commands proposed in {} rounds", proposed, rounds);
+    if let Some((instructions, ticks)) = clock.calibrate() {
+        let per_entry = |t: u64| t * instructions / ticks / u64::from(ENTRIES);
+        heprintln!(
+            "core3: {} instructions per committed entry from the first proposal on, {} for the \
+             whole run with the election (QEMU -icount: virtual time counts instructions)",
+            per_entry(end - first_proposal.unwrap_or(end)),
+            per_entry(end)
+        );
+    }
     let same = applied.iter().all(|a| *a == applied[0]);
     let ok = same && applied[0].count == ENTRIES;
     heprintln!(
@@ -210,6 +233,57 @@ fn main() -> ! {
     loop {}
 }
 
+/// SysTick wraps (every 2^24 counts).
+static WRAPS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+#[cortex_m_rt::exception]
+fn SysTick() {
+    // The only writer (thumbv6m has no atomic add).
+    let w = WRAPS.load(core::sync::atomic::Ordering::Relaxed);
+    WRAPS.store(w.wrapping_add(1), core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counts instructions under QEMU's `-icount shift=0`, where virtual time advances one
+/// nanosecond per instruction and SysTick counts virtual time: SysTick counts, converted with
+/// a calibration loop of a known number of instructions.
+struct InstrClock;
+
+impl InstrClock {
+    fn start() -> Self {
+        // SAFETY: the only user of SysTick in this firmware.
+        let mut p = unsafe { cortex_m::Peripherals::steal() };
+        p.SYST
+            .set_clock_source(cortex_m::peripheral::syst::SystClkSource::Core);
+        p.SYST.set_reload(0x00FF_FFFF);
+        p.SYST.clear_current();
+        p.SYST.enable_interrupt();
+        p.SYST.enable_counter();
+        Self
+    }
+    /// SysTick counts since `start`.
+    fn ticks(&self) -> u64 {
+        loop {
+            let w = WRAPS.load(core::sync::atomic::Ordering::Relaxed);
+            let cvr = cortex_m::peripheral::SYST::get_current();
+            if WRAPS.load(core::sync::atomic::Ordering::Relaxed) == w {
+                return u64::from(w) * (1 << 24) + u64::from(0x00FF_FFFF - cvr);
+            }
+        }
+    }
+    /// `(instructions, SysTick counts)` of a loop of 2,000,000 instructions (`subs`, `bne`):
+    /// the conversion from counts to instructions (integers: no float formatting linked in).
+    fn calibrate(&self) -> Option<(u64, u64)> {
+        let t0 = self.ticks();
+        let mut n: u32 = 1_000_000;
+        // SAFETY: a register-only countdown loop.
+        unsafe {
+            core::arch::asm!("2:", "subs {0}, #1", "bne 2b", inout(reg) n, options(nomem, nostack));
+        }
+        core::hint::black_box(n);
+        let dt = self.ticks() - t0;
+        (dt > 0).then_some((2_000_000, dt))
+    }
+}
 
 /// A pattern in `.bss`: an overflow that runs into the statics overwrites it.
 #[cfg(feature = "overflow-test")]
