@@ -216,13 +216,17 @@ where
 
     fn become_leader<S: Storage<P>>(&mut self, storage: &S) {
         let next = self.log.last_index().next();
-        let mut progress = heapless::Vec::new();
-        for m in self.configs.current.members() {
-            if m != self.cfg.id {
-                let _ = progress.push(Progress::new(m, next, self.cfg.max_inflight));
+        // Filled where it lies: a progress array built on the stack and then moved costs a
+        // microcontroller a kilobyte of stack.
+        self.role = RoleState::Leader(heapless::Vec::new());
+        let (id, inflight) = (self.cfg.id, self.cfg.max_inflight);
+        if let RoleState::Leader(progress) = &mut self.role {
+            for m in self.configs.current.members() {
+                if m != id {
+                    let _ = progress.push(Progress::new(m, next, inflight));
+                }
             }
         }
-        self.role = RoleState::Leader(progress);
         self.leader = Some(self.cfg.id);
         self.transfer = None;
         self.election_elapsed = 0;
