@@ -902,3 +902,98 @@ fn a_polled_send_encodes_to_the_bytes_of_its_owned_copy() {
         "no append read both storage and the log"
     );
 }
+
+/// The pieces of the frame bound, exactly: varint lengths at every boundary, and a byte
+/// vector's bound (its length's varint and its bytes).
+#[test]
+fn frame_bounds_are_exact_where_they_can_be() {
+    use raftlet::wire::{MaxEncodedLen, varint_len};
+    for (n, len) in [
+        (0, 1),
+        (127, 1),
+        (128, 2),
+        (16_383, 2),
+        (16_384, 3),
+        (2_097_151, 3),
+        (2_097_152, 4),
+        (usize::MAX, 10),
+    ] {
+        assert_eq!(varint_len(n), len, "varint_len({n})");
+    }
+    assert_eq!(
+        <heapless::Vec<u8, 64> as MaxEncodedLen>::MAX_ENCODED_LEN,
+        65
+    );
+    assert_eq!(
+        <heapless::Vec<u8, 200> as MaxEncodedLen>::MAX_ENCODED_LEN,
+        202
+    );
+    assert_eq!(<[u8; 16] as MaxEncodedLen>::MAX_ENCODED_LEN, 16);
+}
+
+/// With payloads smaller than a membership change, the largest append is one full of
+/// membership changes: the bound covers it, and not loosely.
+#[test]
+fn the_frame_bound_covers_appends_of_membership_changes() {
+    use raftlet::wire::max_frame_len_for;
+    use raftlet::{Change, ConfChange, MAX_CONF_CHANGES};
+    const BATCH: usize = 8;
+    let bound = max_frame_len_for(
+        BATCH,
+        <u32 as raftlet::wire::MaxEncodedLen>::MAX_ENCODED_LEN,
+    );
+    let mut change = ConfChange::single(Change::AddVoter(NodeId(u64::MAX)));
+    for k in 1..MAX_CONF_CHANGES as u64 {
+        change = change.with(Change::Remove(NodeId(u64::MAX - k))).unwrap();
+    }
+    let change = change.with_explicit_leave();
+    let mut entries: heapless::Vec<Entry<u32>, BATCH> = heapless::Vec::new();
+    for i in 0..BATCH as u64 {
+        entries
+            .push(Entry {
+                term: Term(u64::MAX),
+                index: Index(u64::MAX - 10 + i),
+                data: EntryData::Membership(change),
+            })
+            .unwrap();
+    }
+    let m: Message<u32, heapless::Vec<Entry<u32>, BATCH>> = Message {
+        from: NodeId(u64::MAX),
+        to: NodeId(u64::MAX),
+        term: Term(u64::MAX),
+        body: Body::Append {
+            prev_index: Index(u64::MAX),
+            prev_term: Term(u64::MAX),
+            commit: Index(u64::MAX),
+            entries,
+        },
+    };
+    let codec = Codec::new(u64::MAX, 4096);
+    let mut buf = [0u8; 4096];
+    let len = codec.encode(&m, &mut buf).unwrap();
+    assert!(len <= bound, "{len} > {bound}");
+    // Per entry the bound allows 16 bytes more than this worst case (a variant index counted
+    // at its varint maximum, 5 bytes, where these take 1): loose by design, not by accident.
+    assert!(
+        bound - len <= 16 * BATCH + 8,
+        "the bound is loose: {bound} vs {len}"
+    );
+    // The bound is part of the wire contract (runners size their buffers by it): a change to
+    // it must be deliberate.
+    assert_eq!(bound, 653);
+}
+
+/// A frame exactly as long as the codec's maximum is taken; one byte more is refused.
+#[test]
+fn a_frame_of_exactly_the_maximum_length_is_taken() {
+    let m = msg(Body::Heartbeat { commit: Index(9) });
+    let mut buf = [0u8; 64];
+    let len = CODEC.encode(&m, &mut buf).unwrap();
+    let exact = Codec::new(0xC1, len);
+    assert_eq!(exact.decode::<Payload, Es>(&buf[..len]), Ok(m));
+    let short = Codec::new(0xC1, len - 1);
+    assert_eq!(
+        short.decode::<Payload, Es>(&buf[..len]),
+        Err(DecodeError::TooLong { len, max: len - 1 })
+    );
+}
