@@ -285,6 +285,15 @@ where
         if self.commit >= self.log.last_index() {
             return false;
         }
+        // Where a half of the configuration has two voters or more, its quorum needs a voter
+        // besides the leader: with no follower matched past the commit index (the leader's
+        // own persist, before any acknowledgement), there is nothing to count.
+        let cfg = &self.configs.current;
+        if (cfg.voters().len() > 1 || cfg.outgoing().len() > 1)
+            && progress.iter().all(|p| p.matched <= self.commit)
+        {
+            return false;
+        }
         let own = if crate::canary::on(crate::canary::Canary::LeaderCountsVolatile) {
             self.log.last_index()
         } else {
