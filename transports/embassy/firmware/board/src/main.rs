@@ -210,8 +210,8 @@ struct HostFile {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HostFlashError;
-impl NorFlashError for HostFlashError {
+struct HostFileError;
+impl NorFlashError for HostFileError {
     fn kind(&self) -> NorFlashErrorKind {
         NorFlashErrorKind::Other
     }
@@ -226,29 +226,29 @@ impl HostFile {
         let fd = unsafe { syscall!(OPEN, name.as_ptr(), mode, name.len() - 1) };
         (fd as isize >= 0).then_some(Self { fd })
     }
-    fn seek(&mut self, at: u32) -> Result<(), HostFlashError> {
+    fn seek(&mut self, at: u32) -> Result<(), HostFileError> {
         // SAFETY: semihosting SYS_SEEK on our open file.
         let r = unsafe { syscall!(SEEK, self.fd, at as usize) };
-        if r == 0 { Ok(()) } else { Err(HostFlashError) }
+        if r == 0 { Ok(()) } else { Err(HostFileError) }
     }
-    fn read_at(&mut self, at: u32, bytes: &mut [u8]) -> Result<(), HostFlashError> {
+    fn read_at(&mut self, at: u32, bytes: &mut [u8]) -> Result<(), HostFileError> {
         self.seek(at)?;
         // SAFETY: semihosting SYS_READ into `bytes`; it returns the count *not* read.
         let left = unsafe { syscall!(READ, self.fd, bytes.as_mut_ptr(), bytes.len()) };
         if left == 0 {
             Ok(())
         } else {
-            Err(HostFlashError)
+            Err(HostFileError)
         }
     }
-    fn write_at(&mut self, at: u32, bytes: &[u8]) -> Result<(), HostFlashError> {
+    fn write_at(&mut self, at: u32, bytes: &[u8]) -> Result<(), HostFileError> {
         self.seek(at)?;
         // SAFETY: semihosting SYS_WRITE from `bytes`; it returns the count *not* written.
         let left = unsafe { syscall!(WRITE, self.fd, bytes.as_ptr(), bytes.len()) };
         if left == 0 {
             Ok(())
         } else {
-            Err(HostFlashError)
+            Err(HostFileError)
         }
     }
 }
@@ -259,11 +259,11 @@ impl HostFile {
 struct HostFlash(HostFile);
 
 impl ErrorType for HostFlash {
-    type Error = HostFlashError;
+    type Error = HostFileError;
 }
 impl ReadNorFlash for HostFlash {
     const READ_SIZE: usize = 1;
-    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), HostFlashError> {
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), HostFileError> {
         self.0.read_at(offset, bytes)
     }
     fn capacity(&self) -> usize {
@@ -273,7 +273,7 @@ impl ReadNorFlash for HostFlash {
 impl NorFlash for HostFlash {
     const WRITE_SIZE: usize = 4;
     const ERASE_SIZE: usize = SECTOR;
-    async fn erase(&mut self, from: u32, to: u32) -> Result<(), HostFlashError> {
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), HostFileError> {
         let ones = [0xFFu8; 256];
         let mut at = from;
         while at < to {
@@ -283,7 +283,7 @@ impl NorFlash for HostFlash {
         }
         Ok(())
     }
-    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), HostFlashError> {
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), HostFileError> {
         let mut old = [0u8; 64];
         let mut done = 0;
         while done < bytes.len() {
@@ -721,22 +721,8 @@ fn main() -> ! {
         let e = runner.run().await;
         fail(format_args!("board {id}: runner stopped: {e:?}"));
     };
-    block_on(embassy_futures_join(run, proposer));
+    block_on(embassy_futures::select::select(run, proposer));
     fail(format_args!("board {id}: stopped"))
-}
-
-/// Polls both futures until the first completes (the runner never should).
-async fn embassy_futures_join(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    poll_fn(|cx| {
-        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
 }
 
 #[exception]
