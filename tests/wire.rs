@@ -339,6 +339,11 @@ fn full_append(n: usize, size: usize) -> Msg {
             ))
             .unwrap();
     }
+    widest_append(entries)
+}
+
+/// An append of `entries` whose every other field takes its longest encoding.
+fn widest_append<P, E>(entries: E) -> Message<P, E> {
     Message {
         from: NodeId(u64::MAX),
         to: NodeId(u64::MAX),
@@ -957,17 +962,7 @@ fn the_frame_bound_covers_appends_of_membership_changes() {
             })
             .unwrap();
     }
-    let m: Message<u32, heapless::Vec<Entry<u32>, BATCH>> = Message {
-        from: NodeId(u64::MAX),
-        to: NodeId(u64::MAX),
-        term: Term(u64::MAX),
-        body: Body::Append {
-            prev_index: Index(u64::MAX),
-            prev_term: Term(u64::MAX),
-            commit: Index(u64::MAX),
-            entries,
-        },
-    };
+    let m: Message<u32, heapless::Vec<Entry<u32>, BATCH>> = widest_append(entries);
     let codec = Codec::new(u64::MAX, 4096);
     let mut buf = [0u8; 4096];
     let len = codec.encode(&m, &mut buf).unwrap();
