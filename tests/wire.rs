@@ -934,6 +934,9 @@ fn frame_bounds_are_exact_where_they_can_be() {
         202
     );
     assert_eq!(<[u8; 16] as MaxEncodedLen>::MAX_ENCODED_LEN, 16);
+    // One entry of a large payload: the append term dominates every other (a chunk of the same
+    // payload is 5 bytes shorter); pinned, as the bound is part of the wire contract.
+    assert_eq!(raftlet::wire::max_frame_len_for(1, 1000), 1102);
 }
 
 /// With payloads smaller than a membership change, the largest append is one full of
