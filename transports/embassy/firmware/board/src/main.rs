@@ -407,6 +407,18 @@ struct Commands {
     snap_index: Index,
 }
 
+impl Commands {
+    /// The line the relay waits for: the hash of the first `TARGET` commands.
+    fn report_target(&self) {
+        heprintln!(
+            "board {}: applied {} commands, hash {:08x}",
+            self.id,
+            TARGET,
+            self.state.hash
+        );
+    }
+}
+
 /// Entries between snapshots (each compacts the log).
 const SNAPSHOT_EVERY: u64 = 16;
 
@@ -432,12 +444,7 @@ impl App<Payload, 5> for Commands {
                 );
             }
             if st.applied == TARGET {
-                heprintln!(
-                    "board {}: applied {} commands, hash {:08x}",
-                    self.id,
-                    TARGET,
-                    st.hash
-                );
+                self.report_target();
             }
         }
     }
@@ -488,6 +495,11 @@ impl App<Payload, 5> for Commands {
             leader.0,
             theirs.id.index.0
         );
+        // A snapshot past the target carries the hash of the first `TARGET` commands: this
+        // board will not apply the `TARGET`th itself.
+        if self.state.applied >= TARGET {
+            self.report_target();
+        }
         Ok(SnapshotMeta {
             id: theirs.id,
             membership: members(),
@@ -616,6 +628,9 @@ fn build(
         app.state = s.state;
         app.snap_seq = s.seq;
         app.snap_index = s.id.index;
+        if app.state.applied >= TARGET {
+            app.report_target();
+        }
     }
     // Built where it lies, in its static.
     if let Err(e) = node.init(config, &*store) {
