@@ -995,3 +995,93 @@ fn a_frame_of_exactly_the_maximum_length_is_taken() {
         Err(DecodeError::TooLong { len, max: len - 1 })
     );
 }
+
+/// The frame bound takes the larger of an append and a chunk: every other message, at its
+/// widest (every integer at its longest encoding), fits in the bound for no entries and no
+/// chunk bytes.
+#[test]
+fn every_message_kind_fits_the_smallest_bound() {
+    let bound = raftlet::wire::max_frame_len_for(0, 0);
+    let max = u64::MAX;
+    let id = SnapshotId {
+        index: Index(max),
+        term: Term(max),
+    };
+    let bodies: Vec<Body<(), heapless::Vec<Entry<()>, 1>>> = vec![
+        Body::VoteRequest {
+            pre_vote: true,
+            last_index: Index(max),
+            last_term: Term(max),
+        },
+        Body::VoteResponse {
+            pre_vote: true,
+            granted: true,
+        },
+        Body::Append {
+            prev_index: Index(max),
+            prev_term: Term(max),
+            commit: Index(max),
+            entries: heapless::Vec::new(),
+        },
+        Body::AppendResponse(AppendResult::Rejected {
+            rejected: Index(max),
+            hint_index: Index(max),
+            hint_term: Term(max),
+        }),
+        Body::Heartbeat { commit: Index(max) },
+        Body::HeartbeatResponse,
+        Body::InstallSnapshot {
+            tag: max,
+            request: InstallRequest::Notify {
+                first_available: id,
+            },
+        },
+        Body::InstallSnapshot {
+            tag: max,
+            request: InstallRequest::Chunk {
+                snapshot: id,
+                seq: u32::MAX,
+                data: (),
+                checksum: Some(max),
+            },
+        },
+        Body::InstallSnapshotResponse {
+            tag: max,
+            result: InstallResult::Reported {
+                outcome: raftlet::InstallOutcome::Installed(id),
+                term: Term(max),
+            },
+        },
+        Body::ReadIndex { ctx: max },
+        Body::ReadIndexResponse {
+            ctx: max,
+            index: Some(Index(max)),
+        },
+        Body::ReadConfirm { seq: max },
+        Body::ReadConfirmAck { seq: max },
+        Body::TimeoutNow,
+        Body::VoteRequestTransfer {
+            last_index: Index(max),
+            last_term: Term(max),
+        },
+        Body::Commit { commit: Index(max) },
+    ];
+    assert_eq!(
+        bodies.len() as u64,
+        MESSAGE_KINDS + 1,
+        "one body of each kind (two of the install request)"
+    );
+    let codec = Codec::new(max, 1024);
+    for body in bodies {
+        let kind = body.kind();
+        let m = Message {
+            from: NodeId(max),
+            to: NodeId(max),
+            term: Term(max),
+            body,
+        };
+        let mut buf = [0u8; 1024];
+        let len = codec.encode(&m, &mut buf).unwrap();
+        assert!(len <= bound, "{kind}: {len} > {bound}");
+    }
+}
