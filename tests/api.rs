@@ -669,7 +669,7 @@ fn every_error_has_its_own_message() {
         ConfChangeError, InstallError, MembershipError, ProposeError, ReadError, SnapshotError,
         StepError, TransferError,
     };
-    fn distinct(kind: &str, messages: Vec<String>) {
+    fn distinct<const N: usize>(kind: &str, messages: [String; N]) {
         for (i, m) in messages.iter().enumerate() {
             assert!(
                 !m.trim().is_empty(),
@@ -691,16 +691,11 @@ fn every_error_has_its_own_message() {
             ProposeError::Full(0),
             ProposeError::Transferring(0),
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "StepError",
-        [StepError::UnknownPeer, StepError::Malformed]
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        [StepError::UnknownPeer, StepError::Malformed].map(|e| e.to_string()),
     );
     distinct(
         "PersistError",
@@ -708,16 +703,11 @@ fn every_error_has_its_own_message() {
             PersistError::UnknownToken,
             PersistError::AlreadyAcknowledged,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "InstallError",
-        [InstallError::Unavailable, InstallError::Failed]
-            .iter()
-            .map(|e| format!("{e:?}"))
-            .collect(),
+        [InstallError::Unavailable, InstallError::Failed].map(|e| format!("{e:?}")),
     );
     distinct(
         "SnapshotError",
@@ -729,9 +719,7 @@ fn every_error_has_its_own_message() {
             SnapshotError::NoInstall,
             SnapshotError::UnexpectedChunk,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "ReadError",
@@ -742,9 +730,7 @@ fn every_error_has_its_own_message() {
             ReadError::Full,
             ReadError::Timeout,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "MembershipError",
@@ -755,16 +741,11 @@ fn every_error_has_its_own_message() {
             MembershipError::Full,
             MembershipError::Invalid(ConfChangeError::InJoint),
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "TransferError",
-        [TransferError::NotLeader, TransferError::NotAVoter]
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        [TransferError::NotLeader, TransferError::NotAVoter].map(|e| e.to_string()),
     );
     distinct(
         "ConfigError",
@@ -780,9 +761,7 @@ fn every_error_has_its_own_message() {
             ConfigError::AppliedBeyondLog,
             ConfigError::InconsistentStorage,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "ConfChangeError",
@@ -797,16 +776,11 @@ fn every_error_has_its_own_message() {
             ConfChangeError::InJoint,
             ConfChangeError::NotJoint,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "FrameError",
-        [FrameError::TooLong, FrameError::Corrupt]
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        [FrameError::TooLong, FrameError::Corrupt].map(|e| e.to_string()),
     );
     distinct(
         "EncodeError",
@@ -815,9 +789,7 @@ fn every_error_has_its_own_message() {
             EncodeError::TooLong,
             EncodeError::Payload,
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
     distinct(
         "DecodeError",
@@ -830,8 +802,6 @@ fn every_error_has_its_own_message() {
             DecodeError::Invalid,
             DecodeError::TrailingBytes { extra: 3 },
         ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
+        .map(|e| e.to_string()),
     );
 }
