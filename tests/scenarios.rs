@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Faults, Sim};
-use raftlet::{NodeId, ProposeError, Role};
+use raftlet::{NodeId, ProposeError, Role, Term};
 
 use common::script::{ANY, commit_one, elect_any};
 
@@ -481,6 +481,71 @@ fn a_repeated_transfer_does_not_restart_its_deadline() {
     assert!(abandoned, "retries kept the transfer alive");
     assert_eq!(sim.leader(), Some(leader));
     sim.propose(leader).expect("proposals are accepted again");
+}
+
+/// `TimeoutNow` (thesis §3.10) makes a node campaign only if it is a follower that can
+/// campaign (a voter) and the message comes from the leader it follows: one from another
+/// follower, one to the leader itself and one to a learner change nothing.
+#[test]
+fn timeout_now_is_obeyed_only_by_a_voting_follower_from_its_leader() {
+    fn timeout_now(sim: &mut Sim, from: NodeId, to: NodeId) {
+        let term = sim.node(to).term();
+        let msg: common::Msg = raftlet::Message {
+            from,
+            to,
+            term,
+            body: raftlet::Body::TimeoutNow,
+        };
+        let slot = &mut sim.slots[to.0 as usize - 1];
+        let _ = slot.node.as_mut().unwrap().step(&msg, &slot.disk.durable);
+        sim.drain(to);
+    }
+    // Three voters and a learner (node 4).
+    let mut sim = Sim::with_members(21, 4, 3, Faults::none(), |c| c.check_quorum = false);
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    sim.change_membership(
+        leader,
+        raftlet::ConfChange::single(raftlet::Change::AddLearner(NodeId(4))),
+    )
+    .expect("leader adds a learner");
+    commit_one(&mut sim, leader, &[1, 2, 3, 4]);
+    assert!(sim.node(NodeId(4)).membership().is_learner(NodeId(4)));
+    let term = sim.node(leader).term();
+    let voters: Vec<NodeId> = sim.ids().into_iter().filter(|i| i.0 <= 3).collect();
+    let follower = voters.iter().copied().find(|&i| i != leader).unwrap();
+    let other = voters
+        .iter()
+        .copied()
+        .find(|&i| i != leader && i != follower)
+        .unwrap();
+    let learner = NodeId(4);
+
+    timeout_now(&mut sim, other, follower);
+    assert_eq!(
+        sim.node(follower).role(),
+        Role::Follower,
+        "obeyed a non-leader"
+    );
+    timeout_now(&mut sim, follower, leader);
+    assert_eq!(
+        sim.node(leader).role(),
+        Role::Leader,
+        "the leader campaigned"
+    );
+    timeout_now(&mut sim, leader, learner);
+    assert_eq!(
+        sim.node(learner).role(),
+        Role::Follower,
+        "a learner campaigned"
+    );
+    for id in [leader, follower, other, learner] {
+        assert_eq!(sim.node(id).term(), term, "node {id} changed its term");
+    }
+    // The real thing: from the leader to a voting follower.
+    timeout_now(&mut sim, leader, follower);
+    assert_eq!(sim.node(follower).role(), Role::Candidate);
+    assert_eq!(sim.node(follower).term(), Term(term.0 + 1));
 }
 
 /// Lease reads (off by default): a leader that a quorum confirmed within the lease serves a read
