@@ -27,10 +27,16 @@ impl Storage<Payload> for RamLog {
         Index(self.log.len() as u64)
     }
     fn term(&self, i: Index) -> Option<Term> {
-        if i.0 == 0 { Some(Term(0)) } else { self.log.get(i.0 as usize - 1).map(|e| e.term) }
+        if i.0 == 0 {
+            Some(Term(0))
+        } else {
+            self.log.get(i.0 as usize - 1).map(|e| e.term)
+        }
     }
     fn entry(&self, i: Index) -> Option<Entry<Payload>> {
-        i.0.checked_sub(1).and_then(|k| self.log.get(k as usize)).cloned()
+        i.0.checked_sub(1)
+            .and_then(|k| self.log.get(k as usize))
+            .cloned()
     }
 }
 
@@ -38,14 +44,24 @@ impl Storage<Payload> for RamLog {
 /// whole node is linked in, not optimised away).
 #[unsafe(no_mangle)]
 pub extern "C" fn raftlet_nostd_smoke() -> u32 {
-    let mut store = RamLog { hs: HardState::default(), log: heapless::Vec::new() };
-    let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else { return 0 };
-    let Ok(mut node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
+    let mut store = RamLog {
+        hs: HardState::default(),
+        log: heapless::Vec::new(),
+    };
+    let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else {
+        return 0;
+    };
+    let Ok(mut node) = TinyNode::<Payload>::new(config, &store) else {
+        return 0;
+    };
     let mut applied = 0u32;
     for round in 0..64u32 {
         node.tick(&store);
         if round > 30 {
-            let _ = node.propose(Payload::from_slice(&round.to_le_bytes()).unwrap_or_default(), &store);
+            let _ = node.propose(
+                Payload::from_slice(&round.to_le_bytes()).unwrap_or_default(),
+                &store,
+            );
         }
         while let Some(action) = node.poll_action() {
             match action {
@@ -75,7 +91,7 @@ pub extern "C" fn raftlet_nostd_smoke() -> u32 {
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use raftlet_embassy::link::NoLink;
-use raftlet_embassy::runner::{self, App, Clock, Resources};
+use raftlet_embassy::runner::{self, App, Clock, Resources, Runner};
 use raftlet_embassy::store::RamStore;
 
 /// A clock that jumps a tick each time it is asked to wait.
@@ -93,7 +109,7 @@ impl Clock for StepClock {
 
 /// Counts applied entries.
 struct Count(u32);
-impl App<Payload, 5> for Count {
+impl App<TinyNode<Payload>> for Count {
     fn apply(&mut self, _: &Entry<Payload>) {
         self.0 += 1;
     }
@@ -105,14 +121,29 @@ impl App<Payload, 5> for Count {
 pub extern "C" fn raftlet_embassy_smoke() -> u32 {
     let res: Resources<NoopRawMutex, Payload, 2> = Resources::new();
     let mut store: RamStore<Payload, 64> = RamStore::new();
-    let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else { return 0 };
-    let Ok(membership) = raftlet::Membership::new(&[NodeId(1)]) else { return 0 };
-    let Ok(mut node) = TinyNode::<Payload>::new(config, &store) else { return 0 };
+    let Ok(config) = Config::new(NodeId(1), &[NodeId(1)]) else {
+        return 0;
+    };
+    let Ok(membership) = raftlet::Membership::new(&[NodeId(1)]) else {
+        return 0;
+    };
+    let Ok(mut node) = TinyNode::<Payload>::new(config, &store) else {
+        return 0;
+    };
     const FRAME: usize = raftlet::wire::max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
     let codec = raftlet::wire::Codec::new(1, FRAME);
-    let Ok((handle, mut runner)) = runner::new::<_, _, _, _, _, _, 2, FRAME, 5, 16, 4, 2, 8>(
-        &res, &mut node, membership, NoLink, &mut store, StepClock(0), Count(0), codec, 10_000,
-    ) else {
+    let built: Result<(_, Runner<'_, _, TinyNode<Payload>, _, _, _, _, 2, FRAME>), _> = runner::new(
+        &res,
+        &mut node,
+        membership,
+        NoLink,
+        &mut store,
+        StepClock(0),
+        Count(0),
+        codec,
+        10_000,
+    );
+    let Ok((handle, mut runner)) = built else {
         return 0;
     };
     let mut applied = 0;

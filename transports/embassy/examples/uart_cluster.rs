@@ -36,6 +36,9 @@ mod board {
 
     /// Commands of up to 24 bytes.
     pub type Payload = heapless::Vec<u8, 24>;
+    /// The profile: the tiny one (5 members, 16 unstable entries, 4 entries per message), with
+    /// this payload. Everything generic over a node (the runner, the app) takes this one type.
+    pub type BoardNode = TinyNode<Payload>;
     /// The wire frame, the link buffers.
     pub const FRAME: usize = max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
     const N: usize = FRAME + 4;
@@ -46,9 +49,9 @@ mod board {
     pub type BusLink<RX, TX> = CobsLink<RX, TX, N, E>;
     /// The node's store: 64 entries between compactions.
     pub type BoardStore = RamStore<Payload, 64>;
-    /// A runner of the tiny profile (5 members, 16 unstable entries, 4 per message).
+    /// The runner of a board.
     pub type BoardRunner<'a, M, RX, TX, C> =
-        Runner<'a, M, Payload, BusLink<RX, TX>, BoardStore, C, Counter, Q, FRAME, 5, 16, 4, 2, 8>;
+        Runner<'a, M, BoardNode, BusLink<RX, TX>, BoardStore, C, Counter, Q, FRAME>;
 
     /// The application: a counter of applied commands.
     #[derive(Default)]
@@ -58,7 +61,7 @@ mod board {
         /// Commands applied.
         pub applied: u32,
     }
-    impl App<Payload, 5> for Counter {
+    impl App<BoardNode> for Counter {
         fn apply(&mut self, e: &Entry<Payload>) {
             if let EntryData::Normal(p) = &e.data {
                 self.total += u64::from(p.first().copied().unwrap_or(0));
@@ -76,7 +79,7 @@ mod board {
         rx: RX,
         tx: TX,
         clock: C,
-        node: &'a mut TinyNode<Payload>,
+        node: &'a mut BoardNode,
         store: &'a mut BoardStore,
     ) -> (Handle<'a, M, Payload, Q>, BoardRunner<'a, M, RX, TX, C>)
     where

@@ -30,8 +30,8 @@ use embassy_sync::channel::Channel;
 use raftlet::wire::Codec;
 use raftlet::{
     Action, Duration, Entry, EntryData, Index, InstallError, InstallOutcome, Instant, Membership,
-    Node, NodeId, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta, SnapshotMode,
-    Term,
+    Node, NodeId, Profile, ProposeError, ReadError, ReadId, Role, SnapshotId, SnapshotMeta,
+    SnapshotMode, Term,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,9 +45,10 @@ pub trait Clock {
     async fn wait_until(&mut self, at: u64);
 }
 
-/// The application on a node.
+/// The application on a node of type `N` (e.g. `App<TinyNode<Payload>>`): its entries carry
+/// `N::Payload`, its snapshots are described by `N::SnapshotMeta`.
 #[allow(async_fn_in_trait)]
-pub trait App<P, const PEERS: usize> {
+pub trait App<N: Profile> {
     /// Whether this application takes snapshots ([`take_snapshot`](Self::take_snapshot)). The
     /// runner asks only an application that says so, so the log of one that does not is never
     /// compacted and every follower can always catch up from it.
@@ -62,7 +63,7 @@ pub trait App<P, const PEERS: usize> {
     const TRANSFER: Option<SnapshotMode> = None;
     /// Applies a committed entry. Entries come in index order, each once per start (after a
     /// restart, from the application's snapshot on).
-    fn apply(&mut self, entry: &Entry<P>);
+    fn apply(&mut self, entry: &Entry<N::Payload>);
     /// Asked after applying: take a snapshot now? (Default: never.)
     fn snapshot_due(&self, applied: Index) -> bool {
         let _ = applied;
@@ -70,7 +71,7 @@ pub trait App<P, const PEERS: usize> {
     }
     /// Store the state machine, durably, as snapshot `meta` (its id and the membership at
     /// it). `false`: it could not; the log is not compacted.
-    async fn take_snapshot(&mut self, meta: &SnapshotMeta<PEERS>) -> bool {
+    async fn take_snapshot(&mut self, meta: &N::SnapshotMeta) -> bool {
         let _ = meta;
         false
     }
@@ -80,18 +81,22 @@ pub trait App<P, const PEERS: usize> {
         &mut self,
         leader: NodeId,
         first_available: SnapshotId,
-    ) -> Result<SnapshotMeta<PEERS>, InstallError> {
+    ) -> Result<N::SnapshotMeta, InstallError> {
         let _ = (leader, first_available);
         Err(InstallError::Unavailable)
     }
     /// Stream mode, leader: chunk `seq` of `snapshot`, and the checksum of the whole snapshot
     /// if it is the last chunk. `None`: no such snapshot (the follower asks again later).
-    async fn read_chunk(&mut self, snapshot: SnapshotId, seq: u32) -> Option<(P, Option<u64>)> {
+    async fn read_chunk(
+        &mut self,
+        snapshot: SnapshotId,
+        seq: u32,
+    ) -> Option<(N::Payload, Option<u64>)> {
         let _ = (snapshot, seq);
         None
     }
     /// Stream mode, follower: stage chunk `seq` (0 starts over).
-    async fn write_chunk(&mut self, snapshot: SnapshotId, seq: u32, data: P) {
+    async fn write_chunk(&mut self, snapshot: SnapshotId, seq: u32, data: N::Payload) {
         let _ = (snapshot, seq, data);
     }
     /// Stream mode, follower: verify the staged snapshot against `checksum`, restore it, and
@@ -100,7 +105,7 @@ pub trait App<P, const PEERS: usize> {
         &mut self,
         snapshot: SnapshotId,
         checksum: u64,
-    ) -> Result<SnapshotMeta<PEERS>, InstallError> {
+    ) -> Result<N::SnapshotMeta, InstallError> {
         let _ = (snapshot, checksum);
         Err(InstallError::Failed)
     }
@@ -251,25 +256,12 @@ impl<M: RawMutex, P, const Q: usize> Handle<'_, M, P, Q> {
     }
 }
 
-/// Drives one node. See the [module docs](self).
-pub struct Runner<
-    'a,
-    M: RawMutex,
-    P,
-    L,
-    S,
-    C,
-    A,
-    const Q: usize,
-    const FRAME: usize,
-    const PEERS: usize,
-    const LOG: usize,
-    const BATCH: usize,
-    const INFLIGHT: usize,
-    const OUT: usize,
-> {
-    res: &'a Resources<M, P, Q>,
-    node: &'a mut Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+/// Drives one node of type `N` (a [`Profile`]: e.g. `TinyNode<Payload>`, which names the
+/// payload and every capacity) over link `L`, with store `S`, clock `C` and application `A`;
+/// `Q` requests can wait and frames have up to `FRAME` bytes. See the [module docs](self).
+pub struct Runner<'a, M: RawMutex, N: Profile, L, S, C, A, const Q: usize, const FRAME: usize> {
+    res: &'a Resources<M, N::Payload, Q>,
+    node: &'a mut N,
     link: L,
     store: &'a mut S,
     clock: C,
@@ -277,7 +269,7 @@ pub struct Runner<
     codec: Codec,
     buf: [u8; FRAME],
     /// The membership after the last applied entry (stored with snapshots).
-    membership: Membership<PEERS>,
+    membership: N::Membership,
     last_snapshot: Index,
     status: Status,
 }
@@ -336,12 +328,12 @@ pub fn new<
 ) -> Result<
     (
         Handle<'a, M, P, Q>,
-        Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+        Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>, L, S, C, A, Q, FRAME>,
     ),
     BuildError,
 >
 where
-    A: App<P, PEERS>,
+    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>>,
     S: Store<P>,
     P: Clone,
 {
@@ -411,7 +403,7 @@ impl<
     L: Link,
     S: Store<P>,
     C: Clock,
-    A: App<P, PEERS>,
+    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>>,
     const Q: usize,
     const FRAME: usize,
     const PEERS: usize,
@@ -419,7 +411,7 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Runner<'a, M, P, L, S, C, A, Q, FRAME, PEERS, LOG, BATCH, INFLIGHT, OUT>
+> Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>, L, S, C, A, Q, FRAME>
 where
     P: Clone + Serialize + for<'de> Deserialize<'de>,
 {

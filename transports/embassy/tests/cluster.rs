@@ -32,8 +32,7 @@ const N: usize = FRAME + 4;
 const E: usize = encoded_len(N);
 type Link = CobsLink<BusRx, BusTx, N, E>;
 type Store = RamStore<P, 64>;
-type R<'a> =
-    Runner<'a, NoopRawMutex, P, Link, Store, SimClock, TestApp, 4, FRAME, 5, 16, BATCH, 2, 8>;
+type R<'a> = Runner<'a, NoopRawMutex, TNode, Link, Store, SimClock, TestApp, 4, FRAME>;
 type H<'a> = Handle<'a, NoopRawMutex, P, 4>;
 const TICK_US: u64 = 10_000;
 
@@ -178,7 +177,7 @@ impl TestApp {
     }
 }
 
-impl App<P, 5> for TestApp {
+impl App<TNode> for TestApp {
     const TAKES_SNAPSHOTS: bool = true;
     const TRANSFER: Option<SnapshotMode> = Some(SnapshotMode::Notify);
     fn apply(&mut self, e: &Entry<P>) {
@@ -640,25 +639,11 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
         TICK_US,
     )
     .unwrap();
-    let run = |r: &mut Runner<
-        '_,
-        NoopRawMutex,
-        P,
-        NoLink,
-        Store,
-        SimClock,
-        TestApp,
-        4,
-        FRAME,
-        5,
-        16,
-        BATCH,
-        2,
-        8,
-    >,
-               driver: std::pin::Pin<&mut dyn Future<Output = ()>>| {
-        let _ = block_on(select(r.run(), driver));
-    };
+    let run =
+        |r: &mut Runner<'_, NoopRawMutex, TNode, NoLink, Store, SimClock, TestApp, 4, FRAME>,
+         driver: std::pin::Pin<&mut dyn Future<Output = ()>>| {
+            let _ = block_on(select(r.run(), driver));
+        };
     run(
         &mut r,
         std::pin::pin!(async {

@@ -47,6 +47,8 @@ use stack::{repaint_stack, stack_high_water};
 const TARGET: u32 = 100;
 /// A command: the proposing board's id in the top byte, a sequence number below.
 type Payload = u32;
+/// The profile: the tiny one with this payload; the runner and the app take this one type.
+type BoardNode = TinyNode<Payload>;
 const FRAME: usize = max_frame_len::<Payload, { raftlet::TINY_BATCH }>();
 const N: usize = FRAME + 4;
 const E: usize = encoded_len(N);
@@ -422,7 +424,7 @@ impl Commands {
 /// Entries between snapshots (each compacts the log).
 const SNAPSHOT_EVERY: u64 = 16;
 
-impl App<Payload, 5> for Commands {
+impl App<BoardNode> for Commands {
     const TAKES_SNAPSHOTS: bool = true;
     const TRANSFER: Option<SnapshotMode> = Some(SnapshotMode::Notify);
 
@@ -557,18 +559,13 @@ fn board_id() -> u64 {
 type BoardRunner = Runner<
     'static,
     CriticalSectionRawMutex,
-    Payload,
+    BoardNode,
     CobsLink<UartRx, UartTx, N, E>,
     BoardStore,
     SysTickClock,
     Commands,
     4,
     FRAME,
-    5,
-    16,
-    { raftlet::TINY_BATCH },
-    2,
-    8,
 >;
 type BoardHandle = Handle<'static, CriticalSectionRawMutex, Payload, 4>;
 
@@ -606,7 +603,7 @@ fn open_store(id: u64, slot: &'static mut MaybeUninit<BoardStore>) -> &'static m
 fn build(
     id: u64,
     store: &'static mut BoardStore,
-    node: &'static mut TinyNode<Payload>,
+    node: &'static mut BoardNode,
     slot: &mut MaybeUninit<BoardRunner>,
 ) -> BoardHandle {
     let mut config = Config::with_membership(NodeId(id), members());
@@ -664,7 +661,7 @@ fn build(
 /// The node, the store and the runner live here, not on the stack: the node is built in place
 /// (`Node::init` on a vacant node), the store and the runner (which borrows both) are written
 /// here by the frames that build them.
-static mut NODE: TinyNode<Payload> = TinyNode::vacant();
+static mut NODE: BoardNode = BoardNode::vacant();
 static mut STORE: MaybeUninit<BoardStore> = MaybeUninit::uninit();
 static mut RUNNER: MaybeUninit<BoardRunner> = MaybeUninit::uninit();
 
