@@ -548,6 +548,62 @@ fn timeout_now_is_obeyed_only_by_a_voting_follower_from_its_leader() {
     assert_eq!(sim.node(follower).term(), Term(term.0 + 1));
 }
 
+/// Raft §5.2: a candidate that loses the election to a leader of its own term becomes its
+/// follower and keeps its vote (for itself) for that term: forgetting it would let it vote a
+/// second time in the same term.
+#[test]
+fn a_candidate_that_loses_keeps_its_vote_for_the_term() {
+    let mut sim = common::script::manual(3);
+    // Both campaign in term 1 before any vote request is delivered: each votes for itself, the
+    // third node's vote decides.
+    sim.campaign(NodeId(1));
+    sim.campaign(NodeId(2));
+    let leader = elect_any(&mut sim);
+    let loser = if leader == NodeId(1) {
+        NodeId(2)
+    } else {
+        NodeId(1)
+    };
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    let hs = sim.node(loser).hard_state();
+    assert_eq!(sim.node(loser).role(), Role::Follower);
+    assert_eq!(hs.term, sim.node(leader).term());
+    assert_eq!(
+        hs.vote,
+        Some(loser),
+        "the loser forgot its vote of this term"
+    );
+}
+
+/// A leader that steps down because it lost its quorum (check-quorum), in the same term, fails
+/// its pending linearizable reads at once: it can no longer confirm them, and no later
+/// acknowledgement may complete them.
+#[test]
+fn a_leader_that_loses_its_quorum_fails_its_pending_reads() {
+    let mut sim = Sim::with_config(29, 3, Faults::none(), |c| c.check_quorum = true);
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3]);
+    let term = sim.node(leader).term();
+    sim.partition(&[leader]);
+    let rid = sim.read(leader).expect("the leader takes the read");
+    assert!(sim.reads.contains_key(&rid));
+    let failed = sim.stats.reads_failed;
+    assert!(
+        sim.run_until(ANY, |s| s.node(leader).role() != Role::Leader),
+        "the cut-off leader never stepped down"
+    );
+    assert_eq!(
+        sim.node(leader).term(),
+        term,
+        "stepped down in its own term"
+    );
+    assert!(
+        !sim.reads.contains_key(&rid),
+        "the read is still pending after the leader stepped down"
+    );
+    assert_eq!(sim.stats.reads_failed, failed + 1);
+}
+
 /// Lease reads (off by default): a leader that a quorum confirmed within the lease serves a read
 /// at once, without a round; cut off from the others, it stops doing so once its lease (shorter
 /// than the followers' election timeout by the drift bound) has run out, and the read then
