@@ -6,7 +6,7 @@ mod common;
 use common::{Faults, Sim};
 use raftlet::{NodeId, ProposeError, Role, Term};
 
-use common::script::{ANY, commit_one, elect_any};
+use common::script::{ANY, commit_one, elect_any, step_now};
 
 /// Raft §5.2: when the leader crashes, the others elect a new one at a higher term, which
 /// commits new entries; the old leader restarts from its durable state and catches up.
@@ -490,15 +490,7 @@ fn a_repeated_transfer_does_not_restart_its_deadline() {
 fn timeout_now_is_obeyed_only_by_a_voting_follower_from_its_leader() {
     fn timeout_now(sim: &mut Sim, from: NodeId, to: NodeId) {
         let term = sim.node(to).term();
-        let msg: common::Msg = raftlet::Message {
-            from,
-            to,
-            term,
-            body: raftlet::Body::TimeoutNow,
-        };
-        let slot = &mut sim.slots[to.0 as usize - 1];
-        let _ = slot.node.as_mut().unwrap().step(&msg, &slot.disk.durable);
-        sim.drain(to);
+        step_now(sim, from, to, term, raftlet::Body::TimeoutNow);
     }
     // Three voters and a learner (node 4).
     let mut sim = Sim::with_members(21, 4, 3, Faults::none(), |c| c.check_quorum = false);
@@ -572,6 +564,33 @@ fn a_candidate_that_loses_keeps_its_vote_for_the_term() {
         hs.vote,
         Some(loser),
         "the loser forgot its vote of this term"
+    );
+}
+
+/// Raft §5.2: one vote per term. A node that voted for one candidate refuses another of the
+/// same term, even though it knows no leader yet.
+#[test]
+fn one_vote_per_term() {
+    let mut sim = common::script::manual(3);
+    let ask = |sim: &mut Sim, candidate: u64| {
+        let body = raftlet::Body::VoteRequest {
+            pre_vote: false,
+            last_index: raftlet::Index(0),
+            last_term: Term(0),
+        };
+        step_now(sim, NodeId(candidate), NodeId(2), Term(1), body);
+        // Let the vote become durable (and its grant leave).
+        sim.run(20);
+    };
+    ask(&mut sim, 1);
+    assert_eq!(sim.node(NodeId(2)).hard_state().vote, Some(NodeId(1)));
+    assert_eq!(sim.node(NodeId(2)).leader(), None);
+    ask(&mut sim, 3);
+    let hs = sim.node(NodeId(2)).hard_state();
+    assert_eq!(
+        (hs.term, hs.vote),
+        (Term(1), Some(NodeId(1))),
+        "voted twice in term 1"
     );
 }
 

@@ -2,9 +2,33 @@
 #![allow(dead_code)]
 
 use super::{Faults, Sim};
-use raftlet::{NodeId, Role};
+use raftlet::{Body, Entry, NodeId, Role};
 
 pub const ANY: u64 = 20_000;
+
+/// Steps `body`, from `from` at `term`, into node `to` at once (past the network), then
+/// executes what it asked for.
+pub fn step_now(
+    sim: &mut Sim,
+    from: NodeId,
+    to: NodeId,
+    term: raftlet::Term,
+    body: Body<u64, Vec<Entry<u64>>>,
+) {
+    let msg = raftlet::Message {
+        from,
+        to,
+        term,
+        body,
+    };
+    let slot = &mut sim.slots[to.0 as usize - 1];
+    let _ = slot
+        .node
+        .as_mut()
+        .expect("node is up")
+        .step(&msg, &slot.disk.durable);
+    sim.drain(to);
+}
 
 pub fn elect_any(sim: &mut Sim) -> NodeId {
     assert!(
