@@ -594,6 +594,37 @@ fn one_vote_per_term() {
     );
 }
 
+/// Thesis §9.6: a pre-vote is granted without a vote of this term only for a *later* term. A
+/// node that follows a leader of term `T` refuses a pre-vote for `T` itself (from a node one
+/// term behind), however up to date the asker's log.
+#[test]
+fn a_pre_vote_for_the_current_term_needs_the_vote() {
+    let mut sim = common::script::manual(3);
+    common::script::campaign_until_leader(&mut sim, 1);
+    commit_one(&mut sim, NodeId(1), &[1, 2, 3]);
+    let term = sim.node(NodeId(2)).term();
+    assert_eq!(sim.node(NodeId(2)).leader(), Some(NodeId(1)));
+    let (last_index, last_term) = {
+        let n = sim.node(NodeId(3));
+        (n.last_index(), n.term())
+    };
+    let body = raftlet::Body::VoteRequest {
+        pre_vote: true,
+        last_index,
+        last_term,
+    };
+    step_now(&mut sim, NodeId(3), NodeId(2), term, body);
+    let answers: Vec<_> = sim
+        .in_flight_messages()
+        .filter(|m| m.from == NodeId(2) && m.to == NodeId(3))
+        .filter_map(|m| match m.body {
+            raftlet::Body::VoteResponse { pre_vote, granted } => Some((pre_vote, granted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [(true, false)], "the pre-vote was not refused");
+}
+
 /// A leader that steps down because it lost its quorum (check-quorum), in the same term, fails
 /// its pending linearizable reads at once: it can no longer confirm them, and no later
 /// acknowledgement may complete them.

@@ -1111,6 +1111,11 @@ impl Sim {
         self.net.len()
     }
 
+    /// The messages in flight, oldest first.
+    pub fn in_flight_messages(&self) -> impl Iterator<Item = &Msg> {
+        self.net.iter().map(|m| &m.msg)
+    }
+
     /// Delivers the `k`-th message in flight now, out of its turn (fuzzer-chosen order).
     pub fn deliver_nth(&mut self, k: usize) {
         if !self.net.is_empty() {
