@@ -625,6 +625,37 @@ fn a_pre_vote_for_the_current_term_needs_the_vote() {
     assert_eq!(answers, [(true, false)], "the pre-vote was not refused");
 }
 
+/// A pre-candidate counts only answers to its pre-vote: refusals of a real vote of its term (left
+/// over from an earlier candidacy) do not end its pre-election.
+#[test]
+fn a_pre_candidate_ignores_real_vote_refusals() {
+    let mut sim = Sim::with_config(7, 3, Faults::none(), |c| {
+        c.election_ticks = 1000;
+        c.pre_vote = true;
+        c.check_quorum = false;
+    });
+    sim.campaign(NodeId(1));
+    assert_eq!(sim.node(NodeId(1)).role(), Role::PreCandidate);
+    let term = sim.node(NodeId(1)).term();
+    for voter in [2, 3] {
+        let body = raftlet::Body::VoteResponse {
+            pre_vote: false,
+            granted: false,
+        };
+        step_now(&mut sim, NodeId(voter), NodeId(1), term, body);
+    }
+    assert_eq!(
+        sim.node(NodeId(1)).role(),
+        Role::PreCandidate,
+        "real refusals ended the pre-election"
+    );
+    // Its real pre-vote answers still decide.
+    assert!(
+        sim.run_until(ANY, |s| s.leader() == Some(NodeId(1))),
+        "the pre-candidate never won"
+    );
+}
+
 /// A leader that steps down because it lost its quorum (check-quorum), in the same term, fails
 /// its pending linearizable reads at once: it can no longer confirm them, and no later
 /// acknowledgement may complete them.
