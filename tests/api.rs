@@ -113,6 +113,89 @@ fn contradictory_storage_is_refused_on_restart() {
     assert_eq!(node.role(), Role::Follower);
 }
 
+/// A store whose index of membership changes (`Storage::membership_changes`, which a store may
+/// keep on its own) reports what it is told, over an ordinary log.
+struct IndexedChanges {
+    log: MemStore,
+    changes: Vec<(Index, ConfChange)>,
+}
+
+impl raftlet::Storage<u64> for IndexedChanges {
+    fn hard_state(&self) -> HardState {
+        self.log.hard_state()
+    }
+    fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+    fn term(&self, index: Index) -> Option<raftlet::Term> {
+        self.log.term(index)
+    }
+    fn entry(&self, index: Index) -> Option<Entry<u64>> {
+        self.log.entry(index)
+    }
+    fn membership_changes(&self, after: Index, f: &mut dyn FnMut(Index, &ConfChange)) {
+        for (i, c) in &self.changes {
+            if *i > after || i.0 == 0 {
+                f(*i, c);
+            }
+        }
+    }
+}
+
+/// On restart the node replays the stored membership changes in index order; a store that
+/// reports one twice, out of order, or at the index the replay starts from contradicts itself
+/// and is refused, as is one whose change cannot follow the membership before it.
+#[test]
+fn membership_changes_out_of_order_are_refused_on_restart() {
+    let config = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    let learner = |id| ConfChange::single(Change::AddLearner(NodeId(id)));
+    let mut log = MemStore {
+        hs: HardState {
+            term: Term(1),
+            vote: None,
+            pending_install: None,
+        },
+        ..MemStore::default()
+    };
+    for (i, id) in [(1, 4), (2, 5)] {
+        log.log.push(Entry {
+            term: Term(1),
+            index: Index(i),
+            data: EntryData::Membership(learner(id)),
+        });
+    }
+    let build = |changes: Vec<(u64, ConfChange)>| {
+        let store = IndexedChanges {
+            log: log.clone(),
+            changes: changes.into_iter().map(|(i, c)| (Index(i), c)).collect(),
+        };
+        Small::new(config.clone(), &store).map(|n| n.membership().learners().to_vec())
+    };
+    assert_eq!(
+        build(vec![(1, learner(4)), (2, learner(5))]),
+        Ok(vec![NodeId(4), NodeId(5)]),
+        "in order: both learners"
+    );
+    for (what, changes) in [
+        ("twice at one index", vec![(1, learner(4)), (1, learner(5))]),
+        ("out of order", vec![(2, learner(4)), (1, learner(5))]),
+        ("at the replay's start", vec![(0, learner(4))]),
+        (
+            "after a change that cannot apply",
+            vec![
+                (1, ConfChange::single(Change::Remove(NodeId(9)))),
+                (2, learner(5)),
+            ],
+        ),
+    ] {
+        assert_eq!(
+            build(changes),
+            Err(ConfigError::InconsistentStorage),
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn a_full_send_queue_drops_and_counts() {
     // Five voters, room for two queued sends: a campaign's four vote requests do not all fit.
