@@ -656,6 +656,23 @@ fn a_pre_candidate_ignores_real_vote_refusals() {
     );
 }
 
+/// Check-quorum counts each voter by its own progress: a leader of five that hears from one
+/// follower (two of five, itself included) steps down, once, and counts it.
+#[test]
+fn check_quorum_counts_each_voter_by_its_own_activity() {
+    let mut sim = Sim::with_config(31, 5, Faults::none(), |c| c.check_quorum = true);
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3, 4, 5]);
+    let friend = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    let lost = sim.node(leader).stats().quorum_lost;
+    sim.partition(&[leader, friend]);
+    assert!(
+        sim.run_until(ANY, |s| s.node(leader).role() != Role::Leader),
+        "a leader that hears from one follower of four kept leading"
+    );
+    assert_eq!(sim.node(leader).stats().quorum_lost, lost + 1);
+}
+
 /// A leader that steps down because it lost its quorum (check-quorum), in the same term, fails
 /// its pending linearizable reads at once: it can no longer confirm them, and no later
 /// acknowledgement may complete them.
