@@ -352,6 +352,26 @@ fn lone_leader() -> (Big, MemStore) {
     (node, store)
 }
 
+/// A membership change on a leader whose unstable log is full is refused as `Full`, like a
+/// proposal, and changes nothing.
+#[test]
+fn a_membership_change_on_a_full_log_is_refused() {
+    let (mut node, store) = lone_leader();
+    // Nothing is persisted from here on: the unstable log fills up.
+    let mut n = 0u64;
+    while node.propose(1000 + n, &store).is_ok() {
+        n += 1;
+    }
+    assert!(n > 0);
+    let (last, membership) = (node.last_index(), node.membership().clone());
+    assert_eq!(
+        node.propose_conf_change(ConfChange::single(Change::AddLearner(NodeId(4))), &store),
+        Err(raftlet::MembershipError::Full)
+    );
+    assert_eq!(node.last_index(), last);
+    assert_eq!(node.membership(), &membership);
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
