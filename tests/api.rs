@@ -372,6 +372,96 @@ fn a_membership_change_on_a_full_log_is_refused() {
     assert_eq!(node.membership(), &membership);
 }
 
+/// A leader leaves a committed joint configuration by itself, but only with room in its
+/// unstable log for the leave entry: while the log is full the joint configuration stays (the
+/// configuration in use must always be an entry of the log), and it leaves once room frees up.
+#[test]
+fn a_joint_configuration_is_left_only_with_room_in_the_log() {
+    let (mut node, mut store) = lone_leader();
+    let ack = |node: &mut Big, store: &MemStore, from: u64, index: Index| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index }),
+        };
+        node.step(&m, store).unwrap();
+    };
+    let joint = node
+        .propose_conf_change(ConfChange::single(Change::AddVoter(NodeId(4))), &store)
+        .unwrap();
+    assert!(node.membership().is_joint());
+    // The joint entry is durable on the leader; then the unstable log fills up.
+    drain_persisting(&mut node, &mut store);
+    let mut n = 0u64;
+    while node.propose(2000 + n, &store).is_ok() {
+        n += 1;
+    }
+    assert!(n > 0);
+    let last = node.last_index();
+    // Followers 2 and 3 hold the joint entry: a quorum of both halves commits it.
+    for from in [2, 3] {
+        ack(&mut node, &store, from, joint);
+    }
+    assert_eq!(node.commit_index(), joint);
+    assert!(
+        node.membership().is_joint(),
+        "left the joint configuration without room"
+    );
+    assert_eq!(node.membership_index(), joint);
+    assert_eq!(node.last_index(), last);
+    // Room frees up (the entries become durable): the leader leaves by itself.
+    drain_persisting(&mut node, &mut store);
+    assert!(!node.membership().is_joint());
+    assert_eq!(node.membership_index(), last.next());
+    assert_eq!(node.last_index(), last.next());
+}
+
+/// A leader that removed itself hands over to a voter that holds its whole log (`TimeoutNow`),
+/// not to one that lags.
+#[test]
+fn a_leader_that_removes_itself_hands_over_to_an_up_to_date_voter() {
+    let (mut node, mut store) = lone_leader();
+    let ack = |node: &mut Big, store: &MemStore, from: u64, index: Index| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index }),
+        };
+        node.step(&m, store).unwrap();
+    };
+    let joint = node
+        .propose_conf_change(ConfChange::single(Change::Remove(NodeId(1))), &store)
+        .unwrap();
+    drain_persisting(&mut node, &mut store);
+    for from in [2, 3] {
+        ack(&mut node, &store, from, joint);
+    }
+    // The joint configuration is committed; the leader appended the entry that leaves it.
+    drain_persisting(&mut node, &mut store);
+    let leave = node.last_index();
+    assert!(leave > joint);
+    assert!(!node.membership().is_voter(NodeId(1)));
+    // One more entry, which only node 3 acknowledges: node 2 lags.
+    let extra = node.propose(77, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    ack(&mut node, &store, 2, leave);
+    ack(&mut node, &store, 3, extra);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        node.role(),
+        Role::Follower,
+        "the removed leader stepped down"
+    );
+    let handed: Vec<NodeId> = sent
+        .iter()
+        .filter(|m| matches!(m.body, Body::TimeoutNow))
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(handed, [NodeId(3)]);
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();

@@ -287,7 +287,9 @@ where
         let changes = new
             .iter()
             .any(|e| matches!(e.data, EntryData::Membership(_)));
-        let drops_current = truncating && self.configs.index >= conflict;
+        // Dropping the configuration in use needs a truncation: without one, `conflict` is
+        // past the last index, which the configuration's index never is.
+        let drops_current = self.configs.index >= conflict;
         if !changes && !drops_current {
             return Ok(None);
         }
