@@ -462,6 +462,57 @@ fn a_leader_that_removes_itself_hands_over_to_an_up_to_date_voter() {
     assert_eq!(handed, [NodeId(3)]);
 }
 
+/// Only messages a leader or candidate sends may come from outside the membership (this node's
+/// log may lag the change that added their sender); answers and requests to a leader from a
+/// stranger are refused as `UnknownPeer`, counted, and change nothing.
+#[test]
+fn answers_from_strangers_are_refused() {
+    let (mut node, store) = lone_leader();
+    let term = node.term();
+    let stranger = |body| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(9),
+            to: NodeId(1),
+            term,
+            body,
+        }
+    };
+    let answers = [
+        Body::AppendResponse(raftlet::AppendResult::Accepted {
+            match_index: node.last_index(),
+        }),
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+        Body::HeartbeatResponse,
+        Body::ReadIndex { ctx: 1 },
+        Body::ReadConfirmAck { seq: 1 },
+    ];
+    let before = node.stats().unknown_peer;
+    for body in answers {
+        assert_eq!(
+            node.step(&stranger(body.clone()), &store),
+            Err(raftlet::StepError::UnknownPeer),
+            "{body:?}"
+        );
+    }
+    assert_eq!(node.stats().unknown_peer, before + 5);
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!(
+        node.poll_action().map(|_| ()),
+        None,
+        "a refused message queued something"
+    );
+    // A vote request from a stranger is heard (it may be a new member this log does not know).
+    let ask = stranger(Body::VoteRequest {
+        pre_vote: true,
+        last_index: Index(0),
+        last_term: Term(0),
+    });
+    assert_eq!(node.step(&ask, &store), Ok(()));
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
