@@ -513,6 +513,44 @@ fn answers_from_strangers_are_refused() {
     assert_eq!(node.step(&ask, &store), Ok(()));
 }
 
+/// A linearizable read on the leader is confirmed by a quorum acknowledging its round; an
+/// acknowledgement of a round the leader never sent confirms nothing.
+#[test]
+fn an_acknowledgement_of_a_future_round_confirms_no_read() {
+    let (mut node, mut store) = lone_leader();
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    let seq = sent
+        .iter()
+        .find_map(|m| match m.body {
+            Body::ReadConfirm { seq } => Some(seq),
+            _ => None,
+        })
+        .expect("a confirmation round went out");
+    let ack = |node: &mut Big, seq| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::ReadConfirmAck { seq },
+        };
+        node.step(&m, &store).unwrap();
+        let mut ready = Vec::new();
+        while let Some(a) = node.poll_action() {
+            if let Action::ReadReady { id, .. } = a {
+                ready.push(id);
+            }
+        }
+        ready
+    };
+    assert_eq!(
+        ack(&mut node, seq + 5),
+        [],
+        "a future round confirmed the read"
+    );
+    assert_eq!(ack(&mut node, seq), [raftlet::ReadId(1)]);
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();

@@ -745,6 +745,55 @@ fn lease_reads_skip_the_round_only_while_the_lease_lasts() {
     assert!(sim.run_until(ANY, |s| s.reads.is_empty()));
 }
 
+/// A round confirmed while a leadership transfer runs does not give the leader a read lease:
+/// the target may be elected through the followers' leases at any moment. When the transfer is
+/// abandoned, the next read still needs a round.
+#[test]
+fn no_read_lease_from_a_round_confirmed_during_a_transfer() {
+    let mut sim = Sim::with_config(17, 3, Faults::none(), |c| {
+        c.lease_reads = true;
+        c.max_clock_drift_percent = 20;
+    });
+    let l = elect_any(&mut sim);
+    commit_one(&mut sim, l, &[1, 2, 3]);
+    let target = sim.ids().into_iter().find(|&i| i != l).unwrap();
+    // The target is down: the transfer never completes and is abandoned after an election
+    // timeout (10 ticks).
+    sim.crash(target);
+    let slot = &mut sim.slots[l.0 as usize - 1];
+    slot.node
+        .as_mut()
+        .unwrap()
+        .transfer_leadership(target, &slot.disk.durable)
+        .unwrap();
+    let start = sim.now;
+    // Late in the transfer, a read's round is confirmed by the third node.
+    sim.run_until(ANY, |s| s.now > start + 7 * common::TICK);
+    assert_eq!(sim.node(l).transferring_to(), Some(target));
+    let rid = sim.read(l).expect("read taken");
+    assert!(
+        sim.run_until(ANY, |s| !s.reads.contains_key(&rid)),
+        "the read was never answered"
+    );
+    assert_eq!(
+        sim.node(l).transferring_to(),
+        Some(target),
+        "transfer over too soon"
+    );
+    assert!(
+        sim.run_until(ANY, |s| s.node(l).transferring_to().is_none()),
+        "never abandoned"
+    );
+    let leased = sim.node(l).stats().lease_reads;
+    let rid = sim.read(l).expect("read taken");
+    assert_eq!(
+        sim.node(l).stats().lease_reads,
+        leased,
+        "served from a lease of the transfer"
+    );
+    assert!(sim.reads.contains_key(&rid), "served without a round");
+}
+
 /// A leader whose clock runs slow does not serve lease reads past what the drift bound allows
 /// (the `LeaseIgnoresDrift` canary fails this scenario; see `tests/canaries.rs`).
 #[test]

@@ -180,8 +180,10 @@ where
         };
         if let Some(pr) = progress.iter_mut().find(|p| p.id == from) {
             pr.recent_active = true;
-            if seq <= self.reads.seq_sent && seq > pr.read_acked {
-                pr.read_acked = seq;
+            // An acknowledgement of a round not sent yet is not believed (a peer's bytes are
+            // untrusted); old and repeated ones change nothing.
+            if seq <= self.reads.seq_sent {
+                pr.read_acked = pr.read_acked.max(seq);
             }
         }
         self.confirm_reads();
