@@ -314,6 +314,29 @@ type Msg4 = raftlet::Message<u64, heapless::Vec<raftlet::Entry<u64>, 4>>;
 
 /// A leader of a 3-node cluster (node 1), its no-op durable and acknowledged by both followers.
 fn lone_leader() -> (Big, MemStore) {
+    let (mut node, mut store) = new_leader();
+    // Both followers acknowledge the no-op: they move to replicate state.
+    for from in [2, 3] {
+        let ack: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::AppendResponse(raftlet::AppendResult::Accepted {
+                match_index: node.last_index(),
+            }),
+        };
+        node.step(&ack, &store).unwrap();
+        assert_eq!(
+            node.peer_progress(NodeId(from)).map(|p| p.state),
+            Some(raftlet::FlowState::Replicate)
+        );
+    }
+    drain_persisting(&mut node, &mut store);
+    (node, store)
+}
+
+/// A leader of a 3-node cluster (node 1), its no-op durable but not yet acknowledged.
+fn new_leader() -> (Big, MemStore) {
     let mut store = MemStore::default();
     let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
     c.pre_vote = false;
@@ -331,23 +354,6 @@ fn lone_leader() -> (Big, MemStore) {
     };
     node.step(&grant, &store).unwrap();
     assert_eq!(node.role(), Role::Leader);
-    drain_persisting(&mut node, &mut store);
-    // Both followers acknowledge the no-op: they move to replicate state.
-    for from in [2, 3] {
-        let ack: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body: Body::AppendResponse(raftlet::AppendResult::Accepted {
-                match_index: node.last_index(),
-            }),
-        };
-        node.step(&ack, &store).unwrap();
-        assert_eq!(
-            node.peer_progress(NodeId(from)).map(|p| p.state),
-            Some(raftlet::FlowState::Replicate)
-        );
-    }
     drain_persisting(&mut node, &mut store);
     (node, store)
 }
@@ -549,6 +555,62 @@ fn an_acknowledgement_of_a_future_round_confirms_no_read() {
         "a future round confirmed the read"
     );
     assert_eq!(ack(&mut node, seq), [raftlet::ReadId(1)]);
+}
+
+/// A read asked of a new leader before an entry of its term committed waits for that commit
+/// (the leader's commit index may be stale until then), then goes through a round and is served.
+#[test]
+fn a_read_on_a_new_leader_waits_for_its_term_then_is_served() {
+    let (mut node, mut store) = new_leader();
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    let rounds = |sent: &[Msg4]| {
+        sent.iter()
+            .filter_map(|m| match m.body {
+                Body::ReadConfirm { seq } => Some(seq),
+                _ => None,
+            })
+            .max()
+    };
+    assert_eq!(
+        rounds(&drain_persisting(&mut node, &mut store)),
+        None,
+        "a round before the term's commit"
+    );
+    let noop = node.last_index();
+    let step = |node: &mut Big, body| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: node.term(),
+            body,
+        };
+        node.step(&m, &store).unwrap();
+    };
+    step(
+        &mut node,
+        Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: noop }),
+    );
+    assert_eq!(node.commit_index(), noop);
+    let mut sent = Vec::new();
+    let mut ready = Vec::new();
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Send(m) => sent.push(
+                m.to_message::<heapless::Vec<Entry<u64>, 4>, _>(&store)
+                    .unwrap(),
+            ),
+            Action::ReadReady { id, index } => ready.push((id, index)),
+            _ => {}
+        }
+    }
+    let seq = rounds(&sent).expect("the commit started the read's round");
+    step(&mut node, Body::ReadConfirmAck { seq });
+    while let Some(a) = node.poll_action() {
+        if let Action::ReadReady { id, index } = a {
+            ready.push((id, index));
+        }
+    }
+    assert_eq!(ready, [(raftlet::ReadId(1), noop)]);
 }
 
 #[test]
