@@ -337,9 +337,15 @@ fn lone_leader() -> (Big, MemStore) {
 
 /// A leader of a 3-node cluster (node 1), its no-op durable but not yet acknowledged.
 fn new_leader() -> (Big, MemStore) {
+    new_leader_with(|_| {})
+}
+
+/// As [`new_leader`], its configuration tweaked first.
+fn new_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
     let mut store = MemStore::default();
     let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
     c.pre_vote = false;
+    tweak(&mut c);
     let mut node = Big::new(c, &store).unwrap();
     node.campaign(&store);
     drain_persisting(&mut node, &mut store);
@@ -611,6 +617,80 @@ fn a_read_on_a_new_leader_waits_for_its_term_then_is_served() {
         }
     }
     assert_eq!(ready, [(raftlet::ReadId(1), noop)]);
+}
+
+/// ReadIndex (thesis §6.4): a read's index is confirmed only by a round sent after the index was
+/// taken. A new leader's read waits for its term's first commit; a round already in flight then
+/// (a lease round) was sent before, so its acknowledgement does not confirm the read, and when
+/// the noop commits together with a later entry, the read still goes through.
+#[test]
+fn a_read_needs_a_round_sent_after_its_index_was_taken() {
+    let (mut node, mut store) = new_leader_with(|c| {
+        c.check_quorum = true;
+        c.lease_reads = true;
+    });
+    let step = |node: &mut Big, store: &MemStore, from: u64, body| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body,
+        };
+        node.step(&m, store).unwrap();
+        let mut sent = Vec::new();
+        let mut ready = Vec::new();
+        while let Some(a) = node.poll_action() {
+            match a {
+                Action::Send(m) => sent.push(m.message().body),
+                Action::ReadReady { id, index } => ready.push((id, index)),
+                _ => {}
+            }
+        }
+        (sent, ready)
+    };
+    let round = |sent: &[Body<(), raftlet::Span>]| {
+        sent.iter().find_map(|b| match b {
+            Body::ReadConfirm { seq } => Some(*seq),
+            _ => None,
+        })
+    };
+    // A heartbeat sends a lease round; nobody has acknowledged it yet.
+    let mut first = None;
+    for _ in 0..20 {
+        if first.is_some() {
+            break;
+        }
+        node.tick(&store);
+        let mut sent = Vec::new();
+        while let Some(a) = node.poll_action() {
+            if let Action::Send(m) = a {
+                sent.push(m.message().body);
+            }
+        }
+        first = first.or(round(&sent));
+    }
+    let first = first.expect("a lease round went out");
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    let noop = node.last_index();
+    let entry = node.propose(5, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    // The noop and the entry commit at once (commit passes the term's first index).
+    let (sent, ready) = step(
+        &mut node,
+        &store,
+        2,
+        Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: entry }),
+    );
+    assert_eq!(node.commit_index(), entry);
+    assert!(entry > noop);
+    assert_eq!(ready, []);
+    // The round sent before the read's index was taken confirms nothing for it.
+    let (more, ready) = step(&mut node, &store, 2, Body::ReadConfirmAck { seq: first });
+    assert_eq!(ready, [], "confirmed by a round sent before its index");
+    let next = round(&sent).or(round(&more)).expect("a round for the read");
+    assert!(next > first);
+    let (_, ready) = step(&mut node, &store, 2, Body::ReadConfirmAck { seq: next });
+    assert_eq!(ready, [(raftlet::ReadId(1), entry)]);
 }
 
 #[test]
