@@ -693,6 +693,90 @@ fn a_read_needs_a_round_sent_after_its_index_was_taken() {
     assert_eq!(ready, [(raftlet::ReadId(1), entry)]);
 }
 
+/// Read rounds start over with every leadership: a leader deposed with a lease round still
+/// unanswered, and elected again later, numbers its rounds afresh (nothing of an earlier
+/// leadership's rounds carries over).
+#[test]
+fn read_rounds_start_over_with_a_new_leadership() {
+    let (mut node, mut store) = new_leader_with(|c| {
+        c.check_quorum = true;
+        c.lease_reads = true;
+    });
+    let msg = |node: &Big, from: u64, term: Term, body| -> Msg4 {
+        let _ = node;
+        raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term,
+            body,
+        }
+    };
+    // Ticks until a lease round goes out; returns its sequence number.
+    let lease_round = |node: &mut Big, store: &mut MemStore| {
+        for _ in 0..8 {
+            node.tick(store);
+            for m in drain_persisting(node, store) {
+                if let Body::ReadConfirm { seq } = m.body {
+                    return Some(seq);
+                }
+            }
+        }
+        None
+    };
+    // One lease round answered, the next one not.
+    let first = lease_round(&mut node, &mut store).expect("no lease round");
+    let answer = msg(&node, 2, node.term(), Body::ReadConfirmAck { seq: first });
+    node.step(&answer, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(lease_round(&mut node, &mut store), Some(first + 1));
+    // Deposed by a leader of a later term before anyone answered that round.
+    let t2 = Term(node.term().0 + 1);
+    let append = msg(
+        &node,
+        2,
+        t2,
+        Body::Append {
+            prev_index: node.last_index(),
+            prev_term: node.last_term(),
+            commit: Index(0),
+            entries: heapless::Vec::new(),
+        },
+    );
+    node.step(&append, &store).unwrap();
+    assert_eq!(node.role(), Role::Follower);
+    drain_persisting(&mut node, &mut store);
+    // Elected again, at a later term.
+    node.campaign(&store);
+    drain_persisting(&mut node, &mut store);
+    let grant = msg(
+        &node,
+        2,
+        node.term(),
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    );
+    node.step(&grant, &store).unwrap();
+    assert_eq!(node.role(), Role::Leader);
+    drain_persisting(&mut node, &mut store);
+    let ack = msg(
+        &node,
+        2,
+        node.term(),
+        Body::AppendResponse(raftlet::AppendResult::Accepted {
+            match_index: node.last_index(),
+        }),
+    );
+    node.step(&ack, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        lease_round(&mut node, &mut store),
+        Some(1),
+        "no fresh lease round in the new leadership"
+    );
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
