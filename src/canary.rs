@@ -53,3 +53,11 @@ pub fn on(canary: Canary) -> bool {
 pub const fn on(_canary: Canary) -> bool {
     false
 }
+
+/// The lease of [`Canary::LeaseIgnoresDrift`]: two election timeouts, whatever the drift. Kept
+/// here, outside the mutated code (`.cargo/mutants.toml` excludes this file): its arithmetic
+/// runs only with the feature, so no default test could notice a mutant of it.
+#[must_use]
+pub const fn stretched_lease(election_ticks: u32) -> u64 {
+    election_ticks as u64 * 2
+}

@@ -353,7 +353,7 @@ where
         let e = u64::from(self.cfg.election_ticks.saturating_sub(1));
         let keep = 100 - u64::from(self.cfg.max_clock_drift_percent.min(100));
         if crate::canary::on(crate::canary::Canary::LeaseIgnoresDrift) {
-            return u64::from(self.cfg.election_ticks) * 2;
+            return crate::canary::stretched_lease(self.cfg.election_ticks);
         }
         e * keep / 100
     }
