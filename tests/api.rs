@@ -777,6 +777,70 @@ fn read_rounds_start_over_with_a_new_leadership() {
     );
 }
 
+/// Thesis §6.4.1: a read lease lasts `floor((election_ticks - 1) * (100 - drift) / 100)` of the
+/// leader's ticks from the sending of the round a quorum confirmed: 7 ticks for 10 and 20 %.
+/// Reads are served from the lease up to its last tick, and need a round from then on.
+#[test]
+fn a_read_lease_lasts_exactly_its_bound() {
+    let (mut node, mut store) = new_leader_with(|c| {
+        c.check_quorum = true;
+        c.lease_reads = true;
+        c.election_ticks = 10;
+        c.max_clock_drift_percent = 20;
+    });
+    let ack: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: node.term(),
+        body: Body::AppendResponse(raftlet::AppendResult::Accepted {
+            match_index: node.last_index(),
+        }),
+    };
+    node.step(&ack, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    // Tick until a lease round goes out; the tick it leaves at is tick 0 of the lease.
+    let mut seq = None;
+    for _ in 0..4 {
+        node.tick(&store);
+        for m in drain_persisting(&mut node, &mut store) {
+            if let Body::ReadConfirm { seq: s } = m.body {
+                seq = Some(s);
+            }
+        }
+        if seq.is_some() {
+            break;
+        }
+    }
+    let confirm: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: node.term(),
+        body: Body::ReadConfirmAck {
+            seq: seq.expect("a lease round"),
+        },
+    };
+    node.step(&confirm, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    // Later rounds go unanswered: the lease is the one of that round.
+    let mut served = Vec::new();
+    for tick in 1..=8u64 {
+        node.tick(&store);
+        drain_persisting(&mut node, &mut store);
+        let before = node.stats().lease_reads;
+        node.read_index(raftlet::ReadId(tick), &store).unwrap();
+        drain_persisting(&mut node, &mut store);
+        if node.stats().lease_reads > before {
+            served.push(tick);
+        }
+    }
+    assert_eq!(
+        served,
+        [1, 2, 3, 4, 5, 6],
+        "lease reads at these ticks after the round"
+    );
+    assert_eq!(node.role(), Role::Leader);
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
