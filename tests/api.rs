@@ -870,6 +870,27 @@ fn a_membership_change_ends_the_read_lease() {
     );
 }
 
+/// Without lease reads, heartbeats carry no confirmation rounds: rounds go out only for reads.
+#[test]
+fn no_read_rounds_without_reads_or_leases() {
+    let (mut node, mut store) = lone_leader();
+    let mut rounds = 0;
+    for _ in 0..6 {
+        node.tick(&store);
+        rounds += drain_persisting(&mut node, &mut store)
+            .iter()
+            .filter(|m| matches!(m.body, Body::ReadConfirm { .. }))
+            .count();
+    }
+    assert_eq!(rounds, 0);
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m.body, Body::ReadConfirm { .. }))
+    );
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
