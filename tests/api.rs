@@ -891,6 +891,78 @@ fn no_read_rounds_without_reads_or_leases() {
     );
 }
 
+/// A read the leader cannot confirm re-sends its round to the followers that have not answered
+/// at every tick, and fails after two election timeouts (20 ticks): a local read with
+/// `ReadFailed(Timeout)` on the 21st tick, a follower's forwarded one with an empty
+/// `ReadIndexResponse`.
+#[test]
+fn an_unconfirmed_read_is_retried_then_times_out() {
+    let (mut node, mut store) = new_leader_with(|c| {
+        c.check_quorum = false;
+        c.election_ticks = 10;
+    });
+    let from = |node: &Big, id: u64, body| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(id),
+            to: NodeId(1),
+            term: node.term(),
+            body,
+        }
+    };
+    let ack = from(
+        &node,
+        2,
+        Body::AppendResponse(raftlet::AppendResult::Accepted {
+            match_index: node.last_index(),
+        }),
+    );
+    node.step(&ack, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    node.step(&from(&node, 3, Body::ReadIndex { ctx: 9 }), &store)
+        .unwrap();
+    drain_persisting(&mut node, &mut store);
+    let mut failed_at = None;
+    let mut answered_at = None;
+    for tick in 1..=22u32 {
+        node.tick(&store);
+        let mut resent = Vec::new();
+        while let Some(a) = node.poll_action() {
+            match a {
+                Action::Send(m) => match m.message().body {
+                    Body::ReadConfirm { .. } => resent.push(m.to()),
+                    Body::ReadIndexResponse {
+                        ctx: 9,
+                        index: None,
+                    } => {
+                        answered_at = answered_at.or(Some(tick));
+                    }
+                    _ => {}
+                },
+                Action::ReadFailed {
+                    id: raftlet::ReadId(1),
+                    reason: raftlet::ReadError::Timeout,
+                } => failed_at = failed_at.or(Some(tick)),
+                Action::Persist(p) => {
+                    let token = p.token;
+                    store.persist(&p);
+                    node.persisted(token, &store).unwrap();
+                }
+                _ => {}
+            }
+        }
+        if tick <= 20 {
+            resent.sort();
+            assert_eq!(
+                resent,
+                [NodeId(2), NodeId(3)],
+                "tick {tick}: the round re-sent"
+            );
+        }
+    }
+    assert_eq!((failed_at, answered_at), (Some(21), Some(21)));
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
