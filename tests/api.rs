@@ -963,6 +963,34 @@ fn an_unconfirmed_read_is_retried_then_times_out() {
     assert_eq!((failed_at, answered_at), (Some(21), Some(21)));
 }
 
+/// A round a quorum confirmed is not re-sent to the follower that did not answer it.
+#[test]
+fn a_confirmed_round_is_not_resent() {
+    let (mut node, mut store) = lone_leader();
+    node.read_index(raftlet::ReadId(1), &store).unwrap();
+    let seq = drain_persisting(&mut node, &mut store)
+        .iter()
+        .find_map(|m| match m.body {
+            Body::ReadConfirm { seq } => Some(seq),
+            _ => None,
+        })
+        .expect("a round");
+    let ack: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: node.term(),
+        body: Body::ReadConfirmAck { seq },
+    };
+    node.step(&ack, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    let resent = drain_persisting(&mut node, &mut store)
+        .iter()
+        .filter(|m| matches!(m.body, Body::ReadConfirm { .. }))
+        .count();
+    assert_eq!(resent, 0);
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
