@@ -314,20 +314,34 @@ type Big = Node<u64, 5, 32, 4, 8, 64>;
 /// Owned messages of `Big`.
 type Msg4 = raftlet::Message<u64, heapless::Vec<raftlet::Entry<u64>, 4>>;
 
+/// Steps `body` from node `from` into `node` (node 1) at the node's current term.
+fn deliver(
+    node: &mut Big,
+    store: &MemStore,
+    from: u64,
+    body: Body<u64, heapless::Vec<Entry<u64>, 4>>,
+) {
+    let m: Msg4 = raftlet::Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: node.term(),
+        body,
+    };
+    node.step(&m, store).unwrap();
+}
+
+/// An append acknowledgement up to `index`.
+fn accepted(index: Index) -> Body<u64, heapless::Vec<Entry<u64>, 4>> {
+    Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index })
+}
+
 /// A leader of a 3-node cluster (node 1), its no-op durable and acknowledged by both followers.
 fn lone_leader() -> (Big, MemStore) {
     let (mut node, mut store) = new_leader();
     // Both followers acknowledge the no-op: they move to replicate state.
     for from in [2, 3] {
-        let ack: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body: Body::AppendResponse(raftlet::AppendResult::Accepted {
-                match_index: node.last_index(),
-            }),
-        };
-        node.step(&ack, &store).unwrap();
+        let last = node.last_index();
+        deliver(&mut node, &store, from, accepted(last));
         assert_eq!(
             node.peer_progress(NodeId(from)).map(|p| p.state),
             Some(raftlet::FlowState::Replicate)
@@ -392,15 +406,6 @@ fn a_membership_change_on_a_full_log_is_refused() {
 #[test]
 fn a_joint_configuration_is_left_only_with_room_in_the_log() {
     let (mut node, mut store) = lone_leader();
-    let ack = |node: &mut Big, store: &MemStore, from: u64, index: Index| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body: Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index }),
-        };
-        node.step(&m, store).unwrap();
-    };
     let joint = node
         .propose_conf_change(ConfChange::single(Change::AddVoter(NodeId(4))), &store)
         .unwrap();
@@ -415,7 +420,7 @@ fn a_joint_configuration_is_left_only_with_room_in_the_log() {
     let last = node.last_index();
     // Followers 2 and 3 hold the joint entry: a quorum of both halves commits it.
     for from in [2, 3] {
-        ack(&mut node, &store, from, joint);
+        deliver(&mut node, &store, from, accepted(joint));
     }
     assert_eq!(node.commit_index(), joint);
     assert!(
@@ -436,21 +441,12 @@ fn a_joint_configuration_is_left_only_with_room_in_the_log() {
 #[test]
 fn a_leader_that_removes_itself_hands_over_to_an_up_to_date_voter() {
     let (mut node, mut store) = lone_leader();
-    let ack = |node: &mut Big, store: &MemStore, from: u64, index: Index| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body: Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index }),
-        };
-        node.step(&m, store).unwrap();
-    };
     let joint = node
         .propose_conf_change(ConfChange::single(Change::Remove(NodeId(1))), &store)
         .unwrap();
     drain_persisting(&mut node, &mut store);
     for from in [2, 3] {
-        ack(&mut node, &store, from, joint);
+        deliver(&mut node, &store, from, accepted(joint));
     }
     // The joint configuration is committed; the leader appended the entry that leaves it.
     drain_persisting(&mut node, &mut store);
@@ -460,8 +456,8 @@ fn a_leader_that_removes_itself_hands_over_to_an_up_to_date_voter() {
     // One more entry, which only node 3 acknowledges: node 2 lags.
     let extra = node.propose(77, &store).unwrap();
     drain_persisting(&mut node, &mut store);
-    ack(&mut node, &store, 2, leave);
-    ack(&mut node, &store, 3, extra);
+    deliver(&mut node, &store, 2, accepted(leave));
+    deliver(&mut node, &store, 3, accepted(extra));
     let sent = drain_persisting(&mut node, &mut store);
     assert_eq!(
         node.role(),
@@ -585,19 +581,7 @@ fn a_read_on_a_new_leader_waits_for_its_term_then_is_served() {
         "a round before the term's commit"
     );
     let noop = node.last_index();
-    let step = |node: &mut Big, body| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: node.term(),
-            body,
-        };
-        node.step(&m, &store).unwrap();
-    };
-    step(
-        &mut node,
-        Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: noop }),
-    );
+    deliver(&mut node, &store, 2, accepted(noop));
     assert_eq!(node.commit_index(), noop);
     let mut sent = Vec::new();
     let mut ready = Vec::new();
@@ -612,7 +596,7 @@ fn a_read_on_a_new_leader_waits_for_its_term_then_is_served() {
         }
     }
     let seq = rounds(&sent).expect("the commit started the read's round");
-    step(&mut node, Body::ReadConfirmAck { seq });
+    deliver(&mut node, &store, 2, Body::ReadConfirmAck { seq });
     while let Some(a) = node.poll_action() {
         if let Action::ReadReady { id, index } = a {
             ready.push((id, index));
@@ -788,15 +772,8 @@ fn leased_leader() -> (Big, MemStore) {
         c.election_ticks = 10;
         c.max_clock_drift_percent = 20;
     });
-    let ack: Msg4 = raftlet::Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: node.term(),
-        body: Body::AppendResponse(raftlet::AppendResult::Accepted {
-            match_index: node.last_index(),
-        }),
-    };
-    node.step(&ack, &store).unwrap();
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
     drain_persisting(&mut node, &mut store);
     // Tick until a lease round goes out; the tick it leaves at is tick 0 of the lease.
     let mut seq = None;
@@ -811,15 +788,8 @@ fn leased_leader() -> (Big, MemStore) {
             break;
         }
     }
-    let confirm: Msg4 = raftlet::Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: node.term(),
-        body: Body::ReadConfirmAck {
-            seq: seq.expect("a lease round"),
-        },
-    };
-    node.step(&confirm, &store).unwrap();
+    let seq = seq.expect("a lease round");
+    deliver(&mut node, &store, 2, Body::ReadConfirmAck { seq });
     drain_persisting(&mut node, &mut store);
     (node, store)
 }
@@ -901,26 +871,11 @@ fn an_unconfirmed_read_is_retried_then_times_out() {
         c.check_quorum = false;
         c.election_ticks = 10;
     });
-    let from = |node: &Big, id: u64, body| -> Msg4 {
-        raftlet::Message {
-            from: NodeId(id),
-            to: NodeId(1),
-            term: node.term(),
-            body,
-        }
-    };
-    let ack = from(
-        &node,
-        2,
-        Body::AppendResponse(raftlet::AppendResult::Accepted {
-            match_index: node.last_index(),
-        }),
-    );
-    node.step(&ack, &store).unwrap();
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
     drain_persisting(&mut node, &mut store);
     node.read_index(raftlet::ReadId(1), &store).unwrap();
-    node.step(&from(&node, 3, Body::ReadIndex { ctx: 9 }), &store)
-        .unwrap();
+    deliver(&mut node, &store, 3, Body::ReadIndex { ctx: 9 });
     drain_persisting(&mut node, &mut store);
     let mut failed_at = None;
     let mut answered_at = None;
@@ -975,13 +930,7 @@ fn a_confirmed_round_is_not_resent() {
             _ => None,
         })
         .expect("a round");
-    let ack: Msg4 = raftlet::Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: node.term(),
-        body: Body::ReadConfirmAck { seq },
-    };
-    node.step(&ack, &store).unwrap();
+    deliver(&mut node, &store, 2, Body::ReadConfirmAck { seq });
     drain_persisting(&mut node, &mut store);
     node.tick(&store);
     let resent = drain_persisting(&mut node, &mut store)
