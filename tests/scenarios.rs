@@ -332,6 +332,36 @@ fn reads_are_batched_into_shared_rounds() {
     );
 }
 
+/// An unconfirmed round is re-sent at every tick to the followers that have not answered it,
+/// never to one that has: a leader of five that hears from one follower retries the other three.
+#[test]
+fn a_round_is_resent_only_to_followers_that_have_not_answered() {
+    let mut sim = Sim::with_config(37, 5, Faults::none(), |c| c.check_quorum = false);
+    let leader = elect_any(&mut sim);
+    commit_one(&mut sim, leader, &[1, 2, 3, 4, 5]);
+    let friend = sim.ids().into_iter().find(|&i| i != leader).unwrap();
+    sim.partition(&[leader, friend]);
+    let count = |sim: &Sim, f: NodeId| sim.sent_count(leader.0, f.0, "ReadConfirm");
+    let before: Vec<u64> = sim.ids().iter().map(|&f| count(&sim, f)).collect();
+    sim.read(leader).expect("read taken");
+    let start = sim.now;
+    sim.run_until(ANY, |s| s.now > start + 6 * common::TICK);
+    for (k, &f) in sim.ids().iter().enumerate() {
+        let sent = count(&sim, f) - before[k];
+        if f == leader {
+            continue;
+        } else if f == friend {
+            assert_eq!(sent, 1, "the round re-sent to a follower that answered it");
+        } else {
+            assert!(
+                sent >= 4,
+                "node {f}: the round sent {sent} times in 6 ticks"
+            );
+        }
+    }
+    assert_eq!(sim.node(leader).role(), Role::Leader);
+}
+
 /// Raft §5.4.2, Figure 8 (the script is in `common::script`, shared with the canary test).
 #[test]
 fn figure_8_no_commit_of_old_term_entries_by_counting() {
