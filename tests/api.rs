@@ -940,6 +940,91 @@ fn a_confirmed_round_is_not_resent() {
     assert_eq!(resent, 0);
 }
 
+/// Messages that cannot be valid whatever the node's state are refused as `Malformed` before
+/// anything changes: a log position from a term later than the message's, a conflict hint
+/// past the rejected index, a snapshot of a later term or at index 0.
+#[test]
+fn impossible_messages_are_refused_as_malformed() {
+    fn refused(
+        node: &mut Big,
+        store: &MemStore,
+        term: Term,
+        body: Body<u64, heapless::Vec<Entry<u64>, 4>>,
+    ) {
+        let (hs, last, role) = (node.hard_state(), node.last_index(), node.role());
+        let malformed = node.stats().malformed;
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term,
+            body: body.clone(),
+        };
+        assert_eq!(
+            node.step(&m, store),
+            Err(raftlet::StepError::Malformed),
+            "{body:?}"
+        );
+        assert_eq!(node.stats().malformed, malformed + 1);
+        assert_eq!(
+            (node.hard_state(), node.last_index(), node.role()),
+            (hs, last, role)
+        );
+        assert_eq!(
+            node.poll_action().map(|_| ()),
+            None,
+            "{body:?} queued something"
+        );
+    }
+    let snapshot = |index, term| raftlet::SnapshotId {
+        index: Index(index),
+        term,
+    };
+    let (mut leader, store) = lone_leader();
+    let term = leader.term();
+    let later = Term(term.0 + 1);
+    for body in [
+        Body::VoteRequest {
+            pre_vote: true,
+            last_index: Index(5),
+            last_term: later,
+        },
+        Body::VoteRequestTransfer {
+            last_index: Index(5),
+            last_term: later,
+        },
+        Body::AppendResponse(raftlet::AppendResult::Rejected {
+            rejected: Index(1),
+            hint_index: Index(2),
+            hint_term: term,
+        }),
+    ] {
+        refused(&mut leader, &store, term, body);
+    }
+    // Snapshot requests, to a follower that would act on them.
+    let empty = MemStore::default();
+    let mut follower = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &empty).unwrap();
+    let (term, later) = (Term(1), Term(2));
+    for (index, t) in [(5, later), (0, term)] {
+        let notify = raftlet::InstallRequest::Notify {
+            first_available: snapshot(index, t),
+        };
+        let chunk = raftlet::InstallRequest::Chunk {
+            snapshot: snapshot(index, t),
+            seq: 0,
+            data: 0,
+            checksum: None,
+        };
+        for request in [notify, chunk] {
+            refused(
+                &mut follower,
+                &empty,
+                term,
+                Body::InstallSnapshot { tag: 1, request },
+            );
+        }
+    }
+}
+
 #[test]
 fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     let (mut node, mut store) = lone_leader();
