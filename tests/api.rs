@@ -293,7 +293,13 @@ fn time_as_instants() {
 
 /// Drains `node`, persisting at once; returns the messages it sent.
 fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<Msg4> {
+    drain_reads(node, store).0
+}
+
+/// As [`drain_persisting`], also returning the reads served (`ReadReady`).
+fn drain_reads(node: &mut Big, store: &mut MemStore) -> (Vec<Msg4>, Vec<(raftlet::ReadId, Index)>) {
     let mut sent = Vec::new();
+    let mut ready = Vec::new();
     let mut budget = common::budget::Drain::new("node");
     while let Some(a) = node.poll_action() {
         budget.spend();
@@ -304,10 +310,21 @@ fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<Msg4> {
                 store.persist(&p);
                 node.persisted(token, store).unwrap();
             }
+            Action::ReadReady { id, index } => ready.push((id, index)),
             _ => {}
         }
     }
-    sent
+    (sent, ready)
+}
+
+/// The newest confirmation round among `sent`.
+fn round(sent: &[Msg4]) -> Option<u64> {
+    sent.iter()
+        .filter_map(|m| match m.body {
+            Body::ReadConfirm { seq } => Some(seq),
+            _ => None,
+        })
+        .max()
 }
 
 type Big = Node<u64, 5, 32, 4, 8, 64>;
@@ -529,29 +546,12 @@ fn answers_from_strangers_are_refused() {
 fn an_acknowledgement_of_a_future_round_confirms_no_read() {
     let (mut node, mut store) = lone_leader();
     node.read_index(raftlet::ReadId(1), &store).unwrap();
-    let sent = drain_persisting(&mut node, &mut store);
-    let seq = sent
-        .iter()
-        .find_map(|m| match m.body {
-            Body::ReadConfirm { seq } => Some(seq),
-            _ => None,
-        })
-        .expect("a confirmation round went out");
-    let ack = |node: &mut Big, seq| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: node.term(),
-            body: Body::ReadConfirmAck { seq },
-        };
-        node.step(&m, &store).unwrap();
-        let mut ready = Vec::new();
-        while let Some(a) = node.poll_action() {
-            if let Action::ReadReady { id, .. } = a {
-                ready.push(id);
-            }
-        }
-        ready
+    let seq =
+        round(&drain_persisting(&mut node, &mut store)).expect("a confirmation round went out");
+    let mut ack = |node: &mut Big, seq| {
+        deliver(node, &store, 2, Body::ReadConfirmAck { seq });
+        let (_, ready) = drain_reads(node, &mut store);
+        ready.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
     };
     assert_eq!(
         ack(&mut node, seq + 5),
@@ -567,41 +567,18 @@ fn an_acknowledgement_of_a_future_round_confirms_no_read() {
 fn a_read_on_a_new_leader_waits_for_its_term_then_is_served() {
     let (mut node, mut store) = new_leader();
     node.read_index(raftlet::ReadId(1), &store).unwrap();
-    let rounds = |sent: &[Msg4]| {
-        sent.iter()
-            .filter_map(|m| match m.body {
-                Body::ReadConfirm { seq } => Some(seq),
-                _ => None,
-            })
-            .max()
-    };
     assert_eq!(
-        rounds(&drain_persisting(&mut node, &mut store)),
+        round(&drain_persisting(&mut node, &mut store)),
         None,
         "a round before the term's commit"
     );
     let noop = node.last_index();
     deliver(&mut node, &store, 2, accepted(noop));
     assert_eq!(node.commit_index(), noop);
-    let mut sent = Vec::new();
-    let mut ready = Vec::new();
-    while let Some(a) = node.poll_action() {
-        match a {
-            Action::Send(m) => sent.push(
-                m.to_message::<heapless::Vec<Entry<u64>, 4>, _>(&store)
-                    .unwrap(),
-            ),
-            Action::ReadReady { id, index } => ready.push((id, index)),
-            _ => {}
-        }
-    }
-    let seq = rounds(&sent).expect("the commit started the read's round");
+    let (sent, mut ready) = drain_reads(&mut node, &mut store);
+    let seq = round(&sent).expect("the commit started the read's round");
     deliver(&mut node, &store, 2, Body::ReadConfirmAck { seq });
-    while let Some(a) = node.poll_action() {
-        if let Action::ReadReady { id, index } = a {
-            ready.push((id, index));
-        }
-    }
+    ready.extend(drain_reads(&mut node, &mut store).1);
     assert_eq!(ready, [(raftlet::ReadId(1), noop)]);
 }
 
@@ -615,30 +592,9 @@ fn a_read_needs_a_round_sent_after_its_index_was_taken() {
         c.check_quorum = true;
         c.lease_reads = true;
     });
-    let step = |node: &mut Big, store: &MemStore, from: u64, body| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body,
-        };
-        node.step(&m, store).unwrap();
-        let mut sent = Vec::new();
-        let mut ready = Vec::new();
-        while let Some(a) = node.poll_action() {
-            match a {
-                Action::Send(m) => sent.push(m.message().body),
-                Action::ReadReady { id, index } => ready.push((id, index)),
-                _ => {}
-            }
-        }
-        (sent, ready)
-    };
-    let round = |sent: &[Body<(), raftlet::Span>]| {
-        sent.iter().find_map(|b| match b {
-            Body::ReadConfirm { seq } => Some(*seq),
-            _ => None,
-        })
+    let step = |node: &mut Big, store: &mut MemStore, body| {
+        deliver(node, store, 2, body);
+        drain_reads(node, store)
     };
     // A heartbeat sends a lease round; nobody has acknowledged it yet.
     let mut first = None;
@@ -647,13 +603,7 @@ fn a_read_needs_a_round_sent_after_its_index_was_taken() {
             break;
         }
         node.tick(&store);
-        let mut sent = Vec::new();
-        while let Some(a) = node.poll_action() {
-            if let Action::Send(m) = a {
-                sent.push(m.message().body);
-            }
-        }
-        first = first.or(round(&sent));
+        first = round(&drain_persisting(&mut node, &mut store));
     }
     let first = first.expect("a lease round went out");
     node.read_index(raftlet::ReadId(1), &store).unwrap();
@@ -663,19 +613,18 @@ fn a_read_needs_a_round_sent_after_its_index_was_taken() {
     // The noop and the entry commit at once (commit passes the term's first index).
     let (sent, ready) = step(
         &mut node,
-        &store,
-        2,
+        &mut store,
         Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: entry }),
     );
     assert_eq!(node.commit_index(), entry);
     assert!(entry > noop);
     assert_eq!(ready, []);
     // The round sent before the read's index was taken confirms nothing for it.
-    let (more, ready) = step(&mut node, &store, 2, Body::ReadConfirmAck { seq: first });
+    let (more, ready) = step(&mut node, &mut store, Body::ReadConfirmAck { seq: first });
     assert_eq!(ready, [], "confirmed by a round sent before its index");
     let next = round(&sent).or(round(&more)).expect("a round for the read");
     assert!(next > first);
-    let (_, ready) = step(&mut node, &store, 2, Body::ReadConfirmAck { seq: next });
+    let (_, ready) = step(&mut node, &mut store, Body::ReadConfirmAck { seq: next });
     assert_eq!(ready, [(raftlet::ReadId(1), entry)]);
 }
 
