@@ -153,7 +153,7 @@ pub enum ReadError {
     LeadershipLost,
     /// This follower is installing a snapshot from the leader.
     InstallInProgress,
-    /// Too many reads are pending (see [`MAX_PENDING_READS`](crate::MAX_PENDING_READS)).
+    /// Too many reads are pending (the node's `READS` capacity, see [`Node`](crate::Node)).
     Full,
     /// No quorum confirmed the read within two election timeouts.
     Timeout,

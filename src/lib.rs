@@ -137,7 +137,7 @@ pub use error::{
 pub use log::PERSIST_WINDOW;
 pub use membership::{Change, ConfChange, ConfChangeError, MAX_CONF_CHANGES, Membership};
 pub use message::{AppendResult, Body, InstallRequest, InstallResult, Message, Queued, Span};
-pub use node::{MAX_PENDING_READS, Node};
+pub use node::{DEFAULT_READS, Node};
 pub use profile::Profile;
 pub use progress::{FlowState, PeerProgress};
 pub use stats::Stats;
@@ -157,8 +157,8 @@ pub const DEFAULT_BATCH: usize = 8;
 pub const DEFAULT_MEMBERS: usize = 7;
 
 /// The profile for hosted runners: up to 7 members, 256 unstable entries, 8 entries per
-/// message, 8 appends in flight per follower, 64 queued sends.
-pub type DefaultNode<P> = Node<P, DEFAULT_MEMBERS, 256, DEFAULT_BATCH, 8, 64>;
+/// message, 8 appends in flight per follower, 64 queued sends, 16 pending reads.
+pub type DefaultNode<P> = Node<P, DEFAULT_MEMBERS, 256, DEFAULT_BATCH, 8, 64, DEFAULT_READS>;
 /// Owned messages of [`DefaultNode`] without an allocator: entries in a `heapless::Vec` of
 /// [`DEFAULT_BATCH`] (a runner with `alloc` may use `Vec<Entry<P>>`, which is smaller).
 pub type DefaultMessage<P> = Message<P, heapless::Vec<Entry<P>, DEFAULT_BATCH>>;
@@ -172,7 +172,7 @@ pub const TINY_BATCH: usize = 4;
 pub struct ReadmeDoctests;
 
 /// The profile for microcontrollers: up to 5 voters, 16 unstable entries, 4 entries per
-/// message, 2 appends in flight per follower, 8 queued sends.
-pub type TinyNode<P> = Node<P, 5, 16, TINY_BATCH, 2, 8>;
+/// message, 2 appends in flight per follower, 8 queued sends, 4 pending reads.
+pub type TinyNode<P> = Node<P, 5, 16, TINY_BATCH, 2, 8, 4>;
 /// Owned messages of [`TinyNode`]: entries in a `heapless::Vec` of [`TINY_BATCH`].
 pub type TinyMessage<P> = Message<P, heapless::Vec<Entry<P>, TINY_BATCH>>;

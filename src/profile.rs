@@ -1,6 +1,6 @@
 //! [`Profile`]: one type that names a node's payload and capacities (its docs say why and how).
 //!
-//! Invariant: for `Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>` every associated type is the
+//! Invariant: for `Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>` every associated type is the
 //! concrete type the node's own methods take and return.
 
 use crate::config::Config;
@@ -12,7 +12,7 @@ use crate::types::{Entry, SnapshotMeta};
 /// A node type, and the types its payload and capacities size. Implemented by every [`Node`].
 ///
 /// A [`Node`] takes its payload type and five capacities as generic parameters
-/// (`Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>`), and the types around it take some of them
+/// (`Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>`), and the types around it take some of them
 /// again: a [`Membership`] and a [`SnapshotMeta`] are sized by `PEERS`, an owned message's
 /// entries by `BATCH`. Generic code that repeated all of them had a dozen parameters (the
 /// embassy runner had 14; it now takes `Runner<'a, M, N, L, S, C, A, Q, FRAME>`). Stable Rust cannot size an array by a trait's associated constant in
@@ -33,7 +33,7 @@ use crate::types::{Entry, SnapshotMeta};
 ///
 /// // The methods: an `impl` on the concrete node, the constants its own parameters.
 /// impl<P, const PEERS: usize, const LOG: usize, const BATCH: usize, const INFLIGHT: usize,
-///     const OUT: usize> Driver<'_, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>>
+///     const OUT: usize, const READS: usize> Driver<'_, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>>
 /// where
 ///     P: Clone,
 /// {
@@ -54,7 +54,7 @@ use crate::types::{Entry, SnapshotMeta};
 /// assert_eq!(<Board as Profile>::PEERS, 5);
 /// ```
 ///
-/// For `Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>` every associated type is the concrete type
+/// For `Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>` every associated type is the concrete type
 /// the node's own methods take and return, so the compiler normalises
 /// `<Node<..> as Profile>::Membership` to `Membership<PEERS>` and the two are interchangeable.
 pub trait Profile {
@@ -70,6 +70,8 @@ pub trait Profile {
     const INFLIGHT: usize;
     /// Queued sends.
     const OUT: usize;
+    /// Pending linearizable reads.
+    const READS: usize;
     /// `Membership<PEERS>`.
     type Membership;
     /// `SnapshotMeta<PEERS>`: a snapshot's id and the membership at it.
@@ -89,7 +91,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Profile for Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Profile for Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 {
     type Payload = P;
     const PEERS: usize = PEERS;
@@ -97,6 +100,7 @@ impl<
     const BATCH: usize = BATCH;
     const INFLIGHT: usize = INFLIGHT;
     const OUT: usize = OUT;
+    const READS: usize = READS;
     type Membership = Membership<PEERS>;
     type SnapshotMeta = SnapshotMeta<PEERS>;
     type Config = Config<PEERS>;

@@ -1510,3 +1510,56 @@ fn every_error_has_its_own_message() {
         .map(|e| e.to_string()),
     );
 }
+
+/// Pending reads are bounded by the node's `READS` capacity (16 unless named, 4 in the tiny
+/// profile, 0 for a node that serves no reads): every read up to it is forwarded to the
+/// leader, the next is refused as `Full` and sends nothing.
+#[test]
+fn pending_reads_are_bounded_by_the_reads_capacity() {
+    fn fill<const READS: usize>() {
+        let store = MemStore::default();
+        let c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+        let mut node = Node::<u64, 5, 16, 4, 2, 8, READS>::new(c, &store).unwrap();
+        let hb: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: Body::Heartbeat { commit: Index(0) },
+        };
+        node.step(&hb, &store).unwrap();
+        while node.poll_action().is_some() {}
+        let mut forwarded = Vec::new();
+        let mut read = |node: &mut Node<u64, 5, 16, 4, 2, 8, READS>, id| {
+            let r = node.read_index(raftlet::ReadId(id), &store);
+            while let Some(a) = node.poll_action() {
+                if let Action::Send(m) = a
+                    && let Body::ReadIndex { ctx } = m.message().body
+                {
+                    assert_eq!(m.to(), NodeId(2));
+                    forwarded.push(ctx);
+                }
+            }
+            r
+        };
+        for i in 0..READS as u64 {
+            read(&mut node, i).unwrap();
+        }
+        let full = read(&mut node, 99);
+        assert_eq!(full, Err(raftlet::ReadError::Full), "READS = {READS}");
+        assert_eq!(forwarded, (0..READS as u64).collect::<Vec<_>>());
+    }
+    fill::<0>();
+    fill::<4>();
+    fill::<{ raftlet::DEFAULT_READS }>();
+    assert_eq!(<raftlet::TinyNode<u64> as raftlet::Profile>::READS, 4);
+    assert_eq!(<raftlet::DefaultNode<u64> as raftlet::Profile>::READS, 16);
+}
+
+/// The tiny profile's node fits in 4 KiB (on 64-bit hosts; smaller on 32-bit targets, where
+/// the firmware prints its size).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_tiny_node_fits_in_4_kib() {
+    let size = std::mem::size_of::<raftlet::TinyNode<u32>>();
+    assert!(size <= 4096, "TinyNode<u32> is {size} bytes");
+}

@@ -21,7 +21,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 where
     P: Clone,
 {

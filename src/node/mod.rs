@@ -20,7 +20,7 @@ mod replication;
 mod snapshot;
 mod step;
 
-pub use read::MAX_PENDING_READS;
+pub use read::DEFAULT_READS;
 
 pub(crate) use snapshot::FollowerInstall;
 
@@ -28,7 +28,7 @@ use crate::action::{Action, Entries, Outgoing, Persist, PersistToken};
 use crate::config::{Config, ConfigError};
 use crate::error::{PersistError, StepError};
 use crate::log::RaftLog;
-use crate::message::{Body, Message, Queued, Span};
+use crate::message::{Body, Message, Queued, QueuedSend, Span};
 use crate::progress::{PeerProgress, Progress};
 use crate::rng::SplitMix64;
 use crate::stats::Stats;
@@ -83,7 +83,10 @@ pub(crate) enum RoleState<const PEERS: usize, const INFLIGHT: usize> {
 ///   [`ProposeError::Full`](crate::ProposeError::Full));
 /// * `BATCH`: entries per append message (a persist hands out every new entry at once);
 /// * `INFLIGHT`: append messages in flight per follower (the flow-control window);
-/// * `OUT`: queued outgoing messages (a full queue drops and counts sends).
+/// * `OUT`: queued outgoing messages (a full queue drops and counts sends);
+/// * `READS`: pending linearizable reads, the node's own and (on a leader) those its followers
+///   forwarded ([`ReadError::Full`](crate::ReadError::Full) beyond them; 0
+///   refuses every read), [`DEFAULT_READS`](crate::DEFAULT_READS) unless named.
 ///
 /// # Methods by kind (after quinn-proto)
 /// * **inputs** (`&mut self`, take the runner's [`Storage`]): [`tick`](Self::tick) or
@@ -102,6 +105,7 @@ pub struct Node<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
+    const READS: usize = DEFAULT_READS,
 > {
     pub(crate) cfg: crate::config::Settings,
     pub(crate) hs: HardState,
@@ -115,7 +119,7 @@ pub struct Node<
     pub(crate) election_timeout: u32,
     rng: SplitMix64,
     /// Queued sends: small, their entries and chunk bytes out of line.
-    pub(crate) out: Deque<Queued, OUT>,
+    pub(crate) out: Deque<QueuedSend, OUT>,
     /// The send handed out by the last `poll_action` (its `Outgoing` borrows it).
     polled: Queued,
     /// Leader, stream mode: the bytes of the chunk queued for each follower `(to, seq, data)`.
@@ -160,7 +164,7 @@ pub struct Node<
     /// Tags of this node's snapshot rounds and transfers as leader.
     pub(crate) next_tag: u64,
     /// Pending linearizable reads.
-    pub(crate) reads: read::Reads,
+    pub(crate) reads: read::Reads<READS>,
     /// The last follower install this node reported as leader, per follower (kept across its
     /// terms: `InstallComplete` fires once per leader node and installation).
     pub(crate) reported_installs: heapless::Vec<(NodeId, SnapshotId), PEERS>,
@@ -182,7 +186,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 where
     P: Clone,
 {
@@ -650,7 +655,7 @@ where
     /// `poll_action` past the wake check.
     fn next_action(&mut self) -> Option<Action<'_, P>> {
         while let Some(m) = self.out.pop_front() {
-            self.polled = m;
+            self.polled = m.from(self.cfg.id);
             if self.sendable() {
                 return Some(Action::Send(self.outgoing()));
             }
@@ -933,16 +938,7 @@ where
 
     pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body<(), Span>) {
         trace!("{} -> {} {} term {}", self.cfg.id, to, body.kind(), term);
-        if self
-            .out
-            .push_back(Message {
-                from: self.cfg.id,
-                to,
-                term,
-                body,
-            })
-            .is_err()
-        {
+        if self.out.push_back(QueuedSend { to, term, body }).is_err() {
             self.stats.dropped_sends += 1;
         }
     }

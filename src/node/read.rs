@@ -21,8 +21,9 @@ use crate::message::Body;
 use crate::storage::Storage;
 use crate::types::{Index, NodeId, ReadId};
 
-/// How many linearizable reads a node keeps pending (its own and, on a leader, its followers').
-pub const MAX_PENDING_READS: usize = 16;
+/// How many linearizable reads a node of the default profile keeps pending (its own and, on a
+/// leader, its followers'): the default of [`Node`]'s `READS` parameter.
+pub const DEFAULT_READS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReadState {
@@ -51,8 +52,8 @@ struct PendingRead {
 
 /// The pending reads and the leader's confirmation rounds.
 #[derive(Debug)]
-pub(crate) struct Reads {
-    queue: heapless::Vec<PendingRead, MAX_PENDING_READS>,
+pub(crate) struct Reads<const N: usize> {
+    queue: heapless::Vec<PendingRead, N>,
     /// Leader: the newest round sent, and the newest a quorum confirmed.
     seq_sent: u64,
     seq_confirmed: u64,
@@ -64,7 +65,7 @@ pub(crate) struct Reads {
     lease_until: u64,
 }
 
-impl Reads {
+impl<const N: usize> Reads<N> {
     pub(crate) const fn new() -> Self {
         Self {
             queue: heapless::Vec::new(),
@@ -84,7 +85,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 where
     P: Clone,
 {

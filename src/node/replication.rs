@@ -10,7 +10,7 @@
 
 use super::{Node, RoleState};
 use crate::error::{ProposeError, StepError};
-use crate::message::{AppendResult, Body, Message, Span};
+use crate::message::{AppendResult, Body, QueuedSend, Span};
 use crate::progress::FlowState;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryData, Index, NodeId, Term};
@@ -40,7 +40,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 where
     P: Clone,
 {
@@ -201,8 +202,7 @@ where
             commit: self.commit,
             entries: Span { count },
         };
-        let msg = Message {
-            from: self.cfg.id,
+        let msg = QueuedSend {
             to,
             term: self.hs.term,
             body,

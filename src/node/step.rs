@@ -16,7 +16,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>
+    const READS: usize,
+> Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>
 where
     P: Clone,
 {

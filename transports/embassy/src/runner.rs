@@ -315,9 +315,10 @@ pub fn new<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
+    const READS: usize,
 >(
     res: &'a Resources<M, P, Q>,
-    node: &'a mut Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>,
+    node: &'a mut Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>,
     membership: Membership<PEERS>,
     link: L,
     store: &'a mut S,
@@ -328,12 +329,12 @@ pub fn new<
 ) -> Result<
     (
         Handle<'a, M, P, Q>,
-        Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>, L, S, C, A, Q, FRAME>,
+        Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>, L, S, C, A, Q, FRAME>,
     ),
     BuildError,
 >
 where
-    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>>,
+    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>>,
     S: Store<P>,
     P: Clone,
 {
@@ -403,7 +404,7 @@ impl<
     L: Link,
     S: Store<P>,
     C: Clock,
-    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>>,
+    A: App<Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>>,
     const Q: usize,
     const FRAME: usize,
     const PEERS: usize,
@@ -411,7 +412,8 @@ impl<
     const BATCH: usize,
     const INFLIGHT: usize,
     const OUT: usize,
-> Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT>, L, S, C, A, Q, FRAME>
+    const READS: usize,
+> Runner<'a, M, Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS>, L, S, C, A, Q, FRAME>
 where
     P: Clone + Serialize + for<'de> Deserialize<'de>,
 {
@@ -633,7 +635,7 @@ where
     }
 
     /// The node (for inspection).
-    pub fn node(&self) -> &Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT> {
+    pub fn node(&self) -> &Node<P, PEERS, LOG, BATCH, INFLIGHT, OUT, READS> {
         self.node
     }
     /// The store.

@@ -627,7 +627,7 @@ fn a_proposal_whose_caller_gave_up_does_not_answer_the_next_one() {
     c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
     let mut node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
-    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8, 16>(
         &res,
         &mut node,
         Membership::new(&[NodeId(1)]).unwrap(),
@@ -783,7 +783,7 @@ fn a_gap_at_apply_time_stops_the_runner() {
     c.snapshot_mode = SnapshotMode::Notify; // the test app transfers snapshots in notify mode
     let mut node = TNode::new(c, &store).unwrap();
     let server: Server = Rc::new(RefCell::new(Vec::new()));
-    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+    let (h, mut r) = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8, 16>(
         &res,
         &mut node,
         Membership::new(&[NodeId(1)]).unwrap(),
@@ -830,7 +830,7 @@ fn a_runner_whose_app_cannot_transfer_its_snapshots_is_refused() {
     let mut store = Store::new();
     let app = TestApp::new(&world.server, 8);
     let mut node = world.node(1, &store, &app);
-    let built = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8>(
+    let built = runner::new::<_, _, _, _, _, _, 4, FRAME, 5, 16, BATCH, 2, 8, 16>(
         &res,
         &mut node,
         Membership::new(&[NodeId(1), NodeId(2), NodeId(3)]).unwrap(),
