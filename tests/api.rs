@@ -330,6 +330,18 @@ fn round(sent: &[Msg4]) -> Option<u64> {
 type Big = Node<u64, 5, 32, 4, 8, 64>;
 /// Owned messages of `Big`.
 type Msg4 = raftlet::Message<u64, heapless::Vec<raftlet::Entry<u64>, 4>>;
+/// The body of a `Msg4`.
+type Body4 = Body<u64, heapless::Vec<Entry<u64>, 4>>;
+
+/// A heartbeat from node `from` to node 1 at `term`.
+fn heartbeat(from: u64, term: Term) -> Msg4 {
+    raftlet::Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term,
+        body: Body::Heartbeat { commit: Index(0) },
+    }
+}
 
 /// Steps `body` from node `from` into `node` (node 1) at the node's current term.
 fn deliver(
@@ -1520,13 +1532,7 @@ fn pending_reads_are_bounded_by_the_reads_capacity() {
         let store = MemStore::default();
         let c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
         let mut node = Node::<u64, 5, 16, 4, 2, 8, READS>::new(c, &store).unwrap();
-        let hb: Msg4 = raftlet::Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: Term(1),
-            body: Body::Heartbeat { commit: Index(0) },
-        };
-        node.step(&hb, &store).unwrap();
+        node.step(&heartbeat(2, Term(1)), &store).unwrap();
         while node.poll_action().is_some() {}
         let mut forwarded = Vec::new();
         let mut read = |node: &mut Node<u64, 5, 16, 4, 2, 8, READS>, id| {
@@ -1562,4 +1568,191 @@ fn pending_reads_are_bounded_by_the_reads_capacity() {
 fn a_tiny_node_fits_in_4_kib() {
     let size = std::mem::size_of::<raftlet::TinyNode<u32>>();
     assert!(size <= 4096, "TinyNode<u32> is {size} bytes");
+}
+
+/// A follower of node 2 at term 1 (it heard a heartbeat), its election timer just restarted.
+fn follower_of_2(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
+    let store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    tweak(&mut c);
+    let mut node = Big::new(c, &store).unwrap();
+    node.step(&heartbeat(2, Term(1)), &store).unwrap();
+    assert_eq!((node.term(), node.leader()), (Term(1), Some(NodeId(2))));
+    while node.poll_action().is_some() {}
+    (node, store)
+}
+
+/// Every message only a leader sends, arriving with a new term, makes its sender the known
+/// leader at once and restarts the election timer with a newly drawn randomized timeout (as
+/// etcd's `becomeFollower`), not only the elapsed count.
+#[test]
+fn a_leader_of_a_new_term_is_followed_with_a_new_election_timeout() {
+    let bodies: [Body4; 5] = [
+        Body::Append {
+            prev_index: Index(0),
+            prev_term: Term(0),
+            commit: Index(0),
+            entries: heapless::Vec::new(),
+        },
+        Body::Heartbeat { commit: Index(0) },
+        Body::Commit { commit: Index(0) },
+        Body::ReadConfirm { seq: 1 },
+        Body::InstallSnapshot {
+            tag: 1,
+            request: raftlet::InstallRequest::Notify {
+                first_available: raftlet::SnapshotId {
+                    index: Index(1),
+                    term: Term(1),
+                },
+            },
+        },
+    ];
+    for body in bodies {
+        let store = MemStore::default();
+        let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+        c.seed = 7;
+        let mut node = Big::new(c, &store).unwrap();
+        for _ in 0..3 {
+            node.tick(&store);
+        }
+        let before = node.election_timeout_ticks();
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: body.clone(),
+        };
+        node.step(&m, &store).unwrap();
+        assert_eq!(node.leader(), Some(NodeId(2)), "{body:?}");
+        assert_eq!(node.term(), Term(1));
+        // Seed 7 draws a different timeout next: a kept timeout would show here.
+        assert_ne!(node.election_timeout_ticks(), before, "{body:?}");
+        assert_eq!(
+            node.ticks_until_election(),
+            Some(node.election_timeout_ticks()),
+            "{body:?}"
+        );
+    }
+}
+
+/// The check-quorum lease lasts exactly one (minimum) election timeout after the leader was
+/// last heard: a real vote request of a higher term one tick before its end is ignored (and
+/// counted), one at its end is answered.
+#[test]
+fn the_check_quorum_lease_lasts_exactly_one_election_timeout() {
+    let request = |term| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(3),
+            to: NodeId(1),
+            term: Term(term),
+            body: Body::VoteRequest {
+                pre_vote: false,
+                last_index: Index(10),
+                last_term: Term(1),
+            },
+        }
+    };
+    for (ticks_after, answered) in [(9, false), (10, true)] {
+        let (mut node, store) = follower_of_2(|c| {
+            c.election_ticks = 10;
+            c.seed = 3;
+        });
+        assert!(
+            node.election_timeout_ticks() > 10,
+            "seed 3 must draw past 10"
+        );
+        for _ in 0..ticks_after {
+            node.tick(&store);
+        }
+        while node.poll_action().is_some() {}
+        assert_eq!(node.role(), Role::Follower);
+        node.step(&request(2), &store).unwrap();
+        let term = if answered { Term(2) } else { Term(1) };
+        assert_eq!(node.term(), term, "{ticks_after} ticks after the leader");
+        assert_eq!(node.stats().ignored_in_lease, u64::from(!answered));
+    }
+}
+
+/// A node refuses a candidate of an older term, real, pre-vote or transfer alike, with its
+/// current term (Raft figure 2), so the candidate moves on; each counts as a stale message.
+#[test]
+fn stale_candidates_are_refused_with_the_current_term() {
+    let (mut node, mut store) = follower_of_2(|_| {});
+    node.step(&heartbeat(2, Term(5)), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    let stale = node.stats().stale_term;
+    let requests: [(Body4, bool); 3] = [
+        (
+            Body::VoteRequest {
+                pre_vote: false,
+                last_index: Index(9),
+                last_term: Term(3),
+            },
+            false,
+        ),
+        (
+            Body::VoteRequest {
+                pre_vote: true,
+                last_index: Index(9),
+                last_term: Term(3),
+            },
+            true,
+        ),
+        (
+            Body::VoteRequestTransfer {
+                last_index: Index(9),
+                last_term: Term(3),
+            },
+            false,
+        ),
+    ];
+    for (k, (body, pre_vote)) in requests.into_iter().enumerate() {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(3),
+            to: NodeId(1),
+            term: Term(3),
+            body: body.clone(),
+        };
+        node.step(&m, &store).unwrap();
+        let sent = drain_persisting(&mut node, &mut store);
+        assert_eq!(
+            sent,
+            [raftlet::Message {
+                from: NodeId(1),
+                to: NodeId(3),
+                term: Term(5),
+                body: Body::VoteResponse {
+                    pre_vote,
+                    granted: false
+                },
+            }],
+            "{body:?}"
+        );
+        assert_eq!(node.stats().stale_term, stale + k as u64 + 1);
+        assert_eq!((node.term(), node.leader()), (Term(5), Some(NodeId(2))));
+    }
+}
+
+/// Two leaders in one term cannot happen: a leader's message from another node at the term
+/// of a known leader (or to the leader itself) is refused as malformed and counted, and the
+/// known leader stays.
+#[test]
+fn a_second_leader_in_one_term_is_refused_as_malformed() {
+    let hb = heartbeat;
+    let (mut node, store) = follower_of_2(|_| {});
+    assert_eq!(
+        node.step(&hb(3, Term(1)), &store),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert_eq!(node.stats().malformed, 1);
+    assert_eq!(node.leader(), Some(NodeId(2)));
+
+    let (mut node, store) = new_leader();
+    let term = node.term();
+    assert_eq!(
+        node.step(&hb(2, term), &store),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert_eq!(node.stats().malformed, 1);
+    assert_eq!(node.role(), Role::Leader);
 }

@@ -235,8 +235,9 @@ where
                 _ => Ok(()),
             },
             Body::InstallSnapshot { tag, ref request } => {
-                // The chunk's bytes travel beside the message (`step_parts` refused a chunk
-                // message without them before anything changed).
+                // The chunk's bytes travel beside the message (`step_parts` refused and counted a
+                // chunk message without them before anything changed, so the `else` below is
+                // never taken).
                 let request = match *request {
                     InstallRequest::Notify { first_available } => {
                         InstallRequest::Notify { first_available }
@@ -248,7 +249,6 @@ where
                         ..
                     } => {
                         let Some(data) = chunk else {
-                            self.stats.malformed += 1;
                             return Err(StepError::Malformed);
                         };
                         InstallRequest::Chunk {
