@@ -318,6 +318,17 @@ fn every_refusal_is_typed() {
         CODEC.encode(&one_of_each()[3].1, &mut small),
         Err(EncodeError::BufferTooSmall)
     );
+    // A framed encoding into a buffer shorter than its prefix, or with no room after it, too;
+    // one byte short of the frame as well.
+    let msg = &one_of_each()[3].1;
+    let framed = encode_length_prefixed(&CODEC, msg, &mut [0u8; 256]).unwrap();
+    for len in [0, 1, 3, 4, framed - 1] {
+        assert_eq!(
+            encode_length_prefixed(&CODEC, msg, &mut vec![0u8; len]),
+            Err(EncodeError::BufferTooSmall),
+            "{len} bytes"
+        );
+    }
     let tight = Codec::new(0xC1, 20);
     let mut big = vec![0u8; 100];
     assert_eq!(

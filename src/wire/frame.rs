@@ -48,10 +48,9 @@ pub fn encode_length_prefixed<P: Serialize, E: Serialize>(
     msg: &Message<P, E>,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    if buf.len() < LENGTH_PREFIX {
+    let Some((head, body)) = buf.split_at_mut_checked(LENGTH_PREFIX) else {
         return Err(EncodeError::BufferTooSmall);
-    }
-    let (head, body) = buf.split_at_mut(LENGTH_PREFIX);
+    };
     let n = codec.encode(msg, body)?;
     head.copy_from_slice(&(n as u32).to_le_bytes());
     Ok(LENGTH_PREFIX + n)
@@ -92,14 +91,12 @@ impl<const N: usize> LengthPrefixedReader<N> {
     /// from the reader until the next call) or `input` is empty (`None`).
     pub fn feed(&mut self, input: &mut &[u8]) -> Option<Result<&[u8], FrameError>> {
         loop {
-            if self.skip > 0 {
-                let n = self.skip.min(input.len());
-                *input = &input[n..];
-                self.skip -= n;
-                if self.skip > 0 {
-                    return None;
-                }
-            }
+            // The rest of a frame too long to keep (nothing when `skip` is 0). If some is still
+            // to come, `input` is now empty and the prefix read below returns `None`: a
+            // skipped frame leaves `want` at `None`.
+            let n = self.skip.min(input.len());
+            *input = &input[n..];
+            self.skip -= n;
             match self.want {
                 None => {
                     let (&b, rest) = input.split_first()?;
