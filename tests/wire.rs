@@ -999,11 +999,46 @@ fn a_frame_of_exactly_the_maximum_length_is_taken() {
     let mut buf = [0u8; 64];
     let len = CODEC.encode(&m, &mut buf).unwrap();
     let exact = Codec::new(0xC1, len);
-    assert_eq!(exact.decode::<Payload, Es>(&buf[..len]), Ok(m));
+    assert_eq!(exact.decode::<Payload, Es>(&buf[..len]), Ok(m.clone()));
     let short = Codec::new(0xC1, len - 1);
     assert_eq!(
         short.decode::<Payload, Es>(&buf[..len]),
         Err(DecodeError::TooLong { len, max: len - 1 })
+    );
+    // A length-prefixed reader whose buffer is exactly the frame's length takes it; one byte
+    // less skips it as too long and takes the next frame.
+    let mut stream = Vec::new();
+    for _ in 0..2 {
+        stream.extend_from_slice(&(len as u32).to_le_bytes());
+        stream.extend_from_slice(&buf[..len]);
+    }
+    fn frames<const N: usize>(mut input: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut reader = LengthPrefixedReader::<N>::new();
+        let mut out = Vec::new();
+        while let Some(r) = reader.feed(&mut input) {
+            out.push(r.map(<[u8]>::to_vec));
+        }
+        out
+    }
+    // The COBS bound is exact for frames under 254 bytes: the encoding fits a buffer of
+    // exactly that length and not one byte less.
+    let mut scratch = [0u8; 64];
+    let bound = cobs_max_len(len);
+    assert_eq!(bound, len + 2);
+    assert_eq!(
+        encode_cobs(&CODEC, &m, &mut scratch, &mut vec![0u8; bound]),
+        Ok(bound)
+    );
+    assert_eq!(
+        encode_cobs(&CODEC, &m, &mut scratch, &mut vec![0u8; bound - 1]),
+        Err(EncodeError::BufferTooSmall)
+    );
+    assert_eq!(len, 8, "the reader sizes below are for an 8-byte frame");
+    let frame = buf[..len].to_vec();
+    assert_eq!(frames::<8>(&stream), [Ok(frame.clone()), Ok(frame)]);
+    assert_eq!(
+        frames::<7>(&stream),
+        [Err(FrameError::TooLong), Err(FrameError::TooLong)]
     );
 }
 

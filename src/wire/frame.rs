@@ -148,10 +148,12 @@ pub fn encode_cobs<P: Serialize, E: Serialize>(
     Ok(written + 1)
 }
 
-/// The largest COBS encoding (with its terminating `0`) of a frame of `len` bytes.
+/// The largest COBS encoding (with its terminating `0`) of a frame of `len` bytes: the
+/// `cobs` crate's bound and the terminator (exact below 254 bytes, where every encoding takes
+/// `len + 2`).
 #[must_use]
 pub const fn cobs_max_len(len: usize) -> usize {
-    len + len / 254 + 2
+    cobs::max_encoding_length(len) + 1
 }
 
 /// Reassembles COBS frames from a byte stream, resynchronising at every `0` byte.
