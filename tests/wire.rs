@@ -720,6 +720,23 @@ fn readers_skip_oversized_and_corrupt_frames_and_resynchronise() {
     assert_eq!(c.feed(&mut input), Some(Err(FrameError::TooLong)));
     let f = c.feed(&mut input).unwrap().unwrap().to_vec();
     assert_eq!(CODEC.decode::<Payload, Es>(&f).unwrap(), msgs[7]);
+    // A COBS frame cut short by its own delimiter (a code byte announces more bytes than come
+    // before the `0`) is reported at that delimiter, and the next frame is taken whole.
+    let good = stream(&msgs[7..8], true);
+    for bad in [&[0x05u8, 1, 2, 0][..], &[0x02, 9, 0x05, 1, 0][..]] {
+        let mut bytes = bad.to_vec();
+        bytes.extend_from_slice(&good);
+        let mut c = CobsReader::<MAX>::new();
+        let mut input = &bytes[..];
+        assert_eq!(
+            c.feed(&mut input),
+            Some(Err(FrameError::Corrupt)),
+            "{bad:?}"
+        );
+        let f = c.feed(&mut input).unwrap().unwrap().to_vec();
+        assert_eq!(CODEC.decode::<Payload, Es>(&f).unwrap(), msgs[7], "{bad:?}");
+        assert_eq!(c.feed(&mut input), None);
+    }
 }
 
 #[test]

@@ -220,6 +220,8 @@ impl<const N: usize> CobsReader<N> {
                     return Some(Ok(&self.buf));
                 }
                 Err(_) => {
+                    // The `cobs` decoder fails only at a `0` (a frame cut short); should one
+                    // fail inside a frame, the rest of it is discarded up to its delimiter.
                     self.restart();
                     if b == 0 {
                         return Some(Err(FrameError::Corrupt));
