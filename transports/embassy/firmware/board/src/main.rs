@@ -19,6 +19,8 @@
 
 #[path = "../../stack.rs"]
 mod stack;
+/// The name the stack guard's fault report starts with.
+const FIRMWARE: &str = "board";
 use core::cell::UnsafeCell;
 use core::convert::Infallible;
 use core::future::{Future, poll_fn};
@@ -681,6 +683,13 @@ fn start(id: u64, slot: &mut MaybeUninit<BoardRunner>) -> BoardHandle {
 
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "overflow-test")]
+    {
+        heprintln!("board: overflowing the stack on purpose");
+        let depth = stack::overflow_on_purpose();
+        heprintln!("board: recursed {depth} frames and nothing faulted: no stack guard");
+        debug::exit(debug::EXIT_FAILURE);
+    }
     let id = board_id();
     if !(1..=3).contains(&id) {
         fail(format_args!(
@@ -735,14 +744,6 @@ fn main() -> ! {
     };
     block_on(embassy_futures::select::select(run, proposer));
     fail(format_args!("board {id}: stopped"))
-}
-
-#[exception]
-unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
-    heprintln!("board: HardFault");
-    debug::exit(debug::EXIT_FAILURE);
-    #[allow(clippy::empty_loop)]
-    loop {}
 }
 
 #[panic_handler]

@@ -16,6 +16,8 @@
 
 #[path = "../../stack.rs"]
 mod stack;
+/// The name the stack guard's fault report starts with.
+const FIRMWARE: &str = "core3";
 use stack::stack_high_water;
 // Links cortex-m for its single-core critical section (semihosting output needs one).
 use cortex_m as _;
@@ -140,11 +142,8 @@ const fn store() -> Store {
 fn main() -> ! {
     #[cfg(feature = "overflow-test")]
     {
-        for w in CANARY.iter() {
-            w.store(CANARY_WORD, core::sync::atomic::Ordering::Relaxed);
-        }
         heprintln!("core3: overflowing the stack on purpose");
-        let depth = recurse(0);
+        let depth = stack::overflow_on_purpose();
         heprintln!(
             "core3: recursed {} frames and nothing faulted: no stack guard",
             depth
@@ -318,64 +317,6 @@ impl InstrClock {
         let dt = self.ticks() - t0;
         (dt > 0).then_some((2_000_000, dt))
     }
-}
-
-/// A pattern in `.bss`: an overflow that runs into the statics overwrites it.
-#[cfg(feature = "overflow-test")]
-static CANARY: [core::sync::atomic::AtomicU32; 64] =
-    [const { core::sync::atomic::AtomicU32::new(0) }; 64];
-#[cfg(feature = "overflow-test")]
-const CANARY_WORD: u32 = 0xA5A5_5A5A;
-
-/// Uses about 1 KiB of stack per call, never returning early, until the stack overflows.
-#[cfg(feature = "overflow-test")]
-#[inline(never)]
-fn recurse(depth: u32) -> u32 {
-    let mut frame = [0u8; 1024];
-    // SAFETY: a plain volatile write to a local array, so the frame is really used.
-    unsafe { core::ptr::write_volatile(&mut frame[depth as usize % 1024], depth as u8) };
-    if depth > 200 {
-        return depth;
-    }
-    recurse(depth + 1) + u32::from(core::hint::black_box(frame[0]))
-}
-
-// The HardFault handler, in assembly: after a stack overflow the stack pointer lies below RAM,
-// so the handler first moves it back to the top of the stack region (the program never returns
-// from a fault), then reports in Rust.
-core::arch::global_asm!(
-    ".section .text.HardFault, \"ax\"",
-    ".global HardFault",
-    ".type HardFault, %function",
-    ".thumb_func",
-    "HardFault:",
-    "ldr r0, =_stack_start",
-    "msr msp, r0",
-    "bl core3_hard_fault",
-);
-
-#[unsafe(no_mangle)]
-extern "C" fn core3_hard_fault() -> ! {
-    #[cfg(feature = "overflow-test")]
-    {
-        let intact = CANARY
-            .iter()
-            .all(|w| w.load(core::sync::atomic::Ordering::Relaxed) == CANARY_WORD);
-        if intact {
-            heprintln!("core3: stack overflow caught by the guard (HardFault), statics intact");
-            debug::exit(debug::EXIT_SUCCESS);
-        } else {
-            heprintln!("core3: HardFault after the stack overflowed into the statics");
-            debug::exit(debug::EXIT_FAILURE);
-        }
-    }
-    #[cfg(not(feature = "overflow-test"))]
-    {
-        heprintln!("core3: HardFault");
-        debug::exit(debug::EXIT_FAILURE);
-    }
-    #[allow(clippy::empty_loop)]
-    loop {}
 }
 
 #[panic_handler]
