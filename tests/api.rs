@@ -1022,6 +1022,8 @@ fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
     // An empty batch is a no-op.
     let (f, l) = node.propose_batch(std::iter::empty(), &store).unwrap();
     assert!(f > l);
+    // Each refusal is counted once; the batch that was taken and the empty one are not.
+    assert_eq!(node.stats().proposals_refused, 1);
     // A follower refuses, naming no leader it does not know.
     let store2 = MemStore::default();
     let mut follower = Big::new(Config::new(NodeId(2), &ids(3)).unwrap(), &store2).unwrap();
@@ -1029,6 +1031,7 @@ fn a_batch_proposal_leaves_in_full_appends_all_or_nothing() {
         follower.propose_batch([1u64].into_iter(), &store2),
         Err(raftlet::ProposeError::NotLeader { leader: None, .. })
     ));
+    assert_eq!(follower.stats().proposals_refused, 1);
 }
 
 #[test]
@@ -1755,4 +1758,153 @@ fn a_second_leader_in_one_term_is_refused_as_malformed() {
     );
     assert_eq!(node.stats().malformed, 1);
     assert_eq!(node.role(), Role::Leader);
+}
+
+/// A leader whose send queue is full counts every append it cannot queue, and leaves that
+/// follower's progress as it was (the append goes out later, from the same place).
+#[test]
+fn a_leader_with_a_full_send_queue_counts_the_appends_it_cannot_queue() {
+    // Five voters, room for two queued sends.
+    let store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(5)).unwrap();
+    c.pre_vote = false;
+    let mut node = Small::new(c, &store).unwrap();
+    node.campaign(&store);
+    let mut store = store;
+    let poll = |node: &mut Small, store: &mut MemStore| {
+        let mut appends = Vec::new();
+        while let Some(a) = node.poll_action() {
+            match a {
+                Action::Send(m) if matches!(m.message().body, Body::Append { .. }) => {
+                    appends.push(m.to());
+                }
+                Action::Persist(p) => {
+                    let token = p.token;
+                    store.persist(&p);
+                    node.persisted(token, store).unwrap();
+                }
+                _ => {}
+            }
+        }
+        appends
+    };
+    poll(&mut node, &mut store);
+    let dropped = node.stats().dropped_sends;
+    let term = node.term();
+    for from in [2, 3] {
+        let grant: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term,
+            body: Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        };
+        node.step(&grant, &store).unwrap();
+    }
+    assert_eq!(node.role(), Role::Leader);
+    // The no-op goes to four followers: two appends fit the queue, two are counted.
+    assert_eq!(poll(&mut node, &mut store), [NodeId(2), NodeId(3)]);
+    assert_eq!(node.stats().dropped_sends, dropped + 2);
+    for id in [4, 5] {
+        let p = node.peer_progress(NodeId(id)).unwrap();
+        assert!(
+            !p.paused,
+            "follower {id} waits for an append that was never sent"
+        );
+    }
+}
+
+/// A storage that has lost one entry the node counts as durable.
+struct Forgetful<'a> {
+    inner: &'a MemStore,
+    lost: Index,
+}
+
+impl raftlet::Storage<u64> for Forgetful<'_> {
+    fn hard_state(&self) -> HardState {
+        raftlet::Storage::<u64>::hard_state(self.inner)
+    }
+    fn last_index(&self) -> Index {
+        raftlet::Storage::<u64>::last_index(self.inner)
+    }
+    fn term(&self, index: Index) -> Option<Term> {
+        (index != self.lost)
+            .then(|| raftlet::Storage::<u64>::term(self.inner, index))
+            .flatten()
+    }
+    fn entry(&self, index: Index) -> Option<Entry<u64>> {
+        (index != self.lost)
+            .then(|| raftlet::Storage::<u64>::entry(self.inner, index))
+            .flatten()
+    }
+}
+
+/// An append the leader cannot build because its storage lost the entry before it is not
+/// sent, and the miss is counted (`storage_misses`), not mistaken for a compaction (no
+/// snapshot is started).
+#[test]
+fn an_append_over_a_lost_entry_is_counted_as_a_storage_miss() {
+    let (mut node, mut store) = lone_leader();
+    for v in 0..3 {
+        node.propose(v, &store).unwrap();
+    }
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    // Follower 2 rejects the appends: the leader probes from just after its match (the no-op),
+    // which the storage has lost.
+    let lost = node.peer_progress(NodeId(2)).unwrap().matched;
+    assert!(lost.0 > 0 && lost < last);
+    let reject = Body::AppendResponse(raftlet::AppendResult::Rejected {
+        rejected: last,
+        hint_index: lost,
+        hint_term: Term(0),
+    });
+    let m: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: node.term(),
+        body: reject,
+    };
+    let forgetful = Forgetful {
+        inner: &store,
+        lost,
+    };
+    let misses = node.stats().storage_misses;
+    node.step(&m, &forgetful).unwrap();
+    assert_eq!(node.stats().storage_misses, misses + 1);
+    let p = node.peer_progress(NodeId(2)).unwrap();
+    assert_eq!(p.state, raftlet::FlowState::Probe);
+    let mut sent = Vec::new();
+    while let Some(a) = node.poll_action() {
+        if let Action::Send(m) = a {
+            sent.push(*m.message());
+        }
+    }
+    assert!(
+        sent.iter().all(|m| m.to != NodeId(2)),
+        "nothing can go to follower 2: {sent:?}"
+    );
+}
+
+/// An empty append in replicate state (here: a heartbeat answered while entries are in
+/// flight) takes no slot of the inflight window: only appends that carry entries do.
+#[test]
+fn an_empty_append_takes_no_inflight_slot() {
+    let (mut node, mut store) = lone_leader();
+    node.propose(7, &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(sent.iter().any(|m| m.to == NodeId(2)
+        && matches!(&m.body, Body::Append { entries, .. } if entries.len() == 1)));
+    assert_eq!(node.peer_progress(NodeId(2)).unwrap().inflight, 1);
+    deliver(&mut node, &store, 2, Body::HeartbeatResponse);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter().any(|m| m.to == NodeId(2)
+            && matches!(&m.body, Body::Append { entries, .. } if entries.is_empty())),
+        "{sent:?}"
+    );
+    let p = node.peer_progress(NodeId(2)).unwrap();
+    assert_eq!((p.state, p.inflight), (raftlet::FlowState::Replicate, 1));
 }
