@@ -1908,3 +1908,42 @@ fn an_empty_append_takes_no_inflight_slot() {
     let p = node.peer_progress(NodeId(2)).unwrap();
     assert_eq!((p.state, p.inflight), (raftlet::FlowState::Replicate, 1));
 }
+
+/// A commit notice goes once to each follower that holds every committed entry, when it is
+/// known to hold them: not to a follower still catching up (its acknowledgement brings the
+/// notice), and not again for the same commit index.
+#[test]
+fn commit_notices_go_once_to_followers_that_hold_the_committed_entries() {
+    let (mut node, mut store) = lone_leader();
+    node.propose(7, &store).unwrap();
+    node.propose(8, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    let notices = |sent: &[Msg4]| -> Vec<(NodeId, Index)> {
+        sent.iter()
+            .filter_map(|m| match m.body {
+                Body::Commit { commit } => Some((m.to, commit)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Follower 2's acknowledgement commits the entry: 2 is told, 3 (its append in flight)
+    // is not.
+    deliver(&mut node, &store, 2, accepted(last));
+    assert_eq!(node.commit_index(), last);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(notices(&sent), [(NodeId(2), last)]);
+    // A repeated acknowledgement brings no second notice.
+    deliver(&mut node, &store, 2, accepted(last));
+    assert_eq!(notices(&drain_persisting(&mut node, &mut store)), []);
+    // Follower 3 acknowledges part of it: it does not hold every committed entry, so it is
+    // not told (a notice is never beyond what the follower holds).
+    deliver(&mut node, &store, 3, accepted(Index(last.0 - 1)));
+    assert_eq!(notices(&drain_persisting(&mut node, &mut store)), []);
+    // Follower 3 catches up: now it is told.
+    deliver(&mut node, &store, 3, accepted(last));
+    assert_eq!(
+        notices(&drain_persisting(&mut node, &mut store)),
+        [(NodeId(3), last)]
+    );
+}

@@ -288,7 +288,7 @@ where
         // besides the leader: with no follower matched past the commit index (the leader's
         // own persist, before any acknowledgement), there is nothing to count.
         let cfg = &self.configs.current;
-        if (cfg.voters().len() > 1 || cfg.outgoing().len() > 1)
+        if cfg.voters().len().max(cfg.outgoing().len()) > 1
             && progress.iter().all(|p| p.matched <= self.commit)
         {
             return false;
@@ -309,7 +309,7 @@ where
                     .map_or(0, |p| p.matched.0)
             }
         }));
-        if candidate > self.commit
+        if self.commit < candidate
             && (self.log.term(candidate, storage) == Some(self.hs.term)
                 || crate::canary::on(crate::canary::Canary::CommitOldTerm)
                     && self.log.term(candidate, storage).is_some())
