@@ -61,3 +61,10 @@ pub const fn on(_canary: Canary) -> bool {
 pub const fn stretched_lease(election_ticks: u32) -> u64 {
     election_ticks as u64 * 2
 }
+
+/// The test of [`Canary::NoTruncate`] for an entry of an append: new only past the log's end
+/// (a conflicting entry inside the log is kept). Here for the reason of [`stretched_lease`].
+#[must_use]
+pub fn new_past_the_end(index: crate::types::Index, last: crate::types::Index) -> bool {
+    index > last
+}

@@ -1947,3 +1947,57 @@ fn commit_notices_go_once_to_followers_that_hold_the_committed_entries() {
         [(NodeId(3), last)]
     );
 }
+
+/// A follower takes from an append only what its unstable log has room for: `LOG` entries
+/// not yet acknowledged as durable. With 4 entries durable and 6 waiting for their persist,
+/// an 8-entry log takes 2 of the next append's 4 (the leader sends the rest again).
+#[test]
+fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
+    let mut store = MemStore::default();
+    let mut node = Small::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    let append = |prev: u64, n: u64| -> Msg4 {
+        let mut entries = heapless::Vec::new();
+        for i in prev + 1..=prev + n {
+            let e = Entry {
+                term: Term(1),
+                index: Index(i),
+                data: EntryData::Normal(i),
+            };
+            entries.push(e).unwrap();
+        }
+        raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: Body::Append {
+                prev_index: Index(prev),
+                prev_term: Term(u64::from(prev > 0)),
+                commit: Index(0),
+                entries,
+            },
+        }
+    };
+    // Entries 1..=4 made durable.
+    node.step(&append(0, 4), &store).unwrap();
+    while let Some(a) = node.poll_action() {
+        if let Action::Persist(p) = a {
+            let token = p.token;
+            store.persist(&p);
+            node.persisted(token, &store).unwrap();
+        }
+    }
+    // Entries 5..=10 taken, their persists handed out and not acknowledged.
+    for (prev, n) in [(4, 4), (8, 2)] {
+        node.step(&append(prev, n), &store).unwrap();
+        while node.poll_action().is_some() {}
+    }
+    assert_eq!(node.last_index(), Index(10));
+    let full = node.stats().log_full;
+    node.step(&append(10, 4), &store).unwrap();
+    assert_eq!(node.last_index(), Index(12), "room for 2 of 4");
+    assert_eq!(node.stats().log_full, full);
+    // Now the log is full: the next append takes nothing, and counts it.
+    node.step(&append(12, 2), &store).unwrap();
+    assert_eq!(node.last_index(), Index(12));
+    assert_eq!(node.stats().log_full, full + 1);
+}

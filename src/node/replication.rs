@@ -355,7 +355,7 @@ where
             .iter()
             .position(|e| {
                 if no_truncate {
-                    e.index > self.log.last_index()
+                    crate::canary::new_past_the_end(e.index, self.log.last_index())
                 } else {
                     self.log.term(e.index, storage) != Some(e.term)
                 }
