@@ -1955,7 +1955,7 @@ fn commit_notices_go_once_to_followers_that_hold_the_committed_entries() {
 fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
     let mut store = MemStore::default();
     let mut node = Small::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
-    let append = |prev: u64, n: u64| -> Msg4 {
+    let append_from = |from: u64, term: u64, prev: u64, n: u64| -> Msg4 {
         let mut entries = heapless::Vec::new();
         for i in prev + 1..=prev + n {
             let e = Entry {
@@ -1966,9 +1966,9 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
             entries.push(e).unwrap();
         }
         raftlet::Message {
-            from: NodeId(2),
+            from: NodeId(from),
             to: NodeId(1),
-            term: Term(1),
+            term: Term(term),
             body: Body::Append {
                 prev_index: Index(prev),
                 prev_term: Term(u64::from(prev > 0)),
@@ -1977,6 +1977,7 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
             },
         }
     };
+    let append = |prev: u64, n: u64| append_from(2, 1, prev, n);
     // Entries 1..=4 made durable.
     node.step(&append(0, 4), &store).unwrap();
     while let Some(a) = node.poll_action() {
@@ -2000,4 +2001,34 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
     node.step(&append(12, 2), &store).unwrap();
     assert_eq!(node.last_index(), Index(12));
     assert_eq!(node.stats().log_full, full + 1);
+    // A new leader (node 3, term 2) resends 11..=14: the full log takes none of 13 and 14,
+    // but acknowledges the 11 and 12 it holds, once they are durable.
+    node.step(&append_from(3, 2, 10, 4), &store).unwrap();
+    assert_eq!(node.last_index(), Index(12));
+    assert_eq!(node.stats().log_full, full + 2);
+    let mut acks = Vec::new();
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Persist(p) => {
+                let token = p.token;
+                store.persist(&p);
+                node.persisted(token, &store).unwrap();
+            }
+            Action::Send(m) => {
+                if let Body::AppendResponse(r) = m.message().body {
+                    acks.push((m.to(), r));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        acks,
+        [(
+            NodeId(3),
+            raftlet::AppendResult::Accepted {
+                match_index: Index(12)
+            }
+        )]
+    );
 }
