@@ -1987,10 +1987,17 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
             node.persisted(token, &store).unwrap();
         }
     }
-    // Entries 5..=10 taken, their persists handed out and not acknowledged.
+    // Entries 5..=10 taken, their persists written and not acknowledged (not yet synced).
+    fn write_unacknowledged(node: &mut Small, store: &mut MemStore) {
+        while let Some(a) = node.poll_action() {
+            if let Action::Persist(p) = a {
+                store.persist(&p);
+            }
+        }
+    }
     for (prev, n) in [(4, 4), (8, 2)] {
         node.step(&append(prev, n), &store).unwrap();
-        while node.poll_action().is_some() {}
+        write_unacknowledged(&mut node, &mut store);
     }
     assert_eq!(node.last_index(), Index(10));
     let full = node.stats().log_full;
@@ -2006,29 +2013,51 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
     node.step(&append_from(3, 2, 10, 4), &store).unwrap();
     assert_eq!(node.last_index(), Index(12));
     assert_eq!(node.stats().log_full, full + 2);
-    let mut acks = Vec::new();
-    while let Some(a) = node.poll_action() {
-        match a {
-            Action::Persist(p) => {
-                let token = p.token;
-                store.persist(&p);
-                node.persisted(token, &store).unwrap();
-            }
-            Action::Send(m) => {
-                if let Body::AppendResponse(r) = m.message().body {
-                    acks.push((m.to(), r));
+    /// Makes every persist durable; returns what was sent, by recipient.
+    fn sync(node: &mut Small, store: &mut MemStore) -> Vec<(NodeId, Body<(), raftlet::Span>)> {
+        let mut sent = Vec::new();
+        while let Some(a) = node.poll_action() {
+            match a {
+                Action::Persist(p) => {
+                    let token = p.token;
+                    store.persist(&p);
+                    node.persisted(token, store).unwrap();
                 }
+                Action::Send(m) => sent.push((m.to(), m.message().body)),
+                _ => {}
             }
-            _ => {}
+        }
+        sent
+    }
+    let accepted = |to, i| {
+        (
+            NodeId(to),
+            Body::AppendResponse(raftlet::AppendResult::Accepted {
+                match_index: Index(i),
+            }),
+        )
+    };
+    assert_eq!(sync(&mut node, &mut store), [accepted(3, 12)]);
+    // Made durable, the log has room again; refilled (13..=20, waiting for their persist), it
+    // takes nothing of the next append, which brings no entry it holds: no acknowledgement
+    // (the leader knows the match already), only the count.
+    for prev in [12, 16] {
+        node.step(&append_from(3, 2, prev, 4), &store).unwrap();
+        write_unacknowledged(&mut node, &mut store);
+    }
+    assert_eq!(node.last_index(), Index(20));
+    node.step(&append_from(3, 2, 20, 2), &store).unwrap();
+    assert_eq!(node.stats().log_full, full + 3);
+    let mut sent = Vec::new();
+    while let Some(a) = node.poll_action() {
+        if let Action::Send(m) = a {
+            sent.push(*m.message());
         }
     }
-    assert_eq!(
-        acks,
-        [(
-            NodeId(3),
-            raftlet::AppendResult::Accepted {
-                match_index: Index(12)
-            }
-        )]
-    );
+    assert_eq!(sent, [], "nothing to say to a leader that sent too much");
+    // A newer leader (node 4, term 3) probes the full log at its end: it takes nothing, and
+    // once durable acknowledges the match, so the leader need not wait for a heartbeat.
+    node.step(&append_from(4, 3, 20, 2), &store).unwrap();
+    assert_eq!(node.stats().log_full, full + 4);
+    assert_eq!(sync(&mut node, &mut store), [accepted(4, 20)]);
 }

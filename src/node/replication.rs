@@ -429,9 +429,10 @@ where
         if let Some(conflict) = entries.get(first_new).map(|e| e.index) {
             if room == 0 {
                 self.stats.log_full += 1;
-                if first_new > 0 {
-                    self.queue_ack(from, last_new);
-                }
+                // What matches (through `prev_index` and the entries held already) is still
+                // acknowledged once durable: a leader that probes a full follower learns its
+                // match (an acknowledgement no higher than one already pending adds nothing).
+                self.queue_ack(from, last_new);
                 // Back-pressure, not an error: the leader resends once the runner has made
                 // room by acknowledging persists.
                 return Ok(());
