@@ -958,6 +958,8 @@ fn impossible_messages_are_refused_as_malformed() {
             hint_index: Index(2),
             hint_term: term,
         }),
+        // An acknowledgement of entries the leader never had.
+        accepted(Index(leader.last_index().0 + 1)),
     ] {
         refused(&mut leader, &store, term, body);
     }
@@ -2060,4 +2062,40 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
     node.step(&append_from(4, 3, 20, 2), &store).unwrap();
     assert_eq!(node.stats().log_full, full + 4);
     assert_eq!(sync(&mut node, &mut store), [accepted(4, 20)]);
+}
+
+/// A follower adopts the commit index an append carries, clamped to the entries it knows match
+/// the leader's (through the append's last entry), and never moves it back.
+#[test]
+fn an_append_carries_the_commit_index_clamped_to_what_it_proves() {
+    let store = MemStore::default();
+    let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    let append = |prev: u64, n: u64, commit: u64| -> Msg4 {
+        let entries = (prev + 1..=prev + n)
+            .map(|i| Entry {
+                term: Term(1),
+                index: Index(i),
+                data: EntryData::Normal(i),
+            })
+            .collect();
+        raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: Body::Append {
+                prev_index: Index(prev),
+                prev_term: Term(u64::from(prev > 0)),
+                commit: Index(commit),
+                entries,
+            },
+        }
+    };
+    node.step(&append(0, 3, 2), &store).unwrap();
+    assert_eq!(node.commit_index(), Index(2));
+    // Beyond the append's last entry: clamped to it.
+    node.step(&append(3, 1, 9), &store).unwrap();
+    assert_eq!(node.commit_index(), Index(4));
+    // A delayed empty append with an older commit index moves nothing back.
+    node.step(&append(4, 0, 1), &store).unwrap();
+    assert_eq!(node.commit_index(), Index(4));
 }

@@ -468,9 +468,7 @@ where
         } else {
             core::cmp::min(commit, last_new)
         };
-        if new_commit > self.commit {
-            self.commit = new_commit;
-        }
+        self.commit = self.commit.max(new_commit);
         self.install_joined_log();
         self.queue_ack(from, last_new);
         Ok(())
@@ -496,9 +494,7 @@ where
     /// it, and a message from a later term would have changed the term first).
     pub(super) fn adopt_commit(&mut self, commit: Index) {
         let commit = core::cmp::min(commit, self.log.last_index());
-        if commit > self.commit {
-            self.commit = commit;
-        }
+        self.commit = self.commit.max(commit);
     }
 
     pub(super) fn handle_append_response<S: Storage<P>>(
