@@ -366,7 +366,12 @@ fn accepted(index: Index) -> Body<u64, heapless::Vec<Entry<u64>, 4>> {
 
 /// A leader of a 3-node cluster (node 1), its no-op durable and acknowledged by both followers.
 fn lone_leader() -> (Big, MemStore) {
-    let (mut node, mut store) = new_leader();
+    lone_leader_with(|_| {})
+}
+
+/// As [`lone_leader`], its configuration tweaked first.
+fn lone_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
+    let (mut node, mut store) = new_leader_with(tweak);
     // Both followers acknowledge the no-op: they move to replicate state.
     for from in [2, 3] {
         let last = node.last_index();
@@ -958,8 +963,13 @@ fn impossible_messages_are_refused_as_malformed() {
             hint_index: Index(2),
             hint_term: term,
         }),
-        // An acknowledgement of entries the leader never had.
+        // An acknowledgement of entries the leader never had, a refusal of one it never sent.
         accepted(Index(leader.last_index().0 + 1)),
+        Body::AppendResponse(raftlet::AppendResult::Rejected {
+            rejected: Index(leader.last_index().0 + 1),
+            hint_index: Index(1),
+            hint_term: term,
+        }),
     ] {
         refused(&mut leader, &store, term, body);
     }
@@ -2098,4 +2108,53 @@ fn an_append_carries_the_commit_index_clamped_to_what_it_proves() {
     // A delayed empty append with an older commit index moves nothing back.
     node.step(&append(4, 0, 1), &store).unwrap();
     assert_eq!(node.commit_index(), Index(4));
+}
+
+/// A follower the leader is sending a snapshot to may catch up by other means (an earlier
+/// append arriving late): an acknowledgement at or past the leader's snapshot returns it to
+/// replicate state; one below it changes nothing.
+#[test]
+fn a_follower_in_snapshot_state_that_catches_up_returns_to_replication() {
+    let (mut node, mut store) = lone_leader_with(|c| c.log_retention = 0);
+    for v in 0..4 {
+        node.propose(v, &store).unwrap();
+    }
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    // Follower 2 holds everything: committed and applied; the leader compacts through it.
+    deliver(&mut node, &store, 2, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    let term = node.term();
+    node.snapshot_taken(raftlet::SnapshotId { index: last, term }, &store)
+        .unwrap();
+    drain_persisting(&mut node, &mut store);
+    // Follower 3 refuses: its log ends at the no-op, which is compacted away.
+    let reject = Body::AppendResponse(raftlet::AppendResult::Rejected {
+        rejected: Index(last.0 - 1),
+        hint_index: Index(1),
+        hint_term: Term(0),
+    });
+    deliver(&mut node, &store, 3, reject);
+    let state = |node: &Big| node.peer_progress(NodeId(3)).unwrap().state;
+    assert_eq!(state(&node), raftlet::FlowState::Snapshot);
+    drain_persisting(&mut node, &mut store);
+    deliver(&mut node, &store, 3, accepted(Index(last.0 - 1)));
+    assert_eq!(
+        state(&node),
+        raftlet::FlowState::Snapshot,
+        "below the snapshot"
+    );
+    // ... and the transfer under way goes on: no new one is started.
+    while let Some(a) = node.poll_action() {
+        assert!(
+            !matches!(a, Action::ReadSnapshotChunk { .. }),
+            "a transfer started again: {a:?}"
+        );
+    }
+    deliver(&mut node, &store, 3, accepted(last));
+    assert_eq!(
+        state(&node),
+        raftlet::FlowState::Replicate,
+        "at the snapshot"
+    );
 }
