@@ -2158,3 +2158,69 @@ fn a_follower_in_snapshot_state_that_catches_up_returns_to_replication() {
         "at the snapshot"
     );
 }
+
+/// A refusal's hint places the next probe: with no term (`hint_term` 0) just after the hinted
+/// index; with a term, just after the last leader entry at or below the hint whose term is at
+/// most that term (the follower's conflicting run is skipped whole, etcd's `findConflictByTerm`).
+#[test]
+fn a_refusal_hint_places_the_next_probe() {
+    for (hint_index, hint_term, next) in [(4, 0, 5), (5, 1, 3)] {
+        // Node 1 holds entries 1 and 2 of a term-1 leader, leads term 2 (its no-op at 3, then
+        // 4 and 5), follows another leader at term 3, and leads term 4 (its no-op at 6).
+        let mut store = MemStore::default();
+        let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+        c.pre_vote = false;
+        let mut node = Big::new(c, &store).unwrap();
+        let entries: heapless::Vec<Entry<u64>, 4> = (1..=2)
+            .map(|i| Entry {
+                term: Term(1),
+                index: Index(i),
+                data: EntryData::Normal(i),
+            })
+            .collect();
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: Body::Append {
+                prev_index: Index(0),
+                prev_term: Term(0),
+                commit: Index(0),
+                entries,
+            },
+        };
+        node.step(&m, &store).unwrap();
+        drain_persisting(&mut node, &mut store);
+        let grant = Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        };
+        node.campaign(&store);
+        drain_persisting(&mut node, &mut store);
+        deliver(&mut node, &store, 2, grant.clone());
+        assert_eq!((node.role(), node.term()), (Role::Leader, Term(2)));
+        for v in 0..2 {
+            node.propose(v, &store).unwrap();
+        }
+        drain_persisting(&mut node, &mut store);
+        node.step(&heartbeat(2, Term(3)), &store).unwrap();
+        drain_persisting(&mut node, &mut store);
+        node.campaign(&store);
+        drain_persisting(&mut node, &mut store);
+        deliver(&mut node, &store, 2, grant);
+        assert_eq!((node.role(), node.term()), (Role::Leader, Term(4)));
+        drain_persisting(&mut node, &mut store);
+        assert_eq!(node.last_index(), Index(6));
+        // Follower 3 refuses the new leader's probe (the no-op, after entry 5).
+        assert_eq!(node.peer_progress(NodeId(3)).unwrap().next, Index(6));
+        let reject = Body::AppendResponse(raftlet::AppendResult::Rejected {
+            rejected: Index(5),
+            hint_index: Index(hint_index),
+            hint_term: Term(hint_term),
+        });
+        deliver(&mut node, &store, 3, reject);
+        let p = node.peer_progress(NodeId(3)).unwrap();
+        assert_eq!(p.state, raftlet::FlowState::Probe);
+        assert_eq!(p.next, Index(next), "hint ({hint_index}, {hint_term})");
+    }
+}
