@@ -2224,3 +2224,22 @@ fn a_refusal_hint_places_the_next_probe() {
         assert_eq!(p.next, Index(next), "hint ({hint_index}, {hint_term})");
     }
 }
+
+/// A duplicated acknowledgement from a replicating follower is news to nobody: it sends
+/// nothing, not even a second `TimeoutNow` to the target of a leadership transfer that is
+/// already caught up (the first went out when the transfer started).
+#[test]
+fn a_duplicate_acknowledgement_sends_nothing() {
+    let (mut node, mut store) = lone_leader();
+    let last = node.last_index();
+    node.transfer_leadership(NodeId(2), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    let timeout_now = |sent: &[Msg4]| {
+        sent.iter()
+            .filter(|m| matches!(m.body, Body::TimeoutNow))
+            .count()
+    };
+    assert_eq!(timeout_now(&sent), 1);
+    deliver(&mut node, &store, 2, accepted(last));
+    assert_eq!(drain_persisting(&mut node, &mut store), []);
+}
