@@ -333,6 +333,28 @@ type Msg4 = raftlet::Message<u64, heapless::Vec<raftlet::Entry<u64>, 4>>;
 /// The body of a `Msg4`.
 type Body4 = Body<u64, heapless::Vec<Entry<u64>, 4>>;
 
+/// An append from node 2 at term 1 carrying term-1 entries `prev + 1 ..= prev + n`.
+fn term1_append(prev: u64, n: u64, commit: u64) -> Msg4 {
+    let entries = (prev + 1..=prev + n)
+        .map(|i| Entry {
+            term: Term(1),
+            index: Index(i),
+            data: EntryData::Normal(i),
+        })
+        .collect();
+    raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: Body::Append {
+            prev_index: Index(prev),
+            prev_term: Term(u64::from(prev > 0)),
+            commit: Index(commit),
+            entries,
+        },
+    }
+}
+
 /// A heartbeat from node `from` to node 1 at `term`.
 fn heartbeat(from: u64, term: Term) -> Msg4 {
     raftlet::Message {
@@ -2080,26 +2102,7 @@ fn a_follower_takes_only_what_its_unstable_log_has_room_for() {
 fn an_append_carries_the_commit_index_clamped_to_what_it_proves() {
     let store = MemStore::default();
     let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
-    let append = |prev: u64, n: u64, commit: u64| -> Msg4 {
-        let entries = (prev + 1..=prev + n)
-            .map(|i| Entry {
-                term: Term(1),
-                index: Index(i),
-                data: EntryData::Normal(i),
-            })
-            .collect();
-        raftlet::Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: Term(1),
-            body: Body::Append {
-                prev_index: Index(prev),
-                prev_term: Term(u64::from(prev > 0)),
-                commit: Index(commit),
-                entries,
-            },
-        }
-    };
+    let append = term1_append;
     node.step(&append(0, 3, 2), &store).unwrap();
     assert_eq!(node.commit_index(), Index(2));
     // Beyond the append's last entry: clamped to it.
@@ -2171,25 +2174,7 @@ fn a_refusal_hint_places_the_next_probe() {
         let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
         c.pre_vote = false;
         let mut node = Big::new(c, &store).unwrap();
-        let entries: heapless::Vec<Entry<u64>, 4> = (1..=2)
-            .map(|i| Entry {
-                term: Term(1),
-                index: Index(i),
-                data: EntryData::Normal(i),
-            })
-            .collect();
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: Term(1),
-            body: Body::Append {
-                prev_index: Index(0),
-                prev_term: Term(0),
-                commit: Index(0),
-                entries,
-            },
-        };
-        node.step(&m, &store).unwrap();
+        node.step(&term1_append(0, 2, 0), &store).unwrap();
         drain_persisting(&mut node, &mut store);
         let grant = Body::VoteResponse {
             pre_vote: false,
@@ -2242,4 +2227,70 @@ fn a_duplicate_acknowledgement_sends_nothing() {
     assert_eq!(timeout_now(&sent), 1);
     deliver(&mut node, &store, 2, accepted(last));
     assert_eq!(drain_persisting(&mut node, &mut store), []);
+}
+
+/// `snapshot_taken` refuses a snapshot past what was applied, and compacts only when the
+/// retention leaves something below the snapshot to drop: a snapshot whose compaction point
+/// is the log's base already emits no `Compact`.
+#[test]
+fn a_snapshot_is_taken_only_of_applied_state_and_compacts_only_forward() {
+    let (mut node, mut store) = lone_leader_with(|c| c.log_retention = 100);
+    let applied = node.last_index();
+    let term = node.term();
+    node.propose(7, &store).unwrap();
+    let id = |index| raftlet::SnapshotId { index, term };
+    assert_eq!(
+        node.snapshot_taken(id(node.last_index()), &store),
+        Err(raftlet::SnapshotError::NotApplied)
+    );
+    drain_persisting(&mut node, &mut store);
+    // A retention of 100 entries keeps every entry of this short log: nothing to compact.
+    node.snapshot_taken(id(applied), &store).unwrap();
+    while let Some(a) = node.poll_action() {
+        assert!(!matches!(a, Action::Compact { .. }), "{a:?}");
+    }
+}
+
+/// Notify mode: the application's snapshot must reach the follower's commit index. One below
+/// it is refused as stale (the round ends; the next notification starts another); one at it
+/// is installed.
+#[test]
+fn a_fetched_snapshot_below_the_commit_index_is_stale() {
+    let store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.snapshot_mode = raftlet::SnapshotMode::Notify;
+    let mut node = Big::new(c, &store).unwrap();
+    let mut store = store;
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(node.commit_index(), Index(2));
+    let meta = |index| raftlet::SnapshotMeta {
+        id: raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(1),
+        },
+        membership: raftlet::Membership::new(&ids(3)).unwrap(),
+    };
+    for (tag, index, outcome) in [(1, 1, Err(raftlet::SnapshotError::Stale)), (2, 2, Ok(()))] {
+        deliver(
+            &mut node,
+            &store,
+            2,
+            Body::InstallSnapshot {
+                tag,
+                request: raftlet::InstallRequest::Notify {
+                    first_available: raftlet::SnapshotId {
+                        index: Index(10),
+                        term: Term(1),
+                    },
+                },
+            },
+        );
+        drain_persisting(&mut node, &mut store);
+        assert_eq!(
+            node.snapshot_installed(Ok(meta(index)), &store),
+            outcome,
+            "a snapshot at {index}"
+        );
+    }
 }
