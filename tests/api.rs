@@ -2293,4 +2293,39 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
             "a snapshot at {index}"
         );
     }
+    // The install's result goes at once to the leader that asked, in its term.
+    let term = node.term();
+    let installed = |to, tag, index| raftlet::Message {
+        from: NodeId(1),
+        to: NodeId(to),
+        term,
+        body: Body::InstallSnapshotResponse {
+            tag,
+            result: raftlet::InstallResult::Installed(meta(index).id),
+        },
+    };
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(sent, [installed(2, 2, 2)]);
+    // A round whose leader starts a new term (re-elected) before the application reports: the
+    // result waits to be collected in the new term; nothing goes out in the old one.
+    let notify = Body::InstallSnapshot {
+        tag: 3,
+        request: raftlet::InstallRequest::Notify {
+            first_available: raftlet::SnapshotId {
+                index: Index(10),
+                term: Term(1),
+            },
+        },
+    };
+    deliver(&mut node, &store, 2, notify);
+    drain_persisting(&mut node, &mut store);
+    node.step(&heartbeat(2, Term(2)), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    node.snapshot_installed(Ok(meta(3)), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter()
+            .all(|m| !matches!(m.body, Body::InstallSnapshotResponse { .. })),
+        "{sent:?}"
+    );
 }
