@@ -2141,6 +2141,12 @@ fn a_follower_in_snapshot_state_that_catches_up_returns_to_replication() {
     let state = |node: &Big| node.peer_progress(NodeId(3)).unwrap().state;
     assert_eq!(state(&node), raftlet::FlowState::Snapshot);
     drain_persisting(&mut node, &mut store);
+    // The application may supply only the chunk asked for (chunk 0 of this snapshot).
+    let taken = raftlet::SnapshotId { index: last, term };
+    assert_eq!(
+        node.snapshot_chunk(NodeId(3), taken, 1, 0, None),
+        Err(raftlet::SnapshotError::UnexpectedChunk)
+    );
     deliver(&mut node, &store, 3, accepted(Index(last.0 - 1)));
     assert_eq!(
         state(&node),
@@ -2328,4 +2334,67 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
             .all(|m| !matches!(m.body, Body::InstallSnapshotResponse { .. })),
         "{sent:?}"
     );
+}
+
+/// Stream mode, follower: the application's report counts only for a transfer whose last chunk
+/// arrived (one mid-transfer is refused as `NoInstall`), and a restored snapshot below the
+/// commit index is a failure the leader hears about at once (it starts over).
+#[test]
+fn a_streamed_snapshot_is_reported_only_when_restoring_and_never_below_the_commit_index() {
+    let mut store = MemStore::default();
+    let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(node.commit_index(), Index(2));
+    let snapshot = raftlet::SnapshotId {
+        index: Index(10),
+        term: Term(1),
+    };
+    let chunk = |seq, checksum| Body::InstallSnapshot {
+        tag: 1,
+        request: raftlet::InstallRequest::Chunk {
+            snapshot,
+            seq,
+            data: 40 + u64::from(seq),
+            checksum,
+        },
+    };
+    let meta = |index| raftlet::SnapshotMeta {
+        id: raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(1),
+        },
+        membership: raftlet::Membership::new(&ids(3)).unwrap(),
+    };
+    deliver(&mut node, &store, 2, chunk(0, None));
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        node.snapshot_installed(Ok(meta(10)), &store),
+        Err(raftlet::SnapshotError::NoInstall),
+        "mid-transfer"
+    );
+    deliver(&mut node, &store, 2, chunk(1, Some(7)));
+    let mut restore = None;
+    while let Some(a) = node.poll_action() {
+        if let Action::RestoreSnapshot { snapshot, checksum } = a {
+            restore = Some((snapshot, checksum));
+        }
+    }
+    assert_eq!(restore, Some((snapshot, 7)));
+    // The application restored something below the commit index: a failure.
+    node.snapshot_installed(Ok(meta(1)), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        sent.iter()
+            .map(|m| (m.to, m.body.clone()))
+            .collect::<Vec<_>>(),
+        [(
+            NodeId(2),
+            Body::InstallSnapshotResponse {
+                tag: 1,
+                result: raftlet::InstallResult::Failed
+            }
+        )]
+    );
+    assert_eq!(node.commit_index(), Index(2));
 }
