@@ -287,9 +287,7 @@ where
             self.pending_ack = None;
         }
         self.latest_snapshot = id;
-        if id.index > self.commit {
-            self.commit = id.index;
-        }
+        self.commit = self.commit.max(id.index);
         // The state machine now stands at the snapshot; later entries are applied (again).
         self.apply_emitted = id.index;
         self.hs.pending_install = Some(id);
