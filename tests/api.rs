@@ -2270,6 +2270,30 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
     node.step(&term1_append(0, 3, 2), &store).unwrap();
     drain_persisting(&mut node, &mut store);
     assert_eq!(node.commit_index(), Index(2));
+    // A leader whose log starts at 1 (nothing compacted) needs nothing installed here: the
+    // answer names the follower's commit point (it has no snapshot of its own to name).
+    let notify_at = |index| Body::InstallSnapshot {
+        tag: 9,
+        request: raftlet::InstallRequest::Notify {
+            first_available: raftlet::SnapshotId {
+                index: Index(index),
+                term: Term(1),
+            },
+        },
+    };
+    deliver(&mut node, &store, 2, notify_at(1));
+    let sent = drain_persisting(&mut node, &mut store);
+    let have = raftlet::SnapshotId {
+        index: Index(2),
+        term: Term(1),
+    };
+    assert_eq!(
+        sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [Body::InstallSnapshotResponse {
+            tag: 9,
+            result: raftlet::InstallResult::AlreadyInstalled(have),
+        }]
+    );
     let meta = |index| raftlet::SnapshotMeta {
         id: raftlet::SnapshotId {
             index: Index(index),
