@@ -2390,6 +2390,30 @@ fn a_streamed_snapshot_is_reported_only_when_restoring_and_never_below_the_commi
         },
         membership: raftlet::Membership::new(&ids(3)).unwrap(),
     };
+    // A chunk of a snapshot the committed log already covers is answered with the commit
+    // point (the follower has no snapshot of its own to name).
+    let old = raftlet::SnapshotId {
+        index: Index(2),
+        term: Term(1),
+    };
+    let old_chunk = Body::InstallSnapshot {
+        tag: 0,
+        request: raftlet::InstallRequest::Chunk {
+            snapshot: old,
+            seq: 0,
+            data: 0,
+            checksum: None,
+        },
+    };
+    deliver(&mut node, &store, 2, old_chunk);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [Body::InstallSnapshotResponse {
+            tag: 0,
+            result: raftlet::InstallResult::AlreadyInstalled(old),
+        }]
+    );
     deliver(&mut node, &store, 2, chunk(0, None));
     drain_persisting(&mut node, &mut store);
     assert_eq!(
