@@ -2416,6 +2416,24 @@ fn a_streamed_snapshot_is_reported_only_when_restoring_and_never_below_the_commi
     );
     deliver(&mut node, &store, 2, chunk(0, None));
     drain_persisting(&mut node, &mut store);
+    // Within one transfer (one tag) the snapshot cannot change: such a chunk is malformed,
+    // counted and not answered.
+    let malformed = node.stats().malformed;
+    let other = Body::InstallSnapshot {
+        tag: 1,
+        request: raftlet::InstallRequest::Chunk {
+            snapshot: raftlet::SnapshotId {
+                index: Index(11),
+                term: Term(1),
+            },
+            seq: 1,
+            data: 0,
+            checksum: None,
+        },
+    };
+    deliver(&mut node, &store, 2, other);
+    assert_eq!(drain_persisting(&mut node, &mut store), []);
+    assert_eq!(node.stats().malformed, malformed + 1);
     assert_eq!(
         node.snapshot_installed(Ok(meta(10)), &store),
         Err(raftlet::SnapshotError::NoInstall),
