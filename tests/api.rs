@@ -2113,31 +2113,41 @@ fn an_append_carries_the_commit_index_clamped_to_what_it_proves() {
     assert_eq!(node.commit_index(), Index(4));
 }
 
-/// A follower the leader is sending a snapshot to may catch up by other means (an earlier
-/// append arriving late): an acknowledgement at or past the leader's snapshot returns it to
-/// replicate state; one below it changes nothing.
-#[test]
-fn a_follower_in_snapshot_state_that_catches_up_returns_to_replication() {
-    let (mut node, mut store) = lone_leader_with(|c| c.log_retention = 0);
+/// A leader (node 1) that compacted its log through its last entry (4 entries after the
+/// no-op, which follower 2 holds) and so must send follower 3 a snapshot: follower 3 refused
+/// an append, its log ending at the no-op. The leader's actions are not yet drained.
+fn leader_sending_a_snapshot_to_3(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
+    let (mut node, mut store) = lone_leader_with(|c| {
+        c.log_retention = 0;
+        tweak(c);
+    });
     for v in 0..4 {
         node.propose(v, &store).unwrap();
     }
     drain_persisting(&mut node, &mut store);
     let last = node.last_index();
-    // Follower 2 holds everything: committed and applied; the leader compacts through it.
     deliver(&mut node, &store, 2, accepted(last));
     drain_persisting(&mut node, &mut store);
     let term = node.term();
     node.snapshot_taken(raftlet::SnapshotId { index: last, term }, &store)
         .unwrap();
     drain_persisting(&mut node, &mut store);
-    // Follower 3 refuses: its log ends at the no-op, which is compacted away.
     let reject = Body::AppendResponse(raftlet::AppendResult::Rejected {
         rejected: Index(last.0 - 1),
         hint_index: Index(1),
         hint_term: Term(0),
     });
     deliver(&mut node, &store, 3, reject);
+    (node, store)
+}
+
+/// A follower the leader is sending a snapshot to may catch up by other means (an earlier
+/// append arriving late): an acknowledgement at or past the leader's snapshot returns it to
+/// replicate state; one below it changes nothing.
+#[test]
+fn a_follower_in_snapshot_state_that_catches_up_returns_to_replication() {
+    let (mut node, mut store) = leader_sending_a_snapshot_to_3(|_| {});
+    let (last, term) = (node.last_index(), node.term());
     let state = |node: &Big| node.peer_progress(NodeId(3)).unwrap().state;
     assert_eq!(state(&node), raftlet::FlowState::Snapshot);
     drain_persisting(&mut node, &mut store);
@@ -2463,4 +2473,30 @@ fn a_streamed_snapshot_is_reported_only_when_restoring_and_never_below_the_commi
         )]
     );
     assert_eq!(node.commit_index(), Index(2));
+}
+
+/// Notify mode, leader: a follower in snapshot state is notified again exactly every
+/// `snapshot_resend_ticks` ticks while it has not answered.
+#[test]
+fn a_snapshot_notice_is_resent_exactly_every_resend_interval() {
+    let (mut node, mut store) = leader_sending_a_snapshot_to_3(|c| {
+        c.snapshot_mode = raftlet::SnapshotMode::Notify;
+        c.snapshot_resend_ticks = 3;
+    });
+    let notices = |sent: &[Msg4]| {
+        sent.iter()
+            .filter(|m| m.to == NodeId(3) && matches!(m.body, Body::InstallSnapshot { .. }))
+            .count()
+    };
+    assert_eq!(notices(&drain_persisting(&mut node, &mut store)), 1);
+    let mut at = Vec::new();
+    for tick in 1..=7 {
+        node.tick(&store);
+        // Follower 2 keeps the leader's quorum.
+        deliver(&mut node, &store, 2, Body::HeartbeatResponse);
+        if notices(&drain_persisting(&mut node, &mut store)) > 0 {
+            at.push(tick);
+        }
+    }
+    assert_eq!(at, [3, 6]);
 }
