@@ -2500,3 +2500,49 @@ fn a_snapshot_notice_is_resent_exactly_every_resend_interval() {
     }
     assert_eq!(at, [3, 6]);
 }
+
+/// An install outcome reported to a new leader may reach exactly its last entry; one past it
+/// is malformed, counted, and changes nothing: the valid report of the same round that
+/// follows is not taken for its duplicate, and ends the installation on the leader's side.
+#[test]
+fn a_malformed_install_report_changes_nothing() {
+    let (mut node, store) = lone_leader();
+    let last = node.last_index();
+    let m = |index| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(3),
+            to: NodeId(1),
+            term: node.term(),
+            body: Body::InstallSnapshotResponse {
+                tag: 5,
+                result: raftlet::InstallResult::Reported {
+                    outcome: raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+                        index,
+                        term: Term(1),
+                    }),
+                    term: Term(0),
+                },
+            },
+        }
+    };
+    let (at, past) = (m(last), m(Index(last.0 + 1)));
+    assert_eq!(node.step(&past, &store), Err(raftlet::StepError::Malformed));
+    assert_eq!(node.stats().malformed, 1);
+    assert_eq!(node.step(&at, &store), Ok(()));
+    let mut events = Vec::new();
+    while let Some(a) = node.poll_action() {
+        if let Action::InstallComplete { peer, outcome } = a {
+            events.push((peer, outcome));
+        }
+    }
+    assert_eq!(
+        events,
+        [(
+            NodeId(3),
+            raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+                index: last,
+                term: Term(1)
+            })
+        )]
+    );
+}

@@ -598,15 +598,17 @@ where
             return Ok(());
         }
         if let InstallResult::Reported { outcome, term } = result {
+            // Refused before it is recorded: a malformed report changes nothing, so it cannot
+            // make a valid report of the same round look like a duplicate.
+            if matches!(outcome, InstallOutcome::Installed(id) if id.index > last) {
+                self.stats.malformed += 1;
+                return Err(StepError::Malformed);
+            }
             if pr.reported == Some((term, tag)) {
                 return Ok(()); // a duplicate
             }
             pr.reported = Some((term, tag));
             if let InstallOutcome::Installed(id) = outcome {
-                if id.index > last {
-                    self.stats.malformed += 1;
-                    return Err(StepError::Malformed);
-                }
                 if id.index > pr.matched {
                     pr.matched = id.index;
                     pr.next = id.index.next();
