@@ -1634,15 +1634,7 @@ fn a_leader_of_a_new_term_is_followed_with_a_new_election_timeout() {
         Body::Heartbeat { commit: Index(0) },
         Body::Commit { commit: Index(0) },
         Body::ReadConfirm { seq: 1 },
-        Body::InstallSnapshot {
-            tag: 1,
-            request: raftlet::InstallRequest::Notify {
-                first_available: raftlet::SnapshotId {
-                    index: Index(1),
-                    term: Term(1),
-                },
-            },
-        },
+        notice(1, 1),
     ];
     for body in bodies {
         let store = MemStore::default();
@@ -2282,28 +2274,24 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
     assert_eq!(node.commit_index(), Index(2));
     // A leader whose log starts at 1 (nothing compacted) needs nothing installed here: the
     // answer names the follower's commit point (it has no snapshot of its own to name).
-    let notify_at = |index| Body::InstallSnapshot {
-        tag: 9,
-        request: raftlet::InstallRequest::Notify {
-            first_available: raftlet::SnapshotId {
-                index: Index(index),
-                term: Term(1),
-            },
-        },
-    };
-    deliver(&mut node, &store, 2, notify_at(1));
-    let sent = drain_persisting(&mut node, &mut store);
+    // So does one whose log starts just past the commit point.
     let have = raftlet::SnapshotId {
         index: Index(2),
         term: Term(1),
     };
-    assert_eq!(
-        sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
-        [Body::InstallSnapshotResponse {
-            tag: 9,
-            result: raftlet::InstallResult::AlreadyInstalled(have),
-        }]
-    );
+    for first in [1, 3] {
+        deliver(&mut node, &store, 2, notice(9, first));
+        let sent = drain_persisting(&mut node, &mut store);
+        assert_eq!(
+            sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+            [Body::InstallSnapshotResponse {
+                tag: 9,
+                result: raftlet::InstallResult::AlreadyInstalled(have),
+            }],
+            "a leader's log starting at {first}"
+        );
+    }
+    assert!(!node.is_installing());
     let meta = |index| raftlet::SnapshotMeta {
         id: raftlet::SnapshotId {
             index: Index(index),
@@ -2312,20 +2300,7 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
         membership: raftlet::Membership::new(&ids(3)).unwrap(),
     };
     for (tag, index, outcome) in [(1, 1, Err(raftlet::SnapshotError::Stale)), (2, 2, Ok(()))] {
-        deliver(
-            &mut node,
-            &store,
-            2,
-            Body::InstallSnapshot {
-                tag,
-                request: raftlet::InstallRequest::Notify {
-                    first_available: raftlet::SnapshotId {
-                        index: Index(10),
-                        term: Term(1),
-                    },
-                },
-            },
-        );
+        deliver(&mut node, &store, 2, notice(tag, 10));
         drain_persisting(&mut node, &mut store);
         assert_eq!(
             node.snapshot_installed(Ok(meta(index)), &store),
@@ -2348,15 +2323,7 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
     assert_eq!(sent, [installed(2, 2, 2)]);
     // A round whose leader starts a new term (re-elected) before the application reports: the
     // result waits to be collected in the new term; nothing goes out in the old one.
-    let notify = Body::InstallSnapshot {
-        tag: 3,
-        request: raftlet::InstallRequest::Notify {
-            first_available: raftlet::SnapshotId {
-                index: Index(10),
-                term: Term(1),
-            },
-        },
-    };
+    let notify = notice(3, 10);
     deliver(&mut node, &store, 2, notify);
     drain_persisting(&mut node, &mut store);
     node.step(&heartbeat(2, Term(2)), &store).unwrap();
@@ -2541,6 +2508,278 @@ fn a_malformed_install_report_changes_nothing() {
             NodeId(3),
             raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
                 index: last,
+                term: Term(1)
+            })
+        )]
+    );
+}
+
+/// Notify mode: a leader's notice (message tag `tag`) that its log starts at `first` (an
+/// entry of term 1).
+fn notice(tag: u64, first: u64) -> Body4 {
+    Body::InstallSnapshot {
+        tag,
+        request: raftlet::InstallRequest::Notify {
+            first_available: raftlet::SnapshotId {
+                index: Index(first),
+                term: Term(1),
+            },
+        },
+    }
+}
+
+/// What a drain of `node` (persisting at once) did about snapshot installs.
+#[derive(Default, Debug)]
+struct Installs {
+    /// The messages sent.
+    sent: Vec<Msg4>,
+    /// `InstallComplete` events, as (peer, outcome).
+    events: Vec<(NodeId, raftlet::InstallOutcome)>,
+    /// `InstallSnapshotFromLeader` actions, as the leader named.
+    fetches: Vec<NodeId>,
+}
+
+fn drain_installs(node: &mut Big, store: &mut MemStore) -> Installs {
+    let mut seen = Installs::default();
+    let mut budget = common::budget::Drain::new("node");
+    while let Some(a) = node.poll_action() {
+        budget.spend();
+        match a {
+            Action::Send(m) => seen.sent.push(m.to_message(store).unwrap()),
+            Action::Persist(p) => {
+                let token = p.token;
+                store.persist(&p);
+                node.persisted(token, store).unwrap();
+            }
+            Action::InstallComplete { peer, outcome } => seen.events.push((peer, outcome)),
+            Action::InstallSnapshotFromLeader { leader, .. } => seen.fetches.push(leader),
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// The tag of the newest snapshot notice or chunk among `sent` to node `to`.
+fn install_tag(sent: &[Msg4], to: u64) -> Option<u64> {
+    sent.iter()
+        .filter(|m| m.to == NodeId(to))
+        .filter_map(|m| match m.body {
+            Body::InstallSnapshot { tag, .. } => Some(tag),
+            _ => None,
+        })
+        .next_back()
+}
+
+/// An install outcome a follower reports to a new leader: the snapshot at `index` (of the
+/// leader's term 1) installed for a leader of term 0, message tag `tag`.
+fn reported(tag: u64, index: u64) -> Body4 {
+    Body::InstallSnapshotResponse {
+        tag,
+        result: raftlet::InstallResult::Reported {
+            outcome: raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+                index: Index(index),
+                term: Term(1),
+            }),
+            term: Term(0),
+        },
+    }
+}
+
+/// Notify mode, leader: install outcomes reported by followers (for a leader of an earlier
+/// term) move a follower's match index forward only, and its next index only with it; an
+/// install that does not reach the leader's log yet raises no event and keeps the follower in
+/// snapshot state; one that does returns it to probing and raises the event, once per
+/// follower and snapshot (a new snapshot of the same follower raises another).
+#[test]
+fn reported_installs_move_a_follower_forward_and_raise_one_event_each() {
+    let (mut node, mut store) =
+        leader_sending_a_snapshot_to_3(|c| c.snapshot_mode = raftlet::SnapshotMode::Notify);
+    drain_installs(&mut node, &mut store);
+    let last = node.last_index();
+    assert_eq!(last, Index(5));
+    let pr = |node: &Big, id| node.peer_progress(NodeId(id)).unwrap();
+    assert_eq!(
+        (pr(&node, 3).matched, pr(&node, 3).state),
+        (Index(1), raftlet::FlowState::Snapshot)
+    );
+    let installed = |index| {
+        raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(1),
+        })
+    };
+    // Past the follower's match index, but short of the leader's log (which starts at 6).
+    deliver(&mut node, &store, 3, reported(100, 3));
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.events, []);
+    let p = pr(&node, 3);
+    assert_eq!(
+        (p.matched, p.next, p.state),
+        (Index(3), Index(4), raftlet::FlowState::Snapshot)
+    );
+    // Exactly reaching the leader's log: the event, and probing from there.
+    deliver(&mut node, &store, 3, reported(101, 5));
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.events, [(NodeId(3), installed(5))]);
+    let p = pr(&node, 3);
+    assert_eq!((p.matched, p.next), (Index(5), Index(6)));
+    assert_ne!(p.state, raftlet::FlowState::Snapshot);
+    // The same install reported again (a later term's leader cannot tell): no second event.
+    deliver(&mut node, &store, 3, reported(102, 5));
+    assert_eq!(drain_installs(&mut node, &mut store).events, []);
+    // A report at a follower's match index does not pull its next index back: follower 2
+    // has appends in flight past it.
+    for v in 0..2 {
+        node.propose(v, &store).unwrap();
+    }
+    drain_installs(&mut node, &mut store);
+    assert_eq!(
+        (pr(&node, 2).matched, pr(&node, 2).next),
+        (Index(5), Index(8))
+    );
+    deliver(&mut node, &store, 2, reported(200, 5));
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.events, [(NodeId(2), installed(5))]);
+    assert_eq!(
+        (pr(&node, 2).matched, pr(&node, 2).next),
+        (Index(5), Index(8))
+    );
+    // Follower 3 later installs a newer snapshot: another event.
+    deliver(&mut node, &store, 3, reported(103, 7));
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.events, [(NodeId(3), installed(7))]);
+    assert_eq!(pr(&node, 3).matched, Index(7));
+}
+
+/// Leader: an install result past the leader's log is malformed, counted, and changes
+/// nothing (the follower stays in snapshot state, no event).
+#[test]
+fn an_install_result_past_the_leaders_log_is_malformed() {
+    let (mut node, mut store) =
+        leader_sending_a_snapshot_to_3(|c| c.snapshot_mode = raftlet::SnapshotMode::Notify);
+    let seen = drain_installs(&mut node, &mut store);
+    let tag = install_tag(&seen.sent, 3).unwrap();
+    let (last, term) = (node.last_index(), node.term());
+    let answer = |index: Index| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(3),
+            to: NodeId(1),
+            term,
+            body: Body::InstallSnapshotResponse {
+                tag,
+                result: raftlet::InstallResult::Installed(raftlet::SnapshotId { index, term }),
+            },
+        }
+    };
+    let malformed = node.stats().malformed;
+    assert_eq!(
+        node.step(&answer(Index(last.0 + 1)), &store),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert_eq!(node.stats().malformed, malformed + 1);
+    assert_eq!(drain_installs(&mut node, &mut store).events, []);
+    let p = node.peer_progress(NodeId(3)).unwrap();
+    assert_eq!(
+        (p.matched, p.state),
+        (Index(1), raftlet::FlowState::Snapshot)
+    );
+    // At the last entry: installed.
+    node.step(&answer(last), &store).unwrap();
+    assert_eq!(drain_installs(&mut node, &mut store).events.len(), 1);
+    assert_eq!(node.stats().malformed, malformed + 1);
+}
+
+/// Notify mode, leader: a follower that refuses an append because it is installing is sent a
+/// notice (its round is polled) unless the leader already has a round running with it; in
+/// stream mode such a refusal starts nothing.
+#[test]
+fn an_installing_follower_is_notified_only_if_no_round_runs() {
+    let installing = Body::AppendResponse(raftlet::AppendResult::InstallInProgress);
+    let (mut node, mut store) = leader_sending_a_snapshot_to_3(|c| {
+        c.snapshot_mode = raftlet::SnapshotMode::Notify;
+        c.snapshot_resend_ticks = 3;
+    });
+    let tag = install_tag(&drain_installs(&mut node, &mut store).sent, 3).unwrap();
+    deliver(&mut node, &store, 3, installing.clone());
+    assert_eq!(
+        install_tag(&drain_installs(&mut node, &mut store).sent, 3),
+        None
+    );
+    // Follower 2 replicates: the refusal starts a round with it.
+    deliver(&mut node, &store, 2, installing.clone());
+    let sent = drain_installs(&mut node, &mut store).sent;
+    assert!(install_tag(&sent, 2).is_some_and(|t| t != tag), "{sent:?}");
+    assert_eq!(
+        node.peer_progress(NodeId(2)).unwrap().state,
+        raftlet::FlowState::Snapshot
+    );
+    // Follower 2 holds the whole log, but it said its install runs: the leader keeps polling
+    // it (a notice every resend interval) until it reports, and does not return it to
+    // replication.
+    let tag2 = install_tag(&sent, 2).unwrap();
+    let in_progress = Body::InstallSnapshotResponse {
+        tag: tag2,
+        result: raftlet::InstallResult::InProgress,
+    };
+    deliver(&mut node, &store, 2, in_progress);
+    drain_installs(&mut node, &mut store);
+    let mut notices = 0;
+    for _ in 0..3 {
+        node.tick(&store);
+        notices +=
+            usize::from(install_tag(&drain_installs(&mut node, &mut store).sent, 2).is_some());
+    }
+    assert_eq!(notices, 1);
+    assert_eq!(
+        node.peer_progress(NodeId(2)).unwrap().state,
+        raftlet::FlowState::Snapshot
+    );
+    // Stream mode: nothing starts.
+    let (mut node, mut store) = lone_leader();
+    deliver(&mut node, &store, 2, installing);
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(install_tag(&seen.sent, 2), None);
+    assert_ne!(
+        node.peer_progress(NodeId(2)).unwrap().state,
+        raftlet::FlowState::Snapshot
+    );
+}
+
+/// Notify mode: a follower whose install round is running may be elected (its log is kept
+/// until the snapshot arrives). As leader it reports its own followers' installs, each once,
+/// and the fetch it announced as a follower is not announced again.
+#[test]
+fn a_node_elected_during_its_install_round_reports_its_followers_installs() {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.snapshot_mode = raftlet::SnapshotMode::Notify;
+    c.pre_vote = false;
+    let mut node = Big::new(c, &store).unwrap();
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    drain_installs(&mut node, &mut store);
+    let notify = notice(9, 10);
+    deliver(&mut node, &store, 2, notify);
+    assert_eq!(drain_installs(&mut node, &mut store).fetches, [NodeId(2)]);
+    assert!(node.is_installing());
+    node.campaign(&store);
+    drain_installs(&mut node, &mut store);
+    let grant = Body::VoteResponse {
+        pre_vote: false,
+        granted: true,
+    };
+    deliver(&mut node, &store, 3, grant);
+    assert_eq!(node.role(), Role::Leader);
+    assert!(node.is_installing());
+    assert_eq!(drain_installs(&mut node, &mut store).fetches, []);
+    deliver(&mut node, &store, 3, reported(5, 1));
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.fetches, []);
+    assert_eq!(
+        seen.events,
+        [(
+            NodeId(3),
+            raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+                index: Index(1),
                 term: Term(1)
             })
         )]

@@ -373,18 +373,18 @@ where
                 if self.collect_done(from, term, tag) {
                     return;
                 }
-                let snap = self.latest_snapshot;
-                if snap.index.0 > 0 && snap.index.next() >= first_available.index {
-                    return reply(self, InstallResult::AlreadyInstalled(snap));
-                }
-                // The committed log already reaches the leader's log: nothing to install.
-                if self.commit.next() >= first_available.index
-                    && let Some(t) = self.log.term(self.commit, storage)
-                {
-                    let have = SnapshotId {
+                // The committed log already reaches the leader's log: nothing to install. The
+                // answer names the commit point, the furthest this node holds (its snapshot is
+                // never past it; the snapshot stands in only while a log reset to it is pending
+                // after a restart, when the log cannot name the commit point's term yet).
+                let have = match self.log.term(self.commit, storage) {
+                    Some(term) => SnapshotId {
                         index: self.commit,
-                        term: t,
-                    };
+                        term,
+                    },
+                    None => self.latest_snapshot,
+                };
+                if have.index.next() >= first_available.index {
                     return reply(self, InstallResult::AlreadyInstalled(have));
                 }
                 // Pending linearizable reads fail: the state machine is about to be replaced.
@@ -642,9 +642,7 @@ where
                     self.stats.malformed += 1;
                     return Err(StepError::Malformed);
                 }
-                if id.index > pr.matched {
-                    pr.matched = id.index;
-                }
+                pr.matched = pr.matched.max(id.index);
                 pr.next = pr.matched.next();
                 if pr.next >= first {
                     if matches!(result, InstallResult::Installed(_))
@@ -807,6 +805,41 @@ fn first_report<const N: usize>(
             }
             let _ = reported.push((peer, id));
             true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(index: u64) -> SnapshotId {
+        SnapshotId {
+            index: Index(index),
+            term: Term(1),
+        }
+    }
+
+    /// Each follower's install is reported once per snapshot; a full record makes room by
+    /// forgetting a node that left the membership, never a member.
+    #[test]
+    fn a_full_record_of_reported_installs_forgets_only_former_members() {
+        let members = Membership::<3>::new(&[NodeId(1), NodeId(2)]).unwrap();
+        let mut reported = heapless::Vec::<(NodeId, SnapshotId), 3>::new();
+        assert!(first_report(&mut reported, &members, NodeId(1), id(4)));
+        assert!(!first_report(&mut reported, &members, NodeId(1), id(4)));
+        assert!(first_report(&mut reported, &members, NodeId(1), id(6)));
+        // Node 5 reported before it left the membership.
+        assert!(first_report(&mut reported, &members, NodeId(5), id(6)));
+        assert!(first_report(&mut reported, &members, NodeId(2), id(6)));
+        // Full: node 3 (joining) takes node 5's place.
+        assert!(first_report(&mut reported, &members, NodeId(3), id(7)));
+        assert!(!reported.iter().any(|(p, _)| *p == NodeId(5)));
+        for (peer, index) in [(1, 6), (2, 6), (3, 7)] {
+            assert!(
+                !first_report(&mut reported, &members, NodeId(peer), id(index)),
+                "node {peer}'s report was forgotten"
+            );
         }
     }
 }
