@@ -199,7 +199,8 @@ pub enum ConfigError {
     BadTimeouts,
     /// `max_inflight` is 0.
     ZeroInflight,
-    /// Some capacity const generic is 0 (every buffer needs at least one slot).
+    /// The `BATCH` or `INFLIGHT` capacity is 0 (a zero `PEERS`, `LOG` or `OUT` does not
+    /// compile).
     ZeroCapacity,
     /// `applied` is beyond the last index in storage.
     AppliedBeyondLog,

@@ -62,10 +62,15 @@ fn bad_configurations_are_typed_errors() {
     let mut c = Config::new(NodeId(1), &ids(3)).unwrap();
     c.applied = Index(3);
     assert_eq!(new(c), Some(ConfigError::AppliedBeyondLog));
-    assert_eq!(
-        Node::<u64, 5, 8, 0, 2, 2>::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).err(),
-        Some(ConfigError::ZeroCapacity)
-    );
+    // A zero batch or inflight capacity, each alone, is refused (zero peers, log or send
+    // queue does not compile).
+    let c = || Config::new(NodeId(1), &ids(3)).unwrap();
+    for refused in [
+        Node::<u64, 5, 8, 0, 2, 2>::new(c(), &store).err(),
+        Node::<u64, 5, 8, 4, 0, 2>::new(c(), &store).err(),
+    ] {
+        assert_eq!(refused, Some(ConfigError::ZeroCapacity));
+    }
 }
 
 #[test]
@@ -113,6 +118,64 @@ fn contradictory_storage_is_refused_on_restart() {
         (Term(3), Index(1), Term(3))
     );
     assert_eq!(node.role(), Role::Follower);
+}
+
+/// On restart, the application's snapshot (`Config::snapshot`) is adopted again with a log
+/// reset only when the stored log does not hold it (it lies past the log, or the log's entry
+/// at its index has another term); one at the stored log's base with another term
+/// contradicts the store.
+#[test]
+fn an_application_snapshot_resets_the_log_on_restart_only_if_the_log_lacks_it() {
+    let mut store = MemStore::default();
+    store.hs.term = Term(2);
+    for i in 1..=3 {
+        store.log.push(Entry {
+            term: Term(1),
+            index: Index(i),
+            data: EntryData::Noop,
+        });
+    }
+    let restart = |store: &MemStore, index, term| {
+        let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+        c.snapshot = raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(term),
+        };
+        c.applied = Index(index);
+        Small::new(c, store)
+    };
+    for (index, term, reset) in [(2, 1, false), (3, 1, false), (3, 2, true), (4, 2, true)] {
+        let mut node = restart(&store, index, term).unwrap();
+        let app = raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(term),
+        };
+        let mut persisted_reset = None;
+        while let Some(a) = node.poll_action() {
+            if let Action::Persist(p) = a {
+                persisted_reset = persisted_reset.or(p.snapshot.copied());
+            }
+        }
+        assert_eq!(
+            (persisted_reset, node.hard_state().pending_install),
+            if reset {
+                (Some(app), Some(app))
+            } else {
+                (None, None)
+            },
+            "the application's snapshot at {index} of term {term}"
+        );
+    }
+    store.snapshot = raftlet::SnapshotId {
+        index: Index(3),
+        term: Term(1),
+    };
+    store.log.clear();
+    assert!(restart(&store, 3, 1).is_ok());
+    assert_eq!(
+        restart(&store, 3, 2).err(),
+        Some(ConfigError::InconsistentStorage)
+    );
 }
 
 /// A store whose index of membership changes (`Storage::membership_changes`, which a store may
@@ -2784,4 +2847,127 @@ fn a_node_elected_during_its_install_round_reports_its_followers_installs() {
             })
         )]
     );
+}
+
+/// A node that starts with lease reads ignores vote requests of a higher term for its first
+/// election timeout (a leader it has not heard of yet may hold a lease), from its first tick
+/// to its last.
+#[test]
+fn a_starting_node_with_lease_reads_ignores_votes_for_one_election_timeout() {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.lease_reads = true;
+    let ticks = 10;
+    c.election_ticks = ticks;
+    let mut node = Big::new(c, &store).unwrap();
+    let request = |term| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(term),
+            body: Body::VoteRequest {
+                pre_vote: false,
+                last_index: Index(0),
+                last_term: Term(0),
+            },
+        }
+    };
+    for tick in 1..ticks {
+        node.tick(&store);
+        node.step(&request(5), &store).unwrap();
+        assert_eq!(drain_persisting(&mut node, &mut store), [], "tick {tick}");
+        assert_eq!(node.stats().ignored_in_lease, u64::from(tick));
+    }
+    node.tick(&store);
+    node.step(&request(5), &store).unwrap();
+    assert_eq!(node.term(), Term(5));
+    assert_eq!(node.hard_state().vote, Some(NodeId(2)));
+}
+
+/// A message addressed to another node, or claiming to come from this one, is refused.
+#[test]
+fn misaddressed_messages_are_refused() {
+    let store = MemStore::default();
+    let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    for (from, to) in [(2, 3), (1, 1), (1, 2)] {
+        let mut m = heartbeat(from, Term(1));
+        m.to = NodeId(to);
+        assert_eq!(
+            node.step(&m, &store),
+            Err(raftlet::StepError::UnknownPeer),
+            "from {from} to {to}"
+        );
+    }
+    assert_eq!(node.stats().unknown_peer, 3);
+    assert_eq!((node.term(), node.leader()), (Term(0), None));
+}
+
+/// An append of membership change `change` as entry `index` (of term `term`, as the message).
+fn change_append(from: u64, term: u64, prev: (u64, u64), change: Change) -> Msg4 {
+    raftlet::Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(term),
+        body: Body::Append {
+            prev_index: Index(prev.0),
+            prev_term: Term(prev.1),
+            commit: Index(0),
+            entries: [Entry {
+                term: Term(term),
+                index: Index(prev.0 + 1),
+                data: EntryData::Membership(ConfChange::single(change)),
+            }]
+            .into_iter()
+            .collect(),
+        },
+    }
+}
+
+/// An append of an earlier term is stale noise, whatever it would do to the log: it is not
+/// checked against the log (where its membership change could not follow the log's), only
+/// counted. An impossible append of a later term is refused before the term moves.
+#[test]
+fn appends_are_checked_against_the_log_only_in_their_leaders_term() {
+    let store = MemStore::default();
+    let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    let mut store = store;
+    // A change of a later term that cannot follow the membership: refused, term unchanged.
+    let impossible = change_append(2, 1, (0, 0), Change::Remove(NodeId(9)));
+    assert_eq!(
+        node.step(&impossible, &store),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert_eq!(node.stats().malformed, 1);
+    assert_eq!((node.term(), node.leader()), (Term(0), None));
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    // The term-2 leader (node 3) appends entry 4, committing only up to 3.
+    let term2: Msg4 = raftlet::Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: Term(2),
+        body: Body::Append {
+            prev_index: Index(3),
+            prev_term: Term(1),
+            commit: Index(3),
+            entries: [Entry {
+                term: Term(2),
+                index: Index(4),
+                data: EntryData::Normal(4),
+            }]
+            .into_iter()
+            .collect(),
+        },
+    };
+    node.step(&term2, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    // Node 2's term-1 append of another entry 4, an impossible change, arrives late.
+    let stale = change_append(2, 1, (3, 1), Change::Remove(NodeId(9)));
+    let stale_count = node.stats().stale_term;
+    assert_eq!(node.step(&stale, &store), Ok(()));
+    assert_eq!(
+        (node.stats().malformed, node.stats().stale_term),
+        (1, stale_count + 1)
+    );
+    assert_eq!((node.last_index(), node.last_term()), (Index(4), Term(2)));
 }

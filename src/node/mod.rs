@@ -50,9 +50,6 @@ impl<const N: usize> VoteSet<N> {
             let _ = self.votes.push((from, granted));
         }
     }
-    fn has(&self, id: NodeId) -> bool {
-        self.votes.iter().any(|(v, _)| *v == id)
-    }
     fn tally<const M: usize>(
         &self,
         membership: &crate::membership::Membership<M>,
@@ -298,7 +295,10 @@ where
         mut config: Config<PEERS>,
         storage: &S,
     ) -> Result<(), ConfigError> {
-        if PEERS == 0 || LOG == 0 || BATCH == 0 || INFLIGHT == 0 || OUT == 0 {
+        // A node without room for members, log entries or sends does not compile: heapless
+        // refuses zero-sized queues, and this assertion zero members.
+        const { assert!(PEERS > 0, "a node needs room for at least one member") };
+        if BATCH == 0 || INFLIGHT == 0 {
             return Err(ConfigError::ZeroCapacity);
         }
         config.validate()?;
@@ -320,7 +320,12 @@ where
         // The application may be ahead of the stored log only by a snapshot it installed just
         // before a crash that lost the log reset: adopt that snapshot again.
         let app = config.snapshot;
-        let reset = app.index > base.index
+        // At the stored log's base, the application's snapshot is the same snapshot (so the
+        // reset below, at or past the base, happens only past it).
+        if app.index == base.index && app.term != base.term {
+            return Err(ConfigError::InconsistentStorage);
+        }
+        let reset = app.index >= base.index
             && (app.index > last || storage.term(app.index).is_some_and(|t| t != app.term));
         if config.applied > last.max(app.index) {
             return Err(ConfigError::AppliedBeyondLog);
@@ -364,7 +369,8 @@ where
         self.clock = None;
         self.tick_interval = Duration::from_millis(100);
         self.stats = Stats::ZERO;
-        self.latest_snapshot = if app.index > base.index { app } else { base };
+        // The later of the two (equal when at the same index: checked above).
+        self.latest_snapshot = app.max(base);
         self.compact_due = None;
         self.reset_due = None;
         self.reset_token = 0;
@@ -988,7 +994,9 @@ where
         let id = self.cfg.id;
         let durable = self.hs_durable();
         if let RoleState::Candidate(votes) = &mut self.role {
-            if durable && !votes.has(id) {
+            if durable {
+                // Its own vote counts once it is durable (recorded once; the tally is the same
+                // however often it is taken).
                 votes.record(id, true);
                 self.check_election_result(storage);
             }
