@@ -1292,6 +1292,7 @@ fn a_deferred_persist_is_handed_out_again_whole() {
         Err(PersistError::UnknownToken),
         "a token never handed out"
     );
+    assert!(!node.persists_held());
     node.defer_persist(token).unwrap();
     assert!(node.persists_held());
     assert!(
@@ -1300,6 +1301,7 @@ fn a_deferred_persist_is_handed_out_again_whole() {
     );
     assert_eq!(node.role(), Role::Candidate, "the vote is not durable");
     node.resume_persists();
+    assert!(!node.persists_held());
     let Some(Action::Persist(p)) = node.poll_action() else {
         panic!("the deferred hard state goes out again")
     };
@@ -1348,6 +1350,11 @@ fn a_deferred_persist_is_handed_out_again_whole() {
         "an old token"
     );
     node.persisted(token, &store).unwrap();
+    assert_eq!(
+        node.defer_persist(token),
+        Err(PersistError::UnknownToken),
+        "the newest token, acknowledged"
+    );
     assert_eq!(node.durable_index(), Index(4));
     let mut budget = common::budget::Drain::new("node");
     let mut applied = 0;
@@ -2970,4 +2977,59 @@ fn appends_are_checked_against_the_log_only_in_their_leaders_term() {
         (1, stale_count + 1)
     );
     assert_eq!((node.last_index(), node.last_term()), (Index(4), Term(2)));
+}
+
+/// Queued appends that are no longer the leader's word are dropped and counted when polled:
+/// here the leader stepped down (check-quorum, same term) with an append to each follower in
+/// its queue.
+#[test]
+fn a_deposed_leaders_queued_appends_are_dropped() {
+    let (mut node, mut store) = lone_leader();
+    node.propose(7, &store).unwrap();
+    let term = node.term();
+    // Two election timeouts of silence (the followers were active in the first).
+    for _ in 0..20 {
+        node.tick(&store);
+    }
+    assert_eq!((node.role(), node.term()), (Role::Follower, term));
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter().all(|m| !matches!(m.body, Body::Append { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(node.stats().dropped_sends, 2);
+}
+
+/// Stream mode: a queued chunk whose bytes were replaced by the next chunk's (the follower
+/// asked for it meanwhile) is dropped and counted; the next chunk goes out.
+#[test]
+fn a_queued_chunk_superseded_by_the_next_is_dropped() {
+    let (mut node, mut store) = leader_sending_a_snapshot_to_3(|_| {});
+    let taken = raftlet::SnapshotId {
+        index: node.last_index(),
+        term: node.term(),
+    };
+    drain_persisting(&mut node, &mut store);
+    node.snapshot_chunk(NodeId(3), taken, 0, 100, None).unwrap();
+    let tag = install_tag(&drain_persisting(&mut node, &mut store), 3).unwrap();
+    // Chunk 0 again (a re-send), then the follower asks for chunk 1 before it leaves.
+    node.snapshot_chunk(NodeId(3), taken, 0, 100, None).unwrap();
+    let next = Body::InstallSnapshotResponse {
+        tag,
+        result: raftlet::InstallResult::NextChunk(1),
+    };
+    deliver(&mut node, &store, 3, next);
+    node.snapshot_chunk(NodeId(3), taken, 1, 101, Some(9))
+        .unwrap();
+    let dropped = node.stats().dropped_sends;
+    let mut chunks = Vec::new();
+    while let Some(a) = node.poll_action() {
+        if let Action::Send(m) = a
+            && let Some(data) = m.chunk()
+        {
+            chunks.push((m.message().to, *data));
+        }
+    }
+    assert_eq!(chunks, [(NodeId(3), 101)]);
+    assert_eq!(node.stats().dropped_sends, dropped + 1);
 }

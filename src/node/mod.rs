@@ -616,7 +616,8 @@ where
     /// acknowledged; nothing changes then.
     pub fn defer_persist(&mut self, token: PersistToken) -> Result<(), PersistError> {
         let t = token.0;
-        if t <= self.acked_token || t.saturating_add(1) != self.next_token || !self.log.unhand(t) {
+        // The newest hand-out still has its record in the log (acknowledging drops it).
+        if t.saturating_add(1) != self.next_token || !self.log.unhand(t) {
             return Err(PersistError::UnknownToken);
         }
         if self.hs_token == t {
@@ -756,17 +757,12 @@ where
                 ..
             } => {
                 *commit = self.commit;
-                let first = prev_index.next();
-                let from_tail = if first > stable_last {
-                    *count as usize
-                } else {
-                    (prev_index.0 + u64::from(*count)).saturating_sub(stable_last.0) as usize
-                };
-                (
-                    self.log
-                        .entries_from(first.max(stable_last.next()), from_tail),
-                    None,
-                )
+                // The append's entries above the durable index, exactly (those at or below it
+                // are read from storage).
+                let from = prev_index.next().max(stable_last.next());
+                let last = prev_index.0 + u64::from(*count);
+                let from_tail = last.saturating_sub(from.0 - 1) as usize;
+                (self.log.entries_from(from, from_tail), None)
             }
             Body::InstallSnapshot {
                 request: crate::message::InstallRequest::Chunk { seq, .. },
