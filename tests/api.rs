@@ -548,11 +548,54 @@ fn a_joint_configuration_is_left_only_with_room_in_the_log() {
     );
     assert_eq!(node.membership_index(), joint);
     assert_eq!(node.last_index(), last);
-    // Room frees up (the entries become durable): the leader leaves by itself.
-    drain_persisting(&mut node, &mut store);
+    // Follower 2 acknowledges every entry (its window frees; nothing commits: node 4 and
+    // follower 3 lack them, and the joint configuration needs 3 of 1..=4). Room frees up (the
+    // entries become durable on the leader): the leader leaves by itself, and sends the leave
+    // entry to follower 2 at once.
+    deliver(&mut node, &store, 2, accepted(last));
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(node.commit_index(), joint);
     assert!(!node.membership().is_joint());
     assert_eq!(node.membership_index(), last.next());
     assert_eq!(node.last_index(), last.next());
+    assert!(
+        sent.iter().any(|m| m.to == NodeId(2)
+            && matches!(&m.body, Body::Append { entries, .. }
+                if entries.iter().any(|e| e.index == last.next()))),
+        "{sent:?}"
+    );
+}
+
+/// A leader whose follower acknowledged an entry before it was durable on the leader commits
+/// it when its own write completes, and tells the follower at once.
+#[test]
+fn a_leaders_own_durability_commits_and_is_announced_at_once() {
+    let (mut node, mut store) = lone_leader();
+    node.propose(7, &store).unwrap();
+    let last = node.last_index();
+    let mut token = None;
+    while let Some(a) = node.poll_action() {
+        if let Action::Persist(p) = a {
+            store.persist(&p);
+            token = Some(p.token);
+        }
+    }
+    // One follower has it: with the leader's own copy not yet durable, no quorum.
+    deliver(&mut node, &store, 2, accepted(last));
+    assert!(
+        node.commit_index() < last,
+        "the leader's entry is not durable"
+    );
+    drain_persisting(&mut node, &mut store);
+    node.persisted(token.unwrap(), &store).unwrap();
+    assert_eq!(node.commit_index(), last);
+    let sent = drain_persisting(&mut node, &mut store);
+    let told: Vec<NodeId> = sent
+        .iter()
+        .filter(|m| matches!(m.body, Body::Commit { commit } if commit == last))
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(told, [NodeId(2)], "{sent:?}");
 }
 
 /// A leader that removed itself hands over to a voter that holds its whole log (`TimeoutNow`),
@@ -3032,4 +3075,28 @@ fn a_queued_chunk_superseded_by_the_next_is_dropped() {
     }
     assert_eq!(chunks, [(NodeId(3), 101)]);
     assert_eq!(node.stats().dropped_sends, dropped + 1);
+}
+
+/// The node reports its snapshot mode as configured, and its latest snapshot as taken.
+#[test]
+fn snapshot_getters_report_the_configuration_and_the_latest_snapshot() {
+    let (mut node, mut store) = lone_leader_with(|c| {
+        c.snapshot_mode = raftlet::SnapshotMode::Notify;
+        c.log_retention = 100;
+    });
+    assert_eq!(node.snapshot_mode(), raftlet::SnapshotMode::Notify);
+    assert_eq!(node.latest_snapshot(), raftlet::SnapshotId::ZERO);
+    node.propose(7, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    let id = raftlet::SnapshotId {
+        index: node.last_index(),
+        term: node.term(),
+    };
+    node.snapshot_taken(id, &store).unwrap();
+    assert_eq!(node.latest_snapshot(), id);
+    let (stream, _) = lone_leader();
+    assert_eq!(stream.snapshot_mode(), raftlet::SnapshotMode::Stream);
 }

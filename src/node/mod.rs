@@ -955,7 +955,8 @@ where
     pub(crate) fn release_withheld(&mut self) {
         let durable = self.hs_durable();
         if let Some((to, term)) = self.pending_vote {
-            if term != self.hs.term || self.hs.vote != Some(to) {
+            // The grant stands only while the node is in that term with that vote.
+            if (term, Some(to)) != (self.hs.term, self.hs.vote) {
                 self.pending_vote = None;
             } else if durable || crate::canary::on(crate::canary::Canary::VoteNotPersisted) {
                 self.pending_vote = None;
