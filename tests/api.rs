@@ -2860,7 +2860,8 @@ fn an_installing_follower_is_notified_only_if_no_round_runs() {
 
 /// Notify mode: a follower whose install round is running may be elected (its log is kept
 /// until the snapshot arrives). As leader it reports its own followers' installs, each once,
-/// and the fetch it announced as a follower is not announced again.
+/// the fetch it announced as a follower is not announced again, and its own installation
+/// completes when its application reports it.
 #[test]
 fn a_node_elected_during_its_install_round_reports_its_followers_installs() {
     let mut store = MemStore::default();
@@ -2887,16 +2888,31 @@ fn a_node_elected_during_its_install_round_reports_its_followers_installs() {
     deliver(&mut node, &store, 3, reported(5, 1));
     let seen = drain_installs(&mut node, &mut store);
     assert_eq!(seen.fetches, []);
-    assert_eq!(
-        seen.events,
-        [(
-            NodeId(3),
-            raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
-                index: Index(1),
-                term: Term(1)
-            })
-        )]
-    );
+    let installed = |index| {
+        raftlet::InstallOutcome::Installed(raftlet::SnapshotId {
+            index: Index(index),
+            term: Term(1),
+        })
+    };
+    assert_eq!(seen.events, [(NodeId(3), installed(1))]);
+    // Its application installs the snapshot (committed by the old leader, so in its log): the
+    // log is kept, it still leads, and its own installation is over at once, since no leader
+    // will send it an append to prove the logs join.
+    let last = node.last_index();
+    let meta = raftlet::SnapshotMeta {
+        id: raftlet::SnapshotId {
+            index: Index(3),
+            term: Term(1),
+        },
+        membership: raftlet::Membership::new(&ids(3)).unwrap(),
+    };
+    node.snapshot_installed(Ok(meta), &store).unwrap();
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.events, [(NodeId(1), installed(3))]);
+    assert_eq!((node.role(), node.last_index()), (Role::Leader, last));
+    assert_eq!(node.hard_state().pending_install, None);
+    assert!(!node.is_installing());
+    node.propose(5, &store).unwrap();
 }
 
 /// A node that starts with lease reads ignores vote requests of a higher term for its first

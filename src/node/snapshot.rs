@@ -217,6 +217,15 @@ where
             self.send(leader, term, Body::InstallSnapshotResponse { tag, result });
         }
         self.install = FollowerInstall::Done(Done { result, term, tag });
+        // A node elected while its install ran is its own leader: its log is the leader's, so
+        // no append will come to prove that the two join. The installation is over for it now
+        // (the outcome stays for a later leader to collect, should this node follow one).
+        if matches!(self.role, RoleState::Leader(_))
+            && let Some(id) = self.hs.pending_install.take()
+        {
+            self.hs_dirty = true;
+            self.own_event_due = Some(InstallOutcome::Installed(id));
+        }
         Ok(())
     }
 
