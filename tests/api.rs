@@ -361,23 +361,8 @@ fn drain_persisting(node: &mut Big, store: &mut MemStore) -> Vec<Msg4> {
 
 /// As [`drain_persisting`], also returning the reads served (`ReadReady`).
 fn drain_reads(node: &mut Big, store: &mut MemStore) -> (Vec<Msg4>, Vec<(raftlet::ReadId, Index)>) {
-    let mut sent = Vec::new();
-    let mut ready = Vec::new();
-    let mut budget = common::budget::Drain::new("node");
-    while let Some(a) = node.poll_action() {
-        budget.spend();
-        match a {
-            Action::Send(m) => sent.push(m.to_message(store).unwrap()),
-            Action::Persist(p) => {
-                let token = p.token;
-                store.persist(&p);
-                node.persisted(token, store).unwrap();
-            }
-            Action::ReadReady { id, index } => ready.push((id, index)),
-            _ => {}
-        }
-    }
-    (sent, ready)
+    let seen = drain_installs(node, store);
+    (seen.sent, seen.ready)
 }
 
 /// The newest confirmation round among `sent`.
@@ -2372,19 +2357,26 @@ fn a_snapshot_is_taken_only_of_applied_state_and_compacts_only_forward() {
     }
 }
 
+/// A follower (node 1) of node 2 at term 1, holding term-1 entries 1..=3 with 2 committed,
+/// its configuration tweaked first.
+fn follower_committed_to_2(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    tweak(&mut c);
+    let mut node = Big::new(c, &store).unwrap();
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(node.commit_index(), Index(2));
+    (node, store)
+}
+
 /// Notify mode: the application's snapshot must reach the follower's commit index. One below
 /// it is refused as stale (the round ends; the next notification starts another); one at it
 /// is installed.
 #[test]
 fn a_fetched_snapshot_below_the_commit_index_is_stale() {
-    let store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
-    c.snapshot_mode = raftlet::SnapshotMode::Notify;
-    let mut node = Big::new(c, &store).unwrap();
-    let mut store = store;
-    node.step(&term1_append(0, 3, 2), &store).unwrap();
-    drain_persisting(&mut node, &mut store);
-    assert_eq!(node.commit_index(), Index(2));
+    let (mut node, mut store) =
+        follower_committed_to_2(|c| c.snapshot_mode = raftlet::SnapshotMode::Notify);
     // A leader whose log starts at 1 (nothing compacted) needs nothing installed here: the
     // answer names the follower's commit point (it has no snapshot of its own to name).
     // So does one whose log starts just past the commit point.
@@ -2455,11 +2447,7 @@ fn a_fetched_snapshot_below_the_commit_index_is_stale() {
 /// commit index is a failure the leader hears about at once (it starts over).
 #[test]
 fn a_streamed_snapshot_is_reported_only_when_restoring_and_never_below_the_commit_index() {
-    let mut store = MemStore::default();
-    let mut node = Big::new(Config::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
-    node.step(&term1_append(0, 3, 2), &store).unwrap();
-    drain_persisting(&mut node, &mut store);
-    assert_eq!(node.commit_index(), Index(2));
+    let (mut node, mut store) = follower_committed_to_2(|_| {});
     let snapshot = raftlet::SnapshotId {
         index: Index(10),
         term: Term(1),
@@ -2641,11 +2629,13 @@ fn notice(tag: u64, first: u64) -> Body4 {
     }
 }
 
-/// What a drain of `node` (persisting at once) did about snapshot installs.
+/// What a drain of `node` (persisting at once) sent, served and did about snapshot installs.
 #[derive(Default, Debug)]
 struct Installs {
     /// The messages sent.
     sent: Vec<Msg4>,
+    /// Reads served (`ReadReady`).
+    ready: Vec<(raftlet::ReadId, Index)>,
     /// `InstallComplete` events, as (peer, outcome).
     events: Vec<(NodeId, raftlet::InstallOutcome)>,
     /// `InstallSnapshotFromLeader` actions, as the leader named.
@@ -2664,6 +2654,7 @@ fn drain_installs(node: &mut Big, store: &mut MemStore) -> Installs {
                 store.persist(&p);
                 node.persisted(token, store).unwrap();
             }
+            Action::ReadReady { id, index } => seen.ready.push((id, index)),
             Action::InstallComplete { peer, outcome } => seen.events.push((peer, outcome)),
             Action::InstallSnapshotFromLeader { leader, .. } => seen.fetches.push(leader),
             _ => {}
@@ -2864,13 +2855,10 @@ fn an_installing_follower_is_notified_only_if_no_round_runs() {
 /// completes when its application reports it.
 #[test]
 fn a_node_elected_during_its_install_round_reports_its_followers_installs() {
-    let mut store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
-    c.snapshot_mode = raftlet::SnapshotMode::Notify;
-    c.pre_vote = false;
-    let mut node = Big::new(c, &store).unwrap();
-    node.step(&term1_append(0, 3, 2), &store).unwrap();
-    drain_installs(&mut node, &mut store);
+    let (mut node, mut store) = follower_committed_to_2(|c| {
+        c.snapshot_mode = raftlet::SnapshotMode::Notify;
+        c.pre_vote = false;
+    });
     let notify = notice(9, 10);
     deliver(&mut node, &store, 2, notify);
     assert_eq!(drain_installs(&mut node, &mut store).fetches, [NodeId(2)]);

@@ -303,6 +303,19 @@ where
         self.hs_dirty = true;
     }
 
+    /// The commit point, named as an install answer: the furthest this node holds. Its
+    /// snapshot is never past it, and stands in only while a log reset to it is pending after
+    /// a restart (the log cannot name the commit point's term yet).
+    fn commit_point<S: Storage<P>>(&self, storage: &S) -> SnapshotId {
+        match self.log.term(self.commit, storage) {
+            Some(term) => SnapshotId {
+                index: self.commit,
+                term,
+            },
+            None => self.latest_snapshot,
+        }
+    }
+
     /// A leader's append was accepted: an installation, if one was adopted, is over.
     pub(super) fn install_joined_log(&mut self) {
         if let Some(id) = self.hs.pending_install.take() {
@@ -382,17 +395,8 @@ where
                 if self.collect_done(from, term, tag) {
                     return;
                 }
-                // The committed log already reaches the leader's log: nothing to install. The
-                // answer names the commit point, the furthest this node holds (its snapshot is
-                // never past it; the snapshot stands in only while a log reset to it is pending
-                // after a restart, when the log cannot name the commit point's term yet).
-                let have = match self.log.term(self.commit, storage) {
-                    Some(term) => SnapshotId {
-                        index: self.commit,
-                        term,
-                    },
-                    None => self.latest_snapshot,
-                };
+                // The committed log already reaches the leader's log: nothing to install.
+                let have = self.commit_point(storage);
                 if have.index.next() >= first_available.index {
                     return reply(self, InstallResult::AlreadyInstalled(have));
                 }
@@ -419,18 +423,7 @@ where
                     return;
                 }
                 if snapshot.index <= self.commit {
-                    let term_at = self
-                        .log
-                        .term(self.commit, storage)
-                        .unwrap_or(self.latest_snapshot.term);
-                    let have = if self.commit == self.latest_snapshot.index {
-                        self.latest_snapshot
-                    } else {
-                        SnapshotId {
-                            index: self.commit,
-                            term: term_at,
-                        }
-                    };
+                    let have = self.commit_point(storage);
                     return reply(self, InstallResult::AlreadyInstalled(have));
                 }
                 if let FollowerInstall::Stream(rx) = &self.install
