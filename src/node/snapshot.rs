@@ -220,11 +220,8 @@ where
         // A node elected while its install ran is its own leader: its log is the leader's, so
         // no append will come to prove that the two join. The installation is over for it now
         // (the outcome stays for a later leader to collect, should this node follow one).
-        if matches!(self.role, RoleState::Leader(_))
-            && let Some(id) = self.hs.pending_install.take()
-        {
-            self.hs_dirty = true;
-            self.own_event_due = Some(InstallOutcome::Installed(id));
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.end_own_install();
         }
         Ok(())
     }
@@ -318,13 +315,19 @@ where
 
     /// A leader's append was accepted: an installation, if one was adopted, is over.
     pub(super) fn install_joined_log(&mut self) {
-        if let Some(id) = self.hs.pending_install.take() {
-            self.hs_dirty = true;
-            self.own_event_due = Some(InstallOutcome::Installed(id));
-        }
+        self.end_own_install();
         if matches!(self.install, FollowerInstall::Done(_)) {
             // The leader sends entries: it has the outcome.
             self.install = FollowerInstall::None;
+        }
+    }
+
+    /// An adopted installation is over on this node: its event, once (the pending install
+    /// leaves the hard state).
+    fn end_own_install(&mut self) {
+        if let Some(id) = self.hs.pending_install.take() {
+            self.hs_dirty = true;
+            self.own_event_due = Some(InstallOutcome::Installed(id));
         }
     }
 
