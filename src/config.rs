@@ -21,6 +21,7 @@ pub(crate) struct Settings {
     pub(crate) snapshot_mode: SnapshotMode,
     pub(crate) snapshot_resend_ticks: u32,
     pub(crate) log_retention: u64,
+    pub(crate) quiesce: bool,
 }
 
 impl Settings {
@@ -38,6 +39,7 @@ impl Settings {
         snapshot_mode: SnapshotMode::Stream,
         snapshot_resend_ticks: 3,
         log_retention: 0,
+        quiesce: false,
     };
 
     /// The running settings of `config`.
@@ -54,6 +56,7 @@ impl Settings {
             snapshot_mode: config.snapshot_mode,
             snapshot_resend_ticks: config.snapshot_resend_ticks,
             log_retention: config.log_retention,
+            quiesce: config.quiesce,
         }
     }
 }
@@ -115,6 +118,14 @@ pub struct Config<const PEERS: usize> {
     /// Compaction keeps at least this many of the newest entries, so that slightly slow
     /// followers catch up by appends rather than by snapshot.
     pub log_retention: u64,
+    /// Quiescence, off by default: a leader whose followers hold every entry, with nothing else
+    /// in flight, sends one [`Quiesce`](crate::Body::Quiesce) instead of its next heartbeat and
+    /// stops ticking, and so do followers that hold what it says. Any work wakes the group (see
+    /// [`Node::is_quiescent`](crate::Node::is_quiescent)). A runner that hosts many groups
+    /// skips quiescent ones when it ticks, and must then report a failed peer process with
+    /// [`Node::report_unreachable`](crate::Node::report_unreachable): a quiescent follower
+    /// notices its leader's failure in no other way.
+    pub quiesce: bool,
 }
 
 impl<const PEERS: usize> Config<PEERS> {
@@ -148,6 +159,7 @@ impl<const PEERS: usize> Config<PEERS> {
             snapshot_mode: SnapshotMode::Stream,
             snapshot_resend_ticks: 3,
             log_retention: 0,
+            quiesce: false,
             lease_reads: false,
             max_clock_drift_percent: 20,
         }

@@ -130,6 +130,13 @@ pub enum Body<P, E> {
         /// Commit index the follower may adopt.
         commit: Index,
     },
+    /// Quiescence (`Config::quiesce`): the leader's last heartbeat before it stops ticking. Every
+    /// member holds every entry and `commit` is the leader's last index; a follower that holds
+    /// it too stops ticking (no answer), one that does not treats it as a heartbeat.
+    Quiesce {
+        /// Commit index the follower may adopt, the leader's last index.
+        commit: Index,
+    },
 }
 
 /// A leader's snapshot request.
@@ -342,6 +349,7 @@ impl<P, E> Message<P, E> {
                 last_term: *last_term,
             },
             Body::Commit { commit } => Body::Commit { commit: *commit },
+            Body::Quiesce { commit } => Body::Quiesce { commit: *commit },
         };
         Ok(Message {
             from: self.from,
@@ -378,6 +386,7 @@ impl<P, E> Body<P, E> {
             Self::TimeoutNow => "TimeoutNow",
             Self::VoteRequestTransfer { .. } => "VoteRequestTransfer",
             Self::Commit { .. } => "Commit",
+            Self::Quiesce { .. } => "Quiesce",
         }
     }
 }

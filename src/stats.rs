@@ -31,6 +31,10 @@ pub struct Stats {
     pub snapshot_mode_mismatch: u64,
     /// Linearizable reads this leader served within its lease, without a confirmation round.
     pub lease_reads: u64,
+    /// Times this node quiesced (`Config::quiesce`).
+    pub quiesced: u64,
+    /// Times an input woke this node from quiescence.
+    pub woken: u64,
 }
 
 impl Stats {
@@ -48,5 +52,7 @@ impl Stats {
         quorum_lost: 0,
         snapshot_mode_mismatch: 0,
         lease_reads: 0,
+        quiesced: 0,
+        woken: 0,
     };
 }

@@ -3104,3 +3104,271 @@ fn snapshot_getters_report_the_configuration_and_the_latest_snapshot() {
     let (stream, _) = lone_leader();
     assert_eq!(stream.snapshot_mode(), raftlet::SnapshotMode::Stream);
 }
+
+/// The leader's `Quiesce` notices in `sent`, as `(to, commit)`.
+fn quiesce_notices(sent: &[Msg4]) -> Vec<(NodeId, Index)> {
+    sent.iter()
+        .filter_map(|m| match m.body {
+            Body::Quiesce { commit } => Some((m.to, commit)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A leader whose followers hold every entry quiesces at its next heartbeat tick: it sends
+/// `Quiesce` instead of heartbeats, ignores ticks, and sleeps through late acknowledgements
+/// and stale messages. A vote request of a later term wakes it without a heartbeat of its old
+/// term; a proposal wakes it with heartbeats at once.
+#[test]
+fn a_quiescent_leader_sleeps_through_late_answers_and_wakes_for_work() {
+    // Off by default: the same leader heartbeats forever.
+    let (mut node, mut store) = lone_leader();
+    for _ in 0..5 {
+        node.tick(&store);
+        assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
+    }
+    assert!(!node.is_quiescent());
+
+    let (mut node, mut store) = lone_leader_with(|c| c.quiesce = true);
+    let last = node.last_index();
+    assert_eq!(node.commit_index(), last);
+    node.tick(&store);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        quiesce_notices(&sent),
+        [(NodeId(2), last), (NodeId(3), last)]
+    );
+    assert_eq!(sent.len(), 2, "no heartbeat beside the notices: {sent:?}");
+    assert!(node.is_quiescent());
+    assert_eq!(node.stats().quiesced, 1);
+    for _ in 0..100 {
+        node.tick(&store);
+    }
+    assert!(drain_persisting(&mut node, &mut store).is_empty());
+    assert_eq!(
+        node.role(),
+        Role::Leader,
+        "check-quorum ran while quiescent"
+    );
+    // Late answers to what it sent before it quiesced change nothing.
+    deliver(&mut node, &store, 2, accepted(last));
+    deliver(&mut node, &store, 3, Body::HeartbeatResponse);
+    deliver(&mut node, &store, 3, Body::ReadConfirmAck { seq: 0 });
+    // A message of an earlier term is answered, and wakes nothing.
+    let stale: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(node.term().0 - 1),
+        body: Body::Heartbeat { commit: Index(0) },
+    };
+    node.step(&stale, &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter().all(|m| m.body == Body::HeartbeatResponse),
+        "{sent:?}"
+    );
+    assert!(node.is_quiescent());
+    assert_eq!(node.stats().woken, 0);
+
+    // A proposal wakes it: heartbeats go out with the append.
+    node.propose(7, &store).unwrap();
+    assert!(!node.is_quiescent());
+    assert_eq!(node.stats().woken, 1);
+    let sent = drain_persisting(&mut node, &mut store);
+    let heartbeats = sent
+        .iter()
+        .filter(|m| matches!(m.body, Body::Heartbeat { .. }))
+        .count();
+    assert_eq!(heartbeats, 2, "{sent:?}");
+    assert!(sent.iter().any(|m| matches!(m.body, Body::Append { .. })));
+    // Not quiescable again until both followers hold the new entry.
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
+    deliver(&mut node, &store, 3, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)).len(),
+        2
+    );
+    assert!(node.is_quiescent());
+
+    // A vote request of a later term (ignored in the check-quorum lease) wakes it, with no
+    // heartbeat of the term it may be about to leave.
+    let vote: Msg4 = raftlet::Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: node.term().next(),
+        body: Body::VoteRequest {
+            pre_vote: true,
+            last_index: last,
+            last_term: node.term(),
+        },
+    };
+    node.step(&vote, &store).unwrap();
+    assert!(!node.is_quiescent());
+    assert!(
+        drain_persisting(&mut node, &mut store)
+            .iter()
+            .all(|m| !matches!(m.body, Body::Heartbeat { .. }))
+    );
+    // Awake, it ticks again: its next heartbeat tick quiesces it once more.
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)).len(),
+        2
+    );
+}
+
+/// A quiescent leader's check-quorum window starts over when it wakes, with no follower
+/// counted active from before it slept: woken by work its followers never answer, it steps
+/// down one election timeout later (not two).
+#[test]
+fn a_woken_leader_counts_only_followers_heard_since_it_woke() {
+    let (mut node, mut store) = lone_leader_with(|c| c.quiesce = true);
+    assert!(node.peers_progress().all(|p| p.recent_active));
+    node.tick(&store);
+    drain_persisting(&mut node, &mut store);
+    assert!(node.is_quiescent());
+    // Long asleep, then a proposal.
+    for _ in 0..25 {
+        node.tick(&store);
+    }
+    node.propose(7, &store).unwrap();
+    assert!(!node.is_quiescent());
+    assert!(
+        node.peers_progress().all(|p| !p.recent_active),
+        "followers counted active from before the leader slept"
+    );
+    drain_persisting(&mut node, &mut store);
+    for _ in 0..9 {
+        node.tick(&store);
+    }
+    assert_eq!(node.role(), Role::Leader);
+    node.tick(&store);
+    assert_eq!(node.role(), Role::Follower);
+    assert_eq!(node.stats().quorum_lost, 1);
+}
+
+/// A follower quiesces on its leader's notice only when it holds every entry the notice names
+/// and has nothing pending; otherwise it takes the notice as a heartbeat (and answers it). A
+/// quiescent follower ignores ticks, and any message of its leader wakes it.
+#[test]
+fn a_follower_quiesces_only_holding_what_its_leader_names() {
+    let (mut node, mut store) = follower_committed_to_2(|c| c.quiesce = true);
+    let notice = |commit: u64| -> Msg4 {
+        raftlet::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: Body::Quiesce {
+                commit: Index(commit),
+            },
+        }
+    };
+    // It holds entries up to 3: a notice naming 4 is a heartbeat.
+    node.step(&notice(4), &store).unwrap();
+    assert!(!node.is_quiescent());
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, Body::HeartbeatResponse);
+    assert_eq!(
+        node.commit_index(),
+        Index(3),
+        "the commit index was not adopted"
+    );
+    // One naming 3: it quiesces, silently, its election timer restarted.
+    for _ in 0..5 {
+        node.tick(&store);
+    }
+    node.step(&notice(3), &store).unwrap();
+    assert!(node.is_quiescent());
+    assert!(drain_persisting(&mut node, &mut store).is_empty());
+    assert_eq!(
+        node.ticks_until_election(),
+        Some(node.election_timeout_ticks())
+    );
+    for _ in 0..1000 {
+        node.tick(&store);
+    }
+    assert_eq!(
+        node.role(),
+        Role::Follower,
+        "a quiescent follower campaigned"
+    );
+    assert_eq!(
+        node.ticks_until_election(),
+        Some(node.election_timeout_ticks())
+    );
+    // A heartbeat wakes it.
+    node.step(&heartbeat(2, Term(1)), &store).unwrap();
+    assert!(!node.is_quiescent());
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    assert_eq!(
+        node.ticks_until_election(),
+        Some(node.election_timeout_ticks() - 1)
+    );
+
+    // With a read pending it stays awake.
+    node.step(&notice(3), &store).unwrap();
+    assert!(node.is_quiescent());
+    node.read_index(raftlet::ReadId(9), &store).unwrap();
+    assert!(!node.is_quiescent(), "a read left it asleep");
+    drain_persisting(&mut node, &mut store);
+    node.step(&notice(3), &store).unwrap();
+    assert!(!node.is_quiescent(), "quiesced with a read pending");
+
+    // Without `quiesce` configured, a notice is a heartbeat.
+    let (mut node, mut store) = follower_committed_to_2(|_| {});
+    node.step(&notice(3), &store).unwrap();
+    assert!(!node.is_quiescent());
+    assert_eq!(
+        drain_persisting(&mut node, &mut store)[0].body,
+        Body::HeartbeatResponse
+    );
+}
+
+/// The runner's report that a quiescent follower's leader failed wakes it and makes it forget
+/// that leader, so it grants (pre-)votes at once; a report about another peer does nothing.
+#[test]
+fn a_report_of_its_leaders_failure_wakes_a_quiescent_follower() {
+    let (mut node, mut store) = follower_committed_to_2(|c| c.quiesce = true);
+    let notice: Msg4 = raftlet::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: Body::Quiesce { commit: Index(3) },
+    };
+    node.step(&notice, &store).unwrap();
+    assert!(node.is_quiescent());
+    node.report_unreachable(NodeId(3));
+    assert!(node.is_quiescent());
+    assert_eq!(node.leader(), Some(NodeId(2)));
+    node.report_unreachable(NodeId(2));
+    assert!(!node.is_quiescent());
+    assert_eq!(node.leader(), None);
+    assert_eq!(node.stats().woken, 1);
+    let pre_vote: Msg4 = raftlet::Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: Term(2),
+        body: Body::VoteRequest {
+            pre_vote: true,
+            last_index: Index(3),
+            last_term: Term(1),
+        },
+    };
+    node.step(&pre_vote, &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert_eq!(
+        sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [Body::VoteResponse {
+            pre_vote: true,
+            granted: true
+        }]
+    );
+}

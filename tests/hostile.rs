@@ -108,6 +108,7 @@ fn body() -> impl Strategy<Value = (Body<u64, Entries>, Option<RawEntries>)> {
         )),
         index().prop_map(|commit| (Body::Heartbeat { commit }, None)),
         index().prop_map(|commit| (Body::Commit { commit }, None)),
+        index().prop_map(|commit| (Body::Quiesce { commit }, None)),
         Just((Body::HeartbeatResponse, None)),
         Just((Body::AppendResponse(AppendResult::InstallInProgress), None)),
         any::<u64>().prop_map(|ctx| (Body::ReadIndex { ctx }, None)),

@@ -194,6 +194,7 @@ fn one_of_each() -> Vec<(&'static str, Msg)> {
             }),
         ),
         ("commit", msg(Body::Commit { commit: Index(9) })),
+        ("quiesce", msg(Body::Quiesce { commit: Index(9) })),
     ]
 }
 
@@ -503,6 +504,7 @@ fn arb_body() -> impl Strategy<Value = Body<Payload, Es>> {
         }),
         arb_index().prop_map(|commit| Body::Heartbeat { commit }),
         arb_index().prop_map(|commit| Body::Commit { commit }),
+        arb_index().prop_map(|commit| Body::Quiesce { commit }),
         Just(Body::HeartbeatResponse),
         Just(Body::AppendResponse(AppendResult::InstallInProgress)),
         any::<u64>().prop_map(|ctx| Body::ReadIndex { ctx }),
@@ -1128,6 +1130,7 @@ fn every_message_kind_fits_the_smallest_bound() {
             last_term: Term(max),
         },
         Body::Commit { commit: Index(max) },
+        Body::Quiesce { commit: Index(max) },
     ];
     assert_eq!(
         bodies.len() as u64,

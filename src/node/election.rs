@@ -57,11 +57,12 @@ where
             // proposals forever while the target is unreachable.
             return Ok(());
         }
+        let caught_up = progress[i].matched == last;
+        self.unquiesce();
         info!(
             "{} transfers leadership to {} at term {}",
             self.cfg.id, to, self.hs.term
         );
-        let caught_up = progress[i].matched == last;
         self.transfer = Some((to, 0));
         // The target will be elected through the followers' leases: this one ends now.
         self.drop_lease();
@@ -373,6 +374,9 @@ where
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
+            if self.maybe_quiesce() {
+                return;
+            }
             self.bcast_heartbeat();
             self.renew_lease();
         }

@@ -145,6 +145,7 @@ where
         if self.noop_pending || self.log.room() == 0 {
             return Err(MembershipError::Full);
         }
+        self.unquiesce();
         let index = self.append_conf(change, next);
         self.bcast_append(storage);
         Ok(index)
@@ -320,6 +321,7 @@ where
                 Body::Append { .. }
                     | Body::Heartbeat { .. }
                     | Body::Commit { .. }
+                    | Body::Quiesce { .. }
                     | Body::InstallSnapshot { .. }
                     | Body::ReadConfirm { .. }
                     | Body::TimeoutNow

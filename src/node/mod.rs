@@ -15,6 +15,7 @@
 
 mod election;
 mod membership;
+mod quiesce;
 mod read;
 mod replication;
 mod snapshot;
@@ -174,6 +175,8 @@ pub struct Node<
     /// Lease reads: after a (re)start, vote requests are refused for an election timeout, as
     /// if a leader had just been heard (it may have been, just before the restart).
     pub(crate) startup_quiet: bool,
+    /// Quiescent (`Config::quiesce`): ticks are ignored until an input wakes the node.
+    pub(crate) quiescent: bool,
 }
 
 impl<
@@ -279,6 +282,7 @@ where
             configs: Configs::empty(),
             ticks: 0,
             startup_quiet: false,
+            quiescent: false,
         }
     }
 
@@ -384,6 +388,7 @@ where
         self.transfer = None;
         self.configs = configs;
         self.ticks = 0;
+        self.quiescent = false;
         if reset {
             self.log.reset_to(app);
             self.reset_due = Some(app);
@@ -402,6 +407,9 @@ where
     /// Advances logical time by one tick: election timeouts, heartbeats, check-quorum.
     pub fn tick<S: Storage<P>>(&mut self, storage: &S) {
         self.wake = true;
+        if self.quiescent {
+            return;
+        }
         self.ticks += 1;
         if self.startup_quiet && self.election_elapsed >= self.cfg.election_ticks {
             self.startup_quiet = false;
@@ -563,10 +571,15 @@ where
             }
             _ => None,
         };
+        if self.wakes(msg.term, &msg.body) {
+            self.unquiesce_for(msg.term);
+        }
         if !self.step_term(msg) {
             return Ok(());
         }
-        self.dispatch(msg, entries, chunk, plan, storage)
+        let result = self.dispatch(msg, entries, chunk, plan, storage);
+        self.settle();
+        result
     }
 
     /// Asks this node to start an election now (as if its election timeout fired). Does nothing
@@ -574,6 +587,7 @@ where
     pub fn campaign<S: Storage<P>>(&mut self, storage: &S) {
         self.wake = true;
         if !matches!(self.role, RoleState::Leader(_)) {
+            self.unquiesce();
             self.start_election(storage);
         }
     }
@@ -902,6 +916,7 @@ where
     /// nothing on other roles.
     pub fn send_heartbeats(&mut self) {
         self.wake = true;
+        self.unquiesce();
         self.bcast_heartbeat();
     }
 
@@ -911,6 +926,7 @@ where
     /// `ReportUnreachable`). Does nothing on other roles, or for a peer not replicating.
     pub fn report_unreachable(&mut self, peer: NodeId) {
         self.wake = true;
+        self.quiesce_report_unreachable(peer);
         if let RoleState::Leader(progress) = &mut self.role
             && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
             && pr.state == crate::progress::FlowState::Replicate

@@ -102,6 +102,8 @@ where
         if self.install.in_progress() {
             return Err(ReadError::InstallInProgress);
         }
+        // A read waits on rounds and timeouts that need ticks.
+        self.unquiesce();
         if matches!(self.role, RoleState::Leader(_)) {
             let state = self.new_leader_read_state();
             self.reads
@@ -366,6 +368,11 @@ where
             && self.transfer.is_none()
             && matches!(self.role, RoleState::Leader(_))
             && self.ticks < self.reads.lease_until
+    }
+
+    /// No read is pending and no confirmation round is in flight.
+    pub(super) fn reads_idle(&self) -> bool {
+        self.reads.queue.is_empty() && self.reads.seq_sent == self.reads.seq_confirmed
     }
 
     pub(super) fn drop_lease(&mut self) {

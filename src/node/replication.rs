@@ -61,6 +61,7 @@ where
         if let Err(refusal) = self.may_propose(1) {
             return Err(refusal.with(data));
         }
+        self.unquiesce();
         let index = self.append_normal(data);
         self.send_new_entries(storage);
         Ok(index)
@@ -89,6 +90,7 @@ where
         if let Err(refusal) = self.may_propose(batch.len()) {
             return Err(refusal.with(batch));
         }
+        self.unquiesce();
         let first = self.log.last_index().next();
         for data in batch {
             if self.log.room() == 0 {

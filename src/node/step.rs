@@ -112,6 +112,7 @@ where
                 Body::Append { .. }
                 | Body::Heartbeat { .. }
                 | Body::Commit { .. }
+                | Body::Quiesce { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => self.become_follower(msg.term, Some(msg.from)),
                 // A reply from a later term: step down, but keep the election timer running
@@ -144,6 +145,7 @@ where
                 Body::Append { .. }
                 | Body::Heartbeat { .. }
                 | Body::Commit { .. }
+                | Body::Quiesce { .. }
                 | Body::InstallSnapshot { .. }
                 | Body::ReadConfirm { .. } => {
                     self.send(msg.from, term, Body::HeartbeatResponse);
@@ -228,6 +230,12 @@ where
                 self.accept_leader(from)?;
                 self.report_uncollected(from);
                 self.adopt_commit(commit);
+                Ok(())
+            }
+            Body::Quiesce { commit } => {
+                self.accept_leader(from)?;
+                self.report_uncollected(from);
+                self.handle_quiesce(from, commit);
                 Ok(())
             }
             Body::HeartbeatResponse => match self.role {

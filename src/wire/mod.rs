@@ -32,7 +32,7 @@ pub const WIRE_VERSION: u8 = 1;
 /// How many message kinds (`Body` variants) this version knows: a frame whose kind is this or
 /// more is refused with [`DecodeError::UnknownKind`]. `tests/wire.rs` checks that it equals the
 /// number of `Body` variants.
-pub const MESSAGE_KINDS: u64 = 15;
+pub const MESSAGE_KINDS: u64 = 16;
 
 /// Encodes and decodes frames of one cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
