@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use raftlet::wire::frame::{
     CobsReader, FrameError, LengthPrefixedReader, cobs_max_len, encode_cobs, encode_length_prefixed,
 };
+use raftlet::wire::group::{GROUP_WIRE_VERSION, GroupFrameReader, GroupFrameWriter};
 use raftlet::wire::{Codec, DecodeError, EncodeError, MESSAGE_KINDS, WIRE_VERSION, max_frame_len};
 use raftlet::{
     AppendResult, Body, Change, ConfChange, Entry, EntryData, Index, InstallRequest, InstallResult,
@@ -746,6 +747,15 @@ fn decoding_and_framing_do_not_allocate() {
     let msgs: Vec<Msg> = one_of_each().into_iter().map(|(_, m)| m).collect();
     let frames: Vec<Vec<u8>> = msgs.iter().map(encode).collect();
     let streamed = stream(&msgs, true);
+    let grouped: Vec<(u64, Msg)> = msgs
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(g, m)| (g as u64, m))
+        .collect();
+    let group_codec = Codec::new(CODEC.cluster(), 64 * MAX);
+    let mut group_buf = vec![0u8; 64 * MAX];
+    let group_frame = write_group_frames(&grouped, 64 * MAX).remove(0);
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -772,6 +782,16 @@ fn decoding_and_framing_do_not_allocate() {
     for m in &msgs {
         sink += CODEC.encode(m, &mut buf).unwrap();
     }
+    // Group frames, both ways.
+    let mut r = GroupFrameReader::new(&group_codec, &group_frame).unwrap();
+    while let Some(item) = r.next::<Payload, Es>() {
+        sink += item.unwrap().0 as usize;
+    }
+    let mut w = GroupFrameWriter::new(&group_codec, &mut group_buf).unwrap();
+    for (g, m) in &grouped {
+        w.push(*g, m).unwrap();
+    }
+    sink += w.len();
     COUNT_HERE.with(|c| c.set(false));
     assert!(sink > 0);
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the codec allocated");
@@ -866,6 +886,13 @@ fn a_polled_send_encodes_to_the_bytes_of_its_owned_copy() {
                     assert_eq!(&direct[..n], &copy[..m], "{owned:?}");
                     let back: Owned = codec.decode(&direct[..n]).unwrap();
                     assert_eq!(back, owned);
+                    // The same in a group frame.
+                    let (mut a, mut b) = ([0u8; 4096], [0u8; 4096]);
+                    let mut direct = GroupFrameWriter::new(&codec, &mut a).unwrap();
+                    direct.push_outgoing(5, &out, &disk).unwrap();
+                    let mut copy = GroupFrameWriter::new(&codec, &mut b).unwrap();
+                    copy.push(5, &owned).unwrap();
+                    assert_eq!(direct.frame(), copy.frame());
                     sends += 1;
                     if let raftlet::Body::Append {
                         prev_index,
@@ -1150,4 +1177,225 @@ fn every_message_kind_fits_the_smallest_bound() {
         let len = codec.encode(&m, &mut buf).unwrap();
         assert!(len <= bound, "{kind}: {len} > {bound}");
     }
+}
+
+// ----- group frames ------------------------------------------------------------------------------
+
+/// Every message a group frame holds, with its group.
+fn read_group_frame(frame: &[u8]) -> Result<Vec<(u64, Msg)>, DecodeError> {
+    let mut r = GroupFrameReader::new(&CODEC, frame)?;
+    let mut out = Vec::new();
+    while let Some(item) = r.next::<Payload, Es>() {
+        out.push(item?);
+    }
+    Ok(out)
+}
+
+/// Writes `items` into frames of at most `max` bytes, a new frame whenever the next message
+/// does not fit; returns the frames.
+fn write_group_frames(items: &[(u64, Msg)], max: usize) -> Vec<Vec<u8>> {
+    let codec = Codec::new(CODEC.cluster(), max);
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; max];
+    let mut w = GroupFrameWriter::new(&codec, &mut buf).unwrap();
+    for (g, m) in items {
+        if w.push(*g, m) == Err(EncodeError::TooLong) {
+            assert!(!w.is_empty(), "a message larger than a whole frame");
+            frames.push(w.frame().to_vec());
+            w = GroupFrameWriter::new(&codec, &mut buf).unwrap();
+            w.push(*g, m).unwrap();
+        }
+    }
+    if !w.is_empty() {
+        frames.push(w.frame().to_vec());
+    }
+    frames
+}
+
+/// `tests/testdata/golden-groups.txt` pins the bytes of a group frame: heartbeats of three
+/// groups and an append of a fourth, from one process to another. `REWRITE=1` regenerates it.
+#[test]
+fn group_frame_golden_vector() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/testdata/golden-groups.txt"
+    );
+    let items: Vec<(u64, Msg)> = vec![
+        (1, msg(Body::Heartbeat { commit: Index(9) })),
+        (300, msg(Body::Heartbeat { commit: Index(12) })),
+        (70_000, msg(Body::Quiesce { commit: Index(4) })),
+        (2, one_of_each()[4].1.clone()),
+    ];
+    let frames = write_group_frames(&items, MAX);
+    assert_eq!(frames.len(), 1);
+    let rendered = format!("group-frame {}\n", hex(&frames[0]));
+    if std::env::var("REWRITE").is_ok() {
+        std::fs::write(
+            path,
+            format!("# group wire version {GROUP_WIRE_VERSION}, cluster 0xc1: <name> <frame hex>\n{rendered}"),
+        )
+        .unwrap();
+    }
+    let golden = std::fs::read_to_string(path).expect("golden file (REWRITE=1 creates it)");
+    let line = golden.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(
+        format!("{line}\n"),
+        rendered,
+        "the group wire format changed"
+    );
+    assert_eq!(read_group_frame(&frames[0]).unwrap(), items);
+    // Each item is the group's varint and then the message's bytes of a single-group frame.
+    let single = encode(&items[0].1);
+    assert_eq!(&frames[0][..3], &[GROUP_WIRE_VERSION, 0xc1, 0x01]);
+    assert_eq!(&frames[0][3..4], &[0x01]);
+    assert_eq!(&frames[0][4..4 + single.len() - 3], &single[3..]);
+}
+
+/// A single-group frame is not a group frame and the other way round: each codec refuses the
+/// other's frames by their version byte. Header errors are typed; an empty group frame is
+/// truncated.
+#[test]
+fn group_frames_and_single_frames_are_told_apart() {
+    let m = msg(Body::Heartbeat { commit: Index(1) });
+    let single = encode(&m);
+    assert_eq!(
+        GroupFrameReader::new(&CODEC, &single).err(),
+        Some(DecodeError::VersionMismatch { got: WIRE_VERSION })
+    );
+    let group = write_group_frames(&[(3, m.clone())], MAX).remove(0);
+    assert_eq!(
+        CODEC.decode::<Payload, Es>(&group),
+        Err(DecodeError::VersionMismatch {
+            got: GROUP_WIRE_VERSION
+        })
+    );
+    let other = Codec::new(0xC2, MAX);
+    assert_eq!(
+        GroupFrameReader::new(&other, &group).err(),
+        Some(DecodeError::ClusterMismatch { got: 0xC1 })
+    );
+    let small = Codec::new(0xC1, group.len() - 1);
+    assert_eq!(
+        GroupFrameReader::new(&small, &group).err(),
+        Some(DecodeError::TooLong {
+            len: group.len(),
+            max: group.len() - 1
+        })
+    );
+    for cut in 0..3 {
+        assert_eq!(
+            GroupFrameReader::new(&CODEC, &group[..cut]).err(),
+            Some(DecodeError::Truncated),
+            "cut at {cut}"
+        );
+    }
+    // A header with no buffer room at all.
+    let mut none = [0u8; 1];
+    assert_eq!(
+        GroupFrameWriter::new(&CODEC, &mut none).err(),
+        Some(EncodeError::BufferTooSmall)
+    );
+}
+
+/// A message that does not fit leaves the frame as it was; the writer counts what it holds.
+#[test]
+fn a_full_group_frame_is_left_whole() {
+    let m = msg(Body::Heartbeat { commit: Index(1) });
+    let one = write_group_frames(&[(1, m.clone())], MAX).remove(0).len();
+    let codec = Codec::new(0xC1, one + 3);
+    let mut buf = vec![0u8; 4096];
+    let mut w = GroupFrameWriter::new(&codec, &mut buf).unwrap();
+    assert!(w.is_empty());
+    w.push(1, &m).unwrap();
+    let before = w.frame().to_vec();
+    assert_eq!(w.push(1, &m), Err(EncodeError::TooLong));
+    assert_eq!(w.frame(), &before[..]);
+    assert_eq!((w.items(), w.len()), (1, one));
+}
+
+fn arb_group_items() -> impl Strategy<Value = Vec<(u64, Msg)>> {
+    prop::collection::vec((any::<u64>(), arb_msg()), 1..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Messages of many groups, written into as many frames as they need, read back the same,
+    /// in order; every frame stays within the codec's maximum.
+    #[test]
+    fn group_frames_round_trip(items in arb_group_items(), small in any::<bool>()) {
+        let max = if small { MAX } else { 4 * MAX };
+        let frames = write_group_frames(&items, max);
+        let mut back = Vec::new();
+        for f in &frames {
+            prop_assert!(f.len() <= max);
+            let codec = Codec::new(CODEC.cluster(), max);
+            let mut r = GroupFrameReader::new(&codec, f).unwrap();
+            while let Some(item) = r.next::<Payload, Es>() {
+                back.push(item.unwrap());
+            }
+        }
+        prop_assert_eq!(back, items);
+    }
+
+    /// Damaged group frames never panic the reader; it yields well-formed messages and then at
+    /// most one error, after which nothing; whatever it yields re-encodes to the same message.
+    #[test]
+    fn group_frame_reader_survives_garbage(items in arb_group_items(),
+                                           flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                                           cut in any::<usize>()) {
+        let codec = Codec::new(CODEC.cluster(), 8 * MAX);
+        let mut f = write_group_frames(&items, 8 * MAX).remove(0);
+        for (at, x) in flips {
+            let n = f.len();
+            f[at % n] ^= x;
+        }
+        let f = &f[..cut % (f.len() + 1)];
+        if let Ok(mut r) = GroupFrameReader::new(&codec, f) {
+            let mut failed = false;
+            while let Some(item) = r.next::<Payload, Es>() {
+                prop_assert!(!failed, "an item after an error");
+                match item {
+                    Ok((g, m)) => {
+                        let again = write_group_frames(&[(g, m.clone())], 8 * MAX).remove(0);
+                        let mut r2 = GroupFrameReader::new(&codec, &again).unwrap();
+                        prop_assert_eq!(r2.next::<Payload, Es>().unwrap().unwrap(), (g, m));
+                    }
+                    Err(_) => failed = true,
+                }
+            }
+            prop_assert!(r.next::<Payload, Es>().is_none());
+        }
+    }
+}
+
+/// The first bad item ends the frame: the items before it are yielded, then its typed error,
+/// then nothing (the boundaries of the items after it are lost).
+#[test]
+fn a_bad_item_ends_the_group_frame() {
+    let a = msg(Body::Heartbeat { commit: Index(1) });
+    let b = msg(Body::Commit { commit: Index(2) });
+    let mut f =
+        write_group_frames(&[(1, a.clone()), (2, b.clone()), (3, a.clone())], MAX).remove(0);
+    // The second item's kind byte: header (version, cluster 0xc1 as a 2-byte varint) + group
+    // (1) + from, to, term (3) of the first item, its kind and commit (2), then the second
+    // item's group and from, to, term (4).
+    let kind_at = 3 + 1 + 3 + 2 + 4;
+    assert_eq!(f[kind_at], 14, "the Commit kind");
+    f[kind_at] = MESSAGE_KINDS as u8;
+    let mut r = GroupFrameReader::new(&CODEC, &f).unwrap();
+    assert_eq!(r.next::<Payload, Es>(), Some(Ok((1, a))));
+    assert_eq!(
+        r.next::<Payload, Es>(),
+        Some(Err(DecodeError::UnknownKind {
+            kind: MESSAGE_KINDS
+        }))
+    );
+    assert_eq!(r.next::<Payload, Es>(), None);
+    // A frame cut inside an item: the whole items, then `Truncated`.
+    let f = write_group_frames(&[(1, b.clone()), (2, b.clone())], MAX).remove(0);
+    let mut r = GroupFrameReader::new(&CODEC, &f[..f.len() - 1]).unwrap();
+    assert_eq!(r.next::<Payload, Es>(), Some(Ok((1, b))));
+    assert_eq!(r.next::<Payload, Es>(), Some(Err(DecodeError::Truncated)));
+    assert_eq!(r.next::<Payload, Es>(), None);
 }

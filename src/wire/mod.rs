@@ -16,9 +16,11 @@
 //! frame never reaches the node.
 //!
 //! Framing for links comes from [`frame`]: length-prefixed for byte streams (TCP), COBS for
-//! serial and radio links.
+//! serial and radio links. A process that hosts many Raft groups sends messages of any number
+//! of them in one frame ([`group`], wire version 2), each named by its group id.
 
 pub mod frame;
+pub mod group;
 
 use crate::action::Outgoing;
 use crate::message::Message;
@@ -178,20 +180,42 @@ impl Codec {
         &self,
         frame: &'de [u8],
     ) -> Result<Message<P, E>, DecodeError> {
+        let body = self.check_header(frame, WIRE_VERSION)?;
+        let (msg, extra) = Self::decode_message(body)?;
+        if !extra.is_empty() {
+            return Err(DecodeError::TrailingBytes { extra: extra.len() });
+        }
+        Ok(msg)
+    }
+
+    /// Checks a frame's length, version (`version`) and cluster; returns what follows them.
+    pub(crate) fn check_header<'de>(
+        &self,
+        frame: &'de [u8],
+        version: u8,
+    ) -> Result<&'de [u8], DecodeError> {
         if frame.len() > self.max_frame {
             return Err(DecodeError::TooLong {
                 len: frame.len(),
                 max: self.max_frame,
             });
         }
-        let (&version, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
-        if version != WIRE_VERSION {
-            return Err(DecodeError::VersionMismatch { got: version });
+        let (&got, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
+        if got != version {
+            return Err(DecodeError::VersionMismatch { got });
         }
         let (cluster, body) = postcard::take_from_bytes::<u64>(rest).map_err(map_de)?;
         if cluster != self.cluster {
             return Err(DecodeError::ClusterMismatch { got: cluster });
         }
+        Ok(body)
+    }
+
+    /// Decodes one message from the front of `body`, its kind checked first; returns it and
+    /// the bytes after it.
+    pub(crate) fn decode_message<'de, P: Deserialize<'de>, E: Deserialize<'de>>(
+        body: &'de [u8],
+    ) -> Result<(Message<P, E>, &'de [u8]), DecodeError> {
         // from, to, term, then the body's variant index.
         let (_, peek) = postcard::take_from_bytes::<(u64, u64, u64)>(body).map_err(map_de)?;
         let (kind, _) = postcard::take_from_bytes::<u32>(peek).map_err(map_de)?;
@@ -200,11 +224,7 @@ impl Codec {
                 kind: u64::from(kind),
             });
         }
-        let (msg, extra) = postcard::take_from_bytes::<Message<P, E>>(body).map_err(map_de)?;
-        if !extra.is_empty() {
-            return Err(DecodeError::TrailingBytes { extra: extra.len() });
-        }
-        Ok(msg)
+        postcard::take_from_bytes::<Message<P, E>>(body).map_err(map_de)
     }
 }
 
