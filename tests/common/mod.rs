@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod budget;
+pub mod multi;
 pub mod oracle;
 pub mod script;
 pub mod store;
@@ -307,6 +308,9 @@ pub struct Sim {
     /// and, at each of them, reports the peers it cannot reach (crashed, or cut off in either
     /// direction) as a process-level liveness check would.
     pub liveness: bool,
+    /// Every send as `(from, to, time)`, when a multi-group simulation collects them to count
+    /// the frames they would share.
+    pub send_log: Option<Vec<(NodeId, NodeId, u64)>>,
 }
 
 impl Sim {
@@ -395,6 +399,7 @@ impl Sim {
             retired: BTreeSet::new(),
             report_unreachable: false,
             liveness: false,
+            send_log: None,
         }
     }
 
@@ -436,12 +441,9 @@ impl Sim {
 
     // ----- driving -----------------------------------------------------------------------
 
-    /// Processes the next event (random faults first, then the earliest timer, message or disk
-    /// completion). Returns false if nothing at all is scheduled.
-    pub fn step(&mut self) -> bool {
-        self.stats.events += 1;
-        self.random_faults();
-        // The earliest of: a node tick, a message delivery, a disk completion.
+    /// The earliest of: a node tick, a message delivery, a disk completion, an application job,
+    /// as `(time, kind, index)`.
+    fn next_event(&self) -> Option<(u64, u8, usize)> {
         let mut best: Option<(u64, u8, usize)> = None;
         let mut consider = |t: u64, kind: u8, i: usize| {
             if best.is_none_or(|(bt, bk, bi)| (t, kind, i) < (bt, bk, bi)) {
@@ -470,7 +472,20 @@ impl Sim {
         {
             consider(m.at, 1, k);
         }
-        let Some((t, kind, i)) = best else {
+        best
+    }
+
+    /// When the next event is due (`None` if nothing is scheduled).
+    pub fn next_at(&self) -> Option<u64> {
+        self.next_event().map(|(t, _, _)| t)
+    }
+
+    /// Processes the next event (random faults first, then the earliest timer, message or disk
+    /// completion). Returns false if nothing at all is scheduled.
+    pub fn step(&mut self) -> bool {
+        self.stats.events += 1;
+        self.random_faults();
+        let Some((t, kind, i)) = self.next_event() else {
             return false;
         };
         self.now = self.now.max(t);
@@ -1348,6 +1363,9 @@ impl Sim {
             .entry((msg.from, msg.to, msg.body.kind()))
             .or_default() += 1;
         let msg = self.over_the_wire(&msg);
+        if let Some(log) = &mut self.send_log {
+            log.push((msg.from, msg.to, self.now));
+        }
         if self.report_unreachable && self.cut.contains(&(msg.from, msg.to)) {
             self.stats.reported_unreachable += 1;
             if let Some(node) = self.slots[Self::ix(msg.from)].node.as_mut() {
