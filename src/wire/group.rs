@@ -19,7 +19,7 @@
 //! The first bad item ends the frame: the reader yields its error and nothing after it, since
 //! the items' boundaries are lost. Items before it were well formed and may be stepped.
 
-use super::{Codec, DecodeError, EncodeError, OutgoingEntriesSer, map_de};
+use super::{Codec, DecodeError, EncodeError, map_de};
 use crate::action::Outgoing;
 use crate::message::Message;
 use crate::storage::Storage;
@@ -45,9 +45,7 @@ impl<'b> GroupFrameWriter<'b> {
     pub fn new(codec: &Codec, buf: &'b mut [u8]) -> Result<Self, EncodeError> {
         let limit = buf.len().min(codec.max_frame());
         let buf = &mut buf[..limit];
-        let len = postcard::to_slice(&(GROUP_WIRE_VERSION, codec.cluster()), buf)
-            .map_err(|_| EncodeError::BufferTooSmall)?
-            .len();
+        let len = encode_header(codec, buf)?;
         Ok(Self { buf, len, items: 0 })
     }
 
@@ -62,15 +60,9 @@ impl<'b> GroupFrameWriter<'b> {
         group: u64,
         msg: &Message<P, E>,
     ) -> Result<(), EncodeError> {
-        match postcard::to_slice(&(group, msg), &mut self.buf[self.len..]) {
-            Ok(out) => {
-                self.len += out.len();
-                self.items += 1;
-                Ok(())
-            }
-            Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::TooLong),
-            Err(_) => Err(EncodeError::Payload),
-        }
+        self.len += encode_item(group, msg, &mut self.buf[self.len..])?;
+        self.items += 1;
+        Ok(())
     }
 
     /// Appends a send polled from group `group`'s node, its entries read from `storage` and the
@@ -89,11 +81,9 @@ impl<'b> GroupFrameWriter<'b> {
         P: Serialize + Clone,
         S: Storage<P>,
     {
-        let msg = out.message().try_map(
-            |()| out.chunk().ok_or(EncodeError::Payload),
-            |_| Ok(OutgoingEntriesSer { out, storage }),
-        )?;
-        self.push(group, &msg)
+        self.len += encode_outgoing_item(group, out, storage, &mut self.buf[self.len..])?;
+        self.items += 1;
+        Ok(())
     }
 
     /// How many messages the frame holds.
@@ -119,6 +109,54 @@ impl<'b> GroupFrameWriter<'b> {
     pub fn frame(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+}
+
+/// Writes a group frame's header (version and cluster) to `buf`; returns its length. With
+/// [`encode_item`], for a runner that keeps its frame buffers across calls rather than a
+/// [`GroupFrameWriter`].
+///
+/// # Errors
+/// [`EncodeError::BufferTooSmall`] when it does not fit.
+pub fn encode_header(codec: &Codec, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    postcard::to_slice(&(GROUP_WIRE_VERSION, codec.cluster()), buf)
+        .map(|out| out.len())
+        .map_err(|_| EncodeError::BufferTooSmall)
+}
+
+/// Writes one item (`group`, then `msg`) to `buf`, the free space of a frame after its header
+/// and earlier items; returns its length.
+///
+/// # Errors
+/// [`EncodeError::TooLong`] when it does not fit, [`EncodeError::Payload`] when the payload
+/// fails to serialize.
+pub fn encode_item<P: Serialize, E: Serialize>(
+    group: u64,
+    msg: &Message<P, E>,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    match postcard::to_slice(&(group, msg), buf) {
+        Ok(out) => Ok(out.len()),
+        Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::TooLong),
+        Err(_) => Err(EncodeError::Payload),
+    }
+}
+
+/// [`encode_item`] for a send polled from group `group`'s node, its entries read from `storage`
+/// and the node's log as they are written.
+///
+/// # Errors
+/// As [`encode_item`]; [`EncodeError::Payload`] also when `storage` lacks an entry.
+pub fn encode_outgoing_item<P, S>(
+    group: u64,
+    out: &Outgoing<'_, P>,
+    storage: &S,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError>
+where
+    P: Serialize + Clone,
+    S: Storage<P>,
+{
+    encode_item(group, &super::outgoing_message(out, storage)?, buf)
 }
 
 /// A message of a group frame and its group id.

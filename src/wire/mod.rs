@@ -246,16 +246,28 @@ impl Codec {
         P: Serialize + Clone,
         S: Storage<P>,
     {
-        let msg = out.message().try_map(
-            |()| out.chunk().ok_or(EncodeError::Payload),
-            |_| Ok(OutgoingEntriesSer { out, storage }),
-        )?;
-        self.encode(&msg, buf)
+        self.encode(&outgoing_message(out, storage)?, buf)
     }
 }
 
+/// A polled send as a message that serializes its entries from `storage` and the node's log as
+/// it is written.
+pub(crate) fn outgoing_message<'o, 'a, 's, P, S>(
+    out: &'o Outgoing<'a, P>,
+    storage: &'s S,
+) -> Result<Message<&'o P, OutgoingEntriesSer<'o, 'a, 's, P, S>>, EncodeError>
+where
+    P: Clone,
+    S: Storage<P>,
+{
+    out.message().try_map(
+        |()| out.chunk().ok_or(EncodeError::Payload),
+        |_| Ok(OutgoingEntriesSer { out, storage }),
+    )
+}
+
 /// Serializes an outgoing append's entries as a sequence, reading them as it goes.
-struct OutgoingEntriesSer<'o, 'a, 's, P, S> {
+pub(crate) struct OutgoingEntriesSer<'o, 'a, 's, P, S> {
     out: &'o Outgoing<'a, P>,
     storage: &'s S,
 }

@@ -35,6 +35,7 @@ pub mod limits;
 pub mod load;
 pub mod memlog;
 pub mod metrics;
+pub mod multi;
 pub mod net;
 pub mod runner;
 pub mod snapshot;

@@ -23,6 +23,43 @@ impl MemLog {
         Self::default()
     }
 
+    /// Replaces the hard state (in memory).
+    pub(crate) fn set_hard_state(&mut self, hs: HardState) {
+        self.hs = hs;
+    }
+
+    /// Discards every entry: the log now starts after `base`.
+    pub(crate) fn reset(&mut self, base: SnapshotId) {
+        self.entries.clear();
+        self.base = base;
+    }
+
+    /// Stores `entries` (contiguous), replacing every entry at or after the first one's index;
+    /// entries the log's start covers are skipped.
+    pub(crate) fn replace_from(&mut self, entries: impl IntoIterator<Item = LogEntry>) {
+        let base = self.base.index;
+        let mut entries = entries
+            .into_iter()
+            .skip_while(|e| e.index <= base)
+            .peekable();
+        let Some(first) = entries.peek() else {
+            return;
+        };
+        let keep = first.index.0.saturating_sub(base.0 + 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend(entries);
+    }
+
+    /// Drops the entries up to `through`, which becomes the log's start.
+    pub(crate) fn compact_to(&mut self, through: SnapshotId) {
+        if through.index <= self.base.index {
+            return;
+        }
+        let drop = ((through.index.0 - self.base.index.0) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.base = through;
+    }
+
     fn pos(&self, index: Index) -> Option<usize> {
         index
             .0
@@ -65,14 +102,9 @@ impl LogStore for MemLog {
             self.hs = *hs;
         }
         if let Some(&id) = p.snapshot {
-            self.entries.clear();
-            self.base = id;
+            self.reset(id);
         }
-        if let Some(first) = p.entries.first() {
-            let keep = first.index.0.saturating_sub(self.base.index.0 + 1) as usize;
-            self.entries.truncate(keep);
-            self.entries.extend(p.entries.iter().cloned());
-        }
+        self.replace_from(p.entries.iter().cloned());
         Ok(())
     }
     fn start_sync(&mut self) -> io::Result<Option<SyncJob>> {
@@ -82,12 +114,7 @@ impl LogStore for MemLog {
         Ok(())
     }
     fn compact(&mut self, through: SnapshotId) -> io::Result<()> {
-        if through.index <= self.base.index {
-            return Ok(());
-        }
-        let drop = ((through.index.0 - self.base.index.0) as usize).min(self.entries.len());
-        self.entries.drain(..drop);
-        self.base = through;
+        self.compact_to(through);
         Ok(())
     }
     fn get(&self, index: Index) -> Option<&LogEntry> {

@@ -1,0 +1,26 @@
+//! Multi-Raft: any number of Raft groups in one process, sharing what they can.
+//!
+//! * **One connection per peer process**: every message of every group to a peer goes over one
+//!   TCP connection, in group frames (wire version 2, `raftlet::wire::group`): what the groups
+//!   send while one batch of input is handled leaves in one frame per peer, so the heartbeats
+//!   of all groups with a leader here and a follower there travel together.
+//! * **Quiescence**: groups run with `Config::quiesce`. The host ticks only groups that are
+//!   awake; an idle group costs no CPU and sends nothing.
+//! * **Process liveness**: hosts ping each other every tick; a peer heard from for no
+//!   [`HostConfig::liveness_timeout`] is reported to every group (`report_unreachable`), which
+//!   wakes the quiescent followers of groups it led, so they elect a new leader.
+//! * **One log for all groups**: a [`wal::SharedWal`]; one `fdatasync` makes a batch of every
+//!   group's writes durable, on a thread of its own while the host keeps stepping groups.
+//! * **Group lifecycle**: groups are created and removed at run time
+//!   ([`HostHandle::create_group`], [`HostHandle::remove_group`]); a host that restarts recovers
+//!   every group from its log.
+//!
+//! What the host does not do yet: snapshots (a group's log is never compacted, so it suits
+//! groups whose logs stay small, and the WAL's compaction is there for when it does), and
+//! membership changes of a group after its creation.
+
+pub mod host;
+pub mod wal;
+
+pub use host::{GroupMachine, HostConfig, HostError, HostHandle, HostStatus, start_host};
+pub use wal::{GroupId, GroupLog, SharedWal, WalOptions};

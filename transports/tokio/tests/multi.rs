@@ -1,0 +1,409 @@
+//! Multi-Raft on tokio: three hosts on loopback, each with 1,000 group replicas over one
+//! connection per peer and one shared log. Idle groups quiesce and the hosts then exchange
+//! only pings; a killed host's groups elect new leaders; the host restarts, recovers every
+//! group from its shared log, and catches up. Plus the shared log's own recovery, compaction
+//! and segment deletion.
+
+use raftlet::{Index, NodeId, SnapshotId, Storage, Term};
+use raftlet_tokio::multi::{
+    GroupId, GroupLog, GroupMachine, HostConfig, HostHandle, SharedWal, WalOptions, start_host,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Per group: the commands applied, in order.
+#[derive(Clone, Default)]
+struct Applied(Arc<Mutex<HashMap<GroupId, Commands>>>);
+
+/// A group's applied commands and their indices.
+type Commands = Vec<(Index, Vec<u8>)>;
+
+impl GroupMachine for Applied {
+    fn apply(&mut self, group: GroupId, index: Index, command: &[u8]) -> Vec<u8> {
+        let mut m = self.0.lock().unwrap();
+        let log = m.entry(group).or_default();
+        log.push((index, command.to_vec()));
+        (log.len() as u64).to_le_bytes().to_vec()
+    }
+}
+
+const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+fn config(id: u64, dir: &Path, addrs: &[SocketAddr]) -> HostConfig {
+    let peers = (1..=3u64)
+        .filter(|&p| p != id)
+        .map(|p| (NodeId(p), addrs[p as usize - 1]))
+        .collect();
+    let mut c = HostConfig::new(
+        NodeId(id),
+        dir.join(format!("host-{id}")),
+        addrs[id as usize - 1],
+        peers,
+    );
+    c.tick = Duration::from_millis(50);
+    c.liveness_timeout = Duration::from_millis(300);
+    c
+}
+
+/// Every group's leader, when all live hosts agree on one (and it is live).
+async fn agreed_leaders(hosts: &[&HostHandle], groups: u64) -> Option<Vec<NodeId>> {
+    let mut seen: HashMap<GroupId, (Option<NodeId>, Term)> = HashMap::new();
+    let live: Vec<NodeId> = hosts.iter().map(|h| h.id()).collect();
+    for h in hosts {
+        for (g, l, t) in h.leaders().await.ok()? {
+            let e = seen.entry(g).or_insert((l, t));
+            if (e.1 < t) || (e.1 == t && e.0.is_none()) {
+                *e = (l, t);
+            }
+        }
+    }
+    (0..groups)
+        .map(|g| {
+            seen.get(&g)
+                .and_then(|(l, _)| *l)
+                .filter(|l| live.contains(l))
+        })
+        .collect()
+}
+
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no host has an awake group.
+async fn all_quiescent(hosts: &[&HostHandle], what: &str) {
+    wait_for(what, Duration::from_secs(60), || async {
+        for h in hosts {
+            if h.status().await.ok()?.awake > 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+async fn write_everywhere(hosts: &[&HostHandle], leaders: &[NodeId], tag: u8) {
+    let mut joins = Vec::new();
+    for (g, l) in leaders.iter().enumerate() {
+        let h = hosts.iter().find(|h| h.id() == *l).unwrap();
+        let h = (*h).clone();
+        joins.push(tokio::spawn(async move {
+            h.propose(g as GroupId, vec![tag, g as u8]).await
+        }));
+    }
+    for j in joins {
+        j.await.unwrap().expect("write applied");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_groups_quiesce_fail_over_and_recover() {
+    const GROUPS: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let apps: Vec<Applied> = (0..3).map(|_| Applied::default()).collect();
+    let mut hosts = Vec::new();
+    for id in 1..=3u64 {
+        let h = start_host(
+            config(id, dir.path(), &addrs),
+            apps[id as usize - 1].clone(),
+        )
+        .await
+        .unwrap();
+        for g in 0..GROUPS {
+            h.create_group(g, &VOTERS).await.unwrap();
+        }
+        hosts.push(h);
+    }
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    let t0 = Instant::now();
+    let leaders = wait_for("a leader in every group", Duration::from_secs(60), || {
+        agreed_leaders(&all, GROUPS)
+    })
+    .await;
+    println!("1,000 groups elected leaders in {:?}", t0.elapsed());
+    write_everywhere(&all, &leaders, 1).await;
+
+    // Idle: every replica quiesces, then only pings go between the hosts.
+    all_quiescent(&all, "every group to quiesce").await;
+    let before: Vec<_> = futures_status(&all).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<_> = futures_status(&all).await;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            a.messages_sent, b.messages_sent,
+            "an idle host sent Raft messages"
+        );
+        assert_eq!(a.awake, 0);
+        // Pings only: 2 peers, one per 50 ms tick, for about a second.
+        assert!(
+            a.frames_sent - b.frames_sent <= 2 * 24,
+            "{} frames",
+            a.frames_sent - b.frames_sent
+        );
+    }
+
+    // The host leading the most groups is killed.
+    let victim = (1..=3u64)
+        .max_by_key(|&p| leaders.iter().filter(|l| l.0 == p).count())
+        .unwrap();
+    let moved = leaders.iter().filter(|l| l.0 == victim).count();
+    hosts[victim as usize - 1].kill();
+    let t_kill = Instant::now();
+    let live: Vec<&HostHandle> = hosts.iter().filter(|h| h.id().0 != victim).collect();
+    let new_leaders = wait_for("new leaders", Duration::from_secs(30), || {
+        agreed_leaders(&live, GROUPS)
+    })
+    .await;
+    println!(
+        "{moved} groups led by the killed host had new leaders {:?} after the kill",
+        t_kill.elapsed()
+    );
+    for (g, (old, new)) in leaders.iter().zip(&new_leaders).enumerate() {
+        if old.0 != victim {
+            assert_eq!(old, new, "group {g}, led by a live host, changed leader");
+        }
+    }
+    write_everywhere(&live, &new_leaders, 2).await;
+
+    // The killed host restarts from its shared log and catches up every group.
+    let h = start_host(config(victim, dir.path(), &addrs), Applied::default())
+        .await
+        .unwrap();
+    let status = h.status().await.unwrap();
+    assert_eq!(status.groups, GROUPS as usize, "groups recovered");
+    hosts[victim as usize - 1] = h;
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    all_quiescent(&all, "every group to quiesce again").await;
+    let final_leaders = agreed_leaders(&all, GROUPS).await.expect("leaders");
+    write_everywhere(&all, &final_leaders, 3).await;
+    // Every replica applied the same commands in the same order (the restarted host's state
+    // machine started empty and replayed its log).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for h in &hosts {
+        h.shutdown().await;
+    }
+    let a = apps[(victim % 3) as usize].0.lock().unwrap();
+    for g in 0..GROUPS {
+        let cmds: Vec<&Vec<u8>> = a[&g].iter().map(|(_, c)| c).collect();
+        assert_eq!(
+            cmds,
+            [&vec![1, g as u8], &vec![2, g as u8], &vec![3, g as u8]],
+            "group {g}"
+        );
+    }
+}
+
+async fn futures_status(hosts: &[&HostHandle]) -> Vec<raftlet_tokio::multi::HostStatus> {
+    let mut v = Vec::new();
+    for h in hosts {
+        v.push(h.status().await.unwrap());
+    }
+    v
+}
+
+fn entries(group_term: u64, from: u64, to: u64) -> Vec<raftlet::Entry<Vec<u8>>> {
+    (from..=to)
+        .map(|i| raftlet::Entry {
+            term: Term(group_term),
+            index: Index(i),
+            data: raftlet::EntryData::Normal(i.to_le_bytes().to_vec()),
+        })
+        .collect()
+}
+
+/// Writes entries `from..=to` of `group` through a persist, as the host does.
+fn persist(
+    wal: &mut SharedWal,
+    group: GroupId,
+    log: &mut GroupLog,
+    es: &[raftlet::Entry<Vec<u8>>],
+    hs: Option<raftlet::HardState>,
+) {
+    let p = raftlet::Persist {
+        token: raftlet::PersistToken(1),
+        hard_state: hs.as_ref(),
+        snapshot: None,
+        entries: es.into(),
+    };
+    wal.write(group, log, &p).unwrap();
+}
+
+/// Group 0 writes 16 entries at a time, syncing, until the log rolls to a new segment.
+fn fill_until_roll(wal: &mut SharedWal, logs: &mut HashMap<GroupId, GroupLog>) {
+    for _ in 0..10_000 {
+        let l0 = logs.get_mut(&0).unwrap();
+        let next = l0.last_index().0 + 1;
+        persist(wal, 0, l0, &entries(2, next, next + 15), None);
+        wal.sync().unwrap();
+        if wal.maybe_roll(|g| logs.get(&g)).unwrap() {
+            return;
+        }
+    }
+    panic!("the log never rolled");
+}
+
+/// The shared log recovers every group (entries, truncations, hard states), a torn tail is
+/// dropped, compaction deletes the oldest segments only once every group is past them, and a
+/// removed group stays removed.
+#[test]
+fn the_shared_log_recovers_compacts_and_forgets_removed_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_bytes: 16 << 10,
+    };
+    let (mut wal, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    assert!(rec.is_empty());
+    let mut logs: HashMap<GroupId, GroupLog> = HashMap::new();
+    for g in 0..3 {
+        wal.create_group(g, &VOTERS).unwrap();
+        logs.insert(g, GroupLog::default());
+    }
+    let hs = raftlet::HardState {
+        term: Term(2),
+        vote: Some(NodeId(1)),
+        pending_install: None,
+    };
+    // Group 0: 1..=10, then 6..=8 again at term 2 (a truncation).
+    persist(
+        &mut wal,
+        0,
+        logs.get_mut(&0).unwrap(),
+        &entries(1, 1, 10),
+        Some(hs),
+    );
+    persist(
+        &mut wal,
+        0,
+        logs.get_mut(&0).unwrap(),
+        &entries(2, 6, 8),
+        None,
+    );
+    persist(
+        &mut wal,
+        1,
+        logs.get_mut(&1).unwrap(),
+        &entries(1, 1, 4),
+        None,
+    );
+    wal.remove_group(2).unwrap();
+    logs.remove(&2);
+    wal.sync().unwrap();
+    drop(wal);
+    let (mut wal, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    assert_eq!(rec.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    let g0 = &rec[&0].log;
+    assert_eq!(rec[&0].voters, VOTERS);
+    assert_eq!(g0.hard_state(), hs);
+    assert_eq!(g0.last_index(), Index(8));
+    assert_eq!(g0.term(Index(5)), Some(Term(1)));
+    assert_eq!(g0.term(Index(6)), Some(Term(2)));
+    assert_eq!(rec[&1].log.last_index(), Index(4));
+
+    // Unsynced writes after the last sync are lost on a crash only if never written; a torn
+    // record at the tail is dropped: cut the last segment inside its last record.
+    let mut l1 = rec[&1].log.clone();
+    persist(&mut wal, 1, &mut l1, &entries(1, 5, 5), None);
+    wal.sync().unwrap();
+    drop(wal);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let mut torn = bytes.clone();
+    torn[end - 3..end].fill(0);
+    std::fs::write(&seg, &torn).unwrap();
+    let (mut wal, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        rec[&1].log.last_index(),
+        Index(4),
+        "the torn record was kept"
+    );
+    let mut logs: HashMap<GroupId, GroupLog> = rec.into_iter().map(|(g, r)| (g, r.log)).collect();
+
+    // Fill segments: group 0 keeps writing, group 1 holds its 4 entries in the first segment.
+    let mut next = 9;
+    for _ in 0..300 {
+        let es = entries(2, next, next + 15);
+        persist(&mut wal, 0, logs.get_mut(&0).unwrap(), &es, None);
+        next += 16;
+        wal.sync().unwrap();
+        wal.maybe_roll(|g| logs.get(&g)).unwrap();
+    }
+    let many = wal.segment_count();
+    assert!(many >= 3, "{many} segments");
+    // Group 0 compacts everything; group 1 nothing: the first segment (group 1's entries) and
+    // so every segment after it stay.
+    let last0 = logs[&0].last_index();
+    let mut l0 = logs.remove(&0).unwrap();
+    wal.compact(
+        0,
+        &mut l0,
+        SnapshotId {
+            index: last0,
+            term: Term(2),
+        },
+    )
+    .unwrap();
+    logs.insert(0, l0);
+    fill_until_roll(&mut wal, &mut logs);
+    assert!(
+        wal.segment_count() > many,
+        "a segment group 1 needs was deleted"
+    );
+    // Group 1 compacts too: the old segments go.
+    let mut l1 = logs.remove(&1).unwrap();
+    wal.compact(
+        1,
+        &mut l1,
+        SnapshotId {
+            index: Index(4),
+            term: Term(1),
+        },
+    )
+    .unwrap();
+    logs.insert(1, l1);
+    fill_until_roll(&mut wal, &mut logs);
+    // Left: the segment of group 0's compaction (it holds entries written after it), the one
+    // after, and the new one.
+    assert_eq!(wal.segment_count(), 3, "{many} segments before");
+    drop(wal);
+    let (_, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        rec.keys().copied().collect::<Vec<_>>(),
+        [0, 1],
+        "group 2 came back"
+    );
+    assert_eq!(rec[&0].voters, VOTERS);
+    assert_eq!(rec[&0].log.snapshot().index, last0);
+    assert_eq!(rec[&0].log.last_index(), logs[&0].last_index());
+    assert_eq!(rec[&0].log.hard_state(), hs);
+    assert_eq!(rec[&1].log.snapshot().index, Index(4));
+    assert_eq!(rec[&1].log.last_index(), Index(4));
+}
