@@ -328,7 +328,14 @@ struct Host<M: GroupMachine> {
     sync_tx: mpsc::UnboundedSender<io::Result<()>>,
     status: HostStatus,
     dropped: Arc<AtomicU64>,
+    /// Ticks run.
+    ticks: u64,
+    /// Groups to campaign in, at a tick: the failed leader's successor is this host.
+    campaigns: Vec<(GroupId, u64)>,
 }
+
+/// Ticks a successor waits after noticing its leader's process failed before it campaigns.
+const CAMPAIGN_DELAY_TICKS: u64 = 2;
 
 const LENGTH_PREFIX: usize = 4;
 
@@ -382,6 +389,8 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
         sync_tx,
         status: HostStatus::default(),
         dropped,
+        ticks: 0,
+        campaigns: Vec::new(),
         cfg,
     };
     for (g, r) in recovered {
@@ -580,10 +589,30 @@ impl<M: GroupMachine> Host<M> {
         }
         for peer in failed {
             log::info!("host {}: peer {} failed", self.cfg.id, peer);
+            let down: Vec<NodeId> = self.peers.iter().filter(|p| p.down).map(|p| p.id).collect();
             let ids: Vec<GroupId> = self.groups.keys().copied().collect();
             for g in ids {
                 if let Some(grp) = self.groups.get_mut(&g) {
                     grp.node.report_unreachable(peer);
+                    // The groups the failed process led: the lowest live voter campaigns two
+                    // ticks from now (by then the other hosts noticed the failure too, so no
+                    // follower still refuses votes for the failed leader's sake) instead of
+                    // waiting out an election timeout. Every host applies the same rule to the
+                    // same failure, so one campaigns; should their views differ, the election
+                    // timeouts settle it as usual. A group that elected a leader meanwhile is
+                    // left alone.
+                    let orphan = grp.node.role() == Role::Follower
+                        && grp.node.leader().is_none_or(|l| l == peer);
+                    let successor = grp
+                        .node
+                        .voters()
+                        .iter()
+                        .copied()
+                        .filter(|v| !down.contains(v))
+                        .min();
+                    if orphan && successor == Some(self.cfg.id) {
+                        self.campaigns.push((g, self.ticks + CAMPAIGN_DELAY_TICKS));
+                    }
                     if !grp.node.is_quiescent() {
                         self.awake.insert(g);
                     }
@@ -591,6 +620,23 @@ impl<M: GroupMachine> Host<M> {
                 self.mark(g);
             }
         }
+        let due: Vec<GroupId> = self
+            .campaigns
+            .iter()
+            .filter(|(_, at)| *at <= self.ticks)
+            .map(|(g, _)| *g)
+            .collect();
+        self.campaigns.retain(|(_, at)| *at > self.ticks);
+        for g in due {
+            if let Some(grp) = self.groups.get_mut(&g)
+                && grp.node.role() == Role::Follower
+            {
+                grp.node.campaign(&grp.log);
+                self.awake.insert(g);
+                self.mark(g);
+            }
+        }
+        self.ticks += 1;
         let awake: Vec<GroupId> = self.awake.iter().copied().collect();
         for g in awake {
             if let Some(grp) = self.groups.get_mut(&g) {
