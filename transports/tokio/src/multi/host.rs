@@ -127,7 +127,7 @@ impl std::fmt::Display for HostError {
 impl std::error::Error for HostError {}
 
 /// What a host reports about itself.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct HostStatus {
     /// Groups hosted.
     pub groups: usize,

@@ -21,6 +21,7 @@
 //! groups whose logs stay small, and the WAL's compaction is there for when it does), and
 //! membership changes of a group after its creation.
 
+pub mod control;
 pub mod host;
 pub mod wal;
 
