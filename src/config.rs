@@ -123,7 +123,7 @@ pub struct Config<const PEERS: usize> {
     /// stops ticking, and so do followers that hold what it says. Any work wakes the group (see
     /// [`Node::is_quiescent`](crate::Node::is_quiescent)). A runner that hosts many groups
     /// skips quiescent ones when it ticks, and must then report a failed peer process with
-    /// [`Node::report_unreachable`](crate::Node::report_unreachable): a quiescent follower
+    /// [`Node::report_peer_down`](crate::Node::report_peer_down): a quiescent follower
     /// notices its leader's failure in no other way.
     pub quiesce: bool,
 }

@@ -3332,8 +3332,9 @@ fn a_follower_quiesces_only_holding_what_its_leader_names() {
     );
 }
 
-/// The runner's report that a quiescent follower's leader failed wakes it and makes it forget
-/// that leader, so it grants (pre-)votes at once; a report about another peer does nothing.
+/// The runner's report that a quiescent follower's leader's process failed wakes it and makes
+/// it forget that leader, so it grants (pre-)votes at once; a report about another peer, or of
+/// a lost connection to the leader, does nothing.
 #[test]
 fn a_report_of_its_leaders_failure_wakes_a_quiescent_follower() {
     let (mut node, mut store) = follower_committed_to_2(|c| c.quiesce = true);
@@ -3345,10 +3346,12 @@ fn a_report_of_its_leaders_failure_wakes_a_quiescent_follower() {
     };
     node.step(&notice, &store).unwrap();
     assert!(node.is_quiescent());
-    node.report_unreachable(NodeId(3));
+    node.report_peer_down(NodeId(3));
+    // A lost connection is not a failed process.
+    node.report_unreachable(NodeId(2));
     assert!(node.is_quiescent());
     assert_eq!(node.leader(), Some(NodeId(2)));
-    node.report_unreachable(NodeId(2));
+    node.report_peer_down(NodeId(2));
     assert!(!node.is_quiescent());
     assert_eq!(node.leader(), None);
     assert_eq!(node.stats().woken, 1);
@@ -3371,4 +3374,37 @@ fn a_report_of_its_leaders_failure_wakes_a_quiescent_follower() {
             granted: true
         }]
     );
+}
+
+/// An awake follower told that its leader's process failed forgets the leader (and so grants
+/// votes at once) unless lease reads are on: then it keeps refusing votes until its election
+/// timer runs out, since a lease may rest on that refusal.
+#[test]
+fn a_report_of_its_leaders_failure_ends_the_check_quorum_lease_only_without_lease_reads() {
+    for lease in [false, true] {
+        let (mut node, mut store) = follower_committed_to_2(|c| {
+            c.lease_reads = lease;
+        });
+        assert_eq!(node.leader(), Some(NodeId(2)));
+        node.report_peer_down(NodeId(3));
+        assert_eq!(node.leader(), Some(NodeId(2)));
+        node.report_peer_down(NodeId(2));
+        assert_eq!(node.leader(), if lease { Some(NodeId(2)) } else { None });
+        let pre_vote: Msg4 = raftlet::Message {
+            from: NodeId(3),
+            to: NodeId(1),
+            term: Term(2),
+            body: Body::VoteRequest {
+                pre_vote: true,
+                last_index: Index(3),
+                last_term: Term(1),
+            },
+        };
+        node.step(&pre_vote, &store).unwrap();
+        let granted = drain_persisting(&mut node, &mut store)
+            .iter()
+            .any(|m| matches!(m.body, Body::VoteResponse { granted: true, .. }));
+        assert_eq!(granted, !lease, "lease reads {lease}");
+        assert_eq!(node.stats().ignored_in_lease, u64::from(lease));
+    }
 }

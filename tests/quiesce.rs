@@ -182,10 +182,10 @@ fn a_quiescent_follower_needs_the_runners_report_to_notice_a_failure() {
     slot.node
         .as_mut()
         .unwrap()
-        .report_unreachable(NodeId(rest[1]));
+        .report_peer_down(NodeId(rest[1]));
     assert!(sim.node(f).is_quiescent());
     let slot = &mut sim.slots[f.0 as usize - 1];
-    slot.node.as_mut().unwrap().report_unreachable(l);
+    slot.node.as_mut().unwrap().report_peer_down(l);
     assert!(!sim.node(f).is_quiescent());
     assert!(
         sim.run_until(ANY, |s| s.leader().is_some()),

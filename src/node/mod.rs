@@ -926,7 +926,6 @@ where
     /// `ReportUnreachable`). Does nothing on other roles, or for a peer not replicating.
     pub fn report_unreachable(&mut self, peer: NodeId) {
         self.wake = true;
-        self.quiesce_report_unreachable(peer);
         if let RoleState::Leader(progress) = &mut self.role
             && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
             && pr.state == crate::progress::FlowState::Replicate

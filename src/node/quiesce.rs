@@ -19,7 +19,7 @@
 //!   are late answers to what it sent before it quiesced. A woken leader restarts its
 //!   check-quorum window (with no follower counted active yet) and heartbeats at once, which
 //!   wakes its followers.
-//! * A quiescent follower learns of its leader's failure from the runner: `report_unreachable`
+//! * A quiescent follower learns of its leader's failure from the runner: `report_peer_down`
 //!   naming its leader wakes it and makes it forget that leader (so it grants votes at once),
 //!   and it campaigns when its election timer runs out. A runner
 //!   that skips quiescent nodes' ticks must report failed peer processes; stale messages (of an
@@ -174,15 +174,25 @@ where
         }
     }
 
-    /// Runner: `peer`'s process failed. A quiescent follower whose leader it is wakes, and
-    /// campaigns when its election timer runs out.
-    pub(super) fn quiesce_report_unreachable(&mut self, peer: NodeId) {
-        if self.quiescent && matches!(self.role, RoleState::Follower) && self.leader == Some(peer) {
-            self.unquiesce();
-            // Nor does it keep refusing votes for that leader's sake: it acknowledged no read
-            // round since it quiesced (a round's message would have woken it), so no lease
-            // rests on its refusal, and its peers, woken by the same report, may campaign.
-            self.leader = None;
+    /// The runner knows that `peer`'s process failed (a process-level liveness check, not a
+    /// lost connection). A follower whose leader it is stops waiting for that leader: it wakes if
+    /// quiescent and forgets the leader, so that it grants votes at once and campaigns when its
+    /// election timer runs out (or when the runner asks it to). Under lease reads an awake
+    /// follower keeps the leader (and refuses votes) until its timer runs out: a lease may rest
+    /// on that refusal, and a liveness check can be wrong. A quiescent one forgets it even then:
+    /// it acknowledged no read round since it quiesced (a round's message would have woken it),
+    /// so no lease rests on its refusal. On a leader it is
+    /// [`report_unreachable`](Self::report_unreachable).
+    pub fn report_peer_down(&mut self, peer: NodeId) {
+        self.wake = true;
+        if matches!(self.role, RoleState::Follower) && self.leader == Some(peer) {
+            if self.quiescent {
+                self.unquiesce();
+                self.leader = None;
+            } else if !self.cfg.lease_reads {
+                self.leader = None;
+            }
         }
+        self.report_unreachable(peer);
     }
 }

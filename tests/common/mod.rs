@@ -542,7 +542,7 @@ impl Sim {
         }
         for peer in down {
             self.stats.liveness_reports += 1;
-            node.report_unreachable(peer);
+            node.report_peer_down(peer);
         }
     }
 

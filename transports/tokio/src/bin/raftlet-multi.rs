@@ -697,6 +697,7 @@ mod runners {
                 }
                 Response::Created
             }
+            Request::RemoveGroups { .. } => Response::Failed("not supported".into()),
         }
     }
 }

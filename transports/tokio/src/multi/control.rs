@@ -1,5 +1,5 @@
 //! A small client protocol for a host: propose to a group, list leaders, read the status,
-//! create groups. Length-prefixed (4 bytes, little endian) postcard frames over TCP, one
+//! create and remove groups. Length-prefixed (4 bytes, little endian) postcard frames over TCP, one
 //! request at a time per connection. The benchmark (`raftlet-multi bench`) drives hosts in
 //! other processes through it.
 
@@ -38,6 +38,13 @@ pub enum Request {
         /// Voters (process ids).
         voters: Vec<u64>,
     },
+    /// Remove this host's replicas of groups `from..to`.
+    RemoveGroups {
+        /// First group id.
+        from: GroupId,
+        /// One past the last.
+        to: GroupId,
+    },
 }
 
 /// A host's answer.
@@ -55,6 +62,8 @@ pub enum Response {
     Status(HostStatus),
     /// Groups created.
     Created,
+    /// Groups removed.
+    Removed,
 }
 
 async fn read_msg<T: for<'de> Deserialize<'de>>(
@@ -124,6 +133,16 @@ async fn answer(host: &HostHandle, req: Request) -> Response {
                 }
             }
             Response::Created
+        }
+        Request::RemoveGroups { from, to } => {
+            for g in from..to {
+                if let Err(e) = host.remove_group(g).await
+                    && e != HostError::NoGroup
+                {
+                    return Response::Failed(e.to_string());
+                }
+            }
+            Response::Removed
         }
     }
 }

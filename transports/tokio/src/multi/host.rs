@@ -8,8 +8,8 @@
 //! committed entries are applied. Then one frame per peer leaves, and, if no sync is running,
 //! the batch's `fdatasync` starts on a blocking thread. When it ends, every persist of the batch
 //! is acknowledged to its group (the action contract: nothing the core withholds until
-//! durability leaves before that). A group created by [`HostHandle::create_group`] is
-//! acknowledged once its creation record is durable.
+//! durability leaves before that). A group's creation and removal are answered once their
+//! records are durable.
 //!
 //! # Frames
 //! Length-prefixed (4 bytes, little endian) on TCP. A frame is a group frame
@@ -228,7 +228,7 @@ impl HostHandle {
     }
 
     /// Removes this host's replica of `group` (its log records are dropped from the shared log
-    /// as it compacts).
+    /// as it compacts). Answers once the removal is durable.
     ///
     /// # Errors
     /// [`HostError::NoGroup`], [`HostError::Stopped`].
@@ -311,7 +311,8 @@ struct PeerOut {
 /// What a sync acknowledges.
 enum Pending {
     Persist(GroupId, raftlet::PersistToken),
-    Created(oneshot::Sender<Result<(), HostError>>),
+    /// A group's creation or removal, answered once its record is durable.
+    Done(oneshot::Sender<Result<(), HostError>>),
 }
 
 struct Host<M: GroupMachine> {
@@ -333,9 +334,6 @@ struct Host<M: GroupMachine> {
     /// Groups to campaign in, at a tick: the failed leader's successor is this host.
     campaigns: Vec<(GroupId, u64)>,
 }
-
-/// Ticks a successor waits after noticing its leader's process failed before it campaigns.
-const CAMPAIGN_DELAY_TICKS: u64 = 2;
 
 const LENGTH_PREFIX: usize = 4;
 
@@ -590,14 +588,15 @@ impl<M: GroupMachine> Host<M> {
         for peer in failed {
             log::info!("host {}: peer {} failed", self.cfg.id, peer);
             let down: Vec<NodeId> = self.peers.iter().filter(|p| p.down).map(|p| p.id).collect();
+            let delay = self.campaign_delay_ticks();
             let ids: Vec<GroupId> = self.groups.keys().copied().collect();
             for g in ids {
                 if let Some(grp) = self.groups.get_mut(&g) {
-                    grp.node.report_unreachable(peer);
-                    // The groups the failed process led: the lowest live voter campaigns two
-                    // ticks from now (by then the other hosts noticed the failure too, so no
-                    // follower still refuses votes for the failed leader's sake) instead of
-                    // waiting out an election timeout. Every host applies the same rule to the
+                    grp.node.report_peer_down(peer);
+                    // The groups the failed process led: the lowest live voter campaigns half
+                    // a liveness timeout from now (by then the other hosts noticed the failure
+                    // too, so no follower still refuses votes for the failed leader's sake)
+                    // instead of waiting out an election timeout. Every host applies the same rule to the
                     // same failure, so one campaigns; should their views differ, the election
                     // timeouts settle it as usual. A group that elected a leader meanwhile is
                     // left alone.
@@ -611,7 +610,7 @@ impl<M: GroupMachine> Host<M> {
                         .filter(|v| !down.contains(v))
                         .min();
                     if orphan && successor == Some(self.cfg.id) {
-                        self.campaigns.push((g, self.ticks + CAMPAIGN_DELAY_TICKS));
+                        self.campaigns.push((g, self.ticks + delay));
                     }
                     if !grp.node.is_quiescent() {
                         self.awake.insert(g);
@@ -644,6 +643,15 @@ impl<M: GroupMachine> Host<M> {
             }
             self.mark(g);
         }
+    }
+
+    /// Ticks a successor waits after noticing its leader's process failed before it
+    /// campaigns: half the liveness timeout (at least 2 ticks), by which time the other hosts,
+    /// whose pings and ticks run on clocks of their own, noticed the failure too.
+    fn campaign_delay_ticks(&self) -> u64 {
+        let tick = self.cfg.tick.as_micros().max(1);
+        let half = self.cfg.liveness_timeout.as_micros() / 2;
+        (half.div_ceil(tick) as u64).max(2)
     }
 
     fn heard(&mut self, from: u64) {
@@ -699,7 +707,7 @@ impl<M: GroupMachine> Host<M> {
                 } else {
                     self.wal.create_group(group, &voters)?;
                     self.add_group(group, &voters, GroupLog::default())?;
-                    self.batch.push(Pending::Created(reply));
+                    self.batch.push(Pending::Done(reply));
                 }
             }
             Cmd::Remove { group, reply } => match self.groups.remove(&group) {
@@ -713,7 +721,7 @@ impl<M: GroupMachine> Host<M> {
                         let _ = w.send(Err(HostError::LeadershipLost));
                     }
                     self.machine.removed(group);
-                    let _ = reply.send(Ok(()));
+                    self.batch.push(Pending::Done(reply));
                 }
             },
             Cmd::Propose {
@@ -906,7 +914,7 @@ impl<M: GroupMachine> Host<M> {
                         self.mark(g);
                     }
                 }
-                Pending::Created(reply) => {
+                Pending::Done(reply) => {
                     let _ = reply.send(Ok(()));
                 }
             }

@@ -7,10 +7,11 @@
 //! * **Quiescence**: groups run with `Config::quiesce`. The host ticks only groups that are
 //!   awake; an idle group costs no CPU and sends nothing.
 //! * **Process liveness**: hosts ping each other every tick; a peer heard from for no
-//!   [`HostConfig::liveness_timeout`] is reported to every group (`report_unreachable`), which
+//!   [`HostConfig::liveness_timeout`] is reported to every group (`report_peer_down`), which
 //!   wakes the quiescent followers of groups it led, and in each such group the live voter with
-//!   the lowest id campaigns two ticks later (every host applies that rule, so one does):
-//!   failover takes the liveness timeout and one election round, not an election timeout more.
+//!   the lowest id campaigns half a liveness timeout later (every host applies that rule, so
+//!   one does): failover takes one and a half liveness timeouts and one election round, not an
+//!   election timeout more.
 //! * **One log for all groups**: a [`wal::SharedWal`]; one `fdatasync` makes a batch of every
 //!   group's writes durable, on a thread of its own while the host keeps stepping groups.
 //! * **Group lifecycle**: groups are created and removed at run time
