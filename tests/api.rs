@@ -3332,6 +3332,20 @@ fn a_follower_quiesces_only_holding_what_its_leader_names() {
     );
 }
 
+/// Node 3 asks node 1 for a pre-vote for term 2, its log ending at index 3 of term 1.
+fn pre_vote_of_3_at_term_2() -> Msg4 {
+    raftlet::Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: Term(2),
+        body: Body::VoteRequest {
+            pre_vote: true,
+            last_index: Index(3),
+            last_term: Term(1),
+        },
+    }
+}
+
 /// The runner's report that a quiescent follower's leader's process failed wakes it and makes
 /// it forget that leader, so it grants (pre-)votes at once; a report about another peer, or of
 /// a lost connection to the leader, does nothing.
@@ -3355,17 +3369,7 @@ fn a_report_of_its_leaders_failure_wakes_a_quiescent_follower() {
     assert!(!node.is_quiescent());
     assert_eq!(node.leader(), None);
     assert_eq!(node.stats().woken, 1);
-    let pre_vote: Msg4 = raftlet::Message {
-        from: NodeId(3),
-        to: NodeId(1),
-        term: Term(2),
-        body: Body::VoteRequest {
-            pre_vote: true,
-            last_index: Index(3),
-            last_term: Term(1),
-        },
-    };
-    node.step(&pre_vote, &store).unwrap();
+    node.step(&pre_vote_of_3_at_term_2(), &store).unwrap();
     let sent = drain_persisting(&mut node, &mut store);
     assert_eq!(
         sent.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
@@ -3390,17 +3394,7 @@ fn a_report_of_its_leaders_failure_ends_the_check_quorum_lease_only_without_leas
         assert_eq!(node.leader(), Some(NodeId(2)));
         node.report_peer_down(NodeId(2));
         assert_eq!(node.leader(), if lease { Some(NodeId(2)) } else { None });
-        let pre_vote: Msg4 = raftlet::Message {
-            from: NodeId(3),
-            to: NodeId(1),
-            term: Term(2),
-            body: Body::VoteRequest {
-                pre_vote: true,
-                last_index: Index(3),
-                last_term: Term(1),
-            },
-        };
-        node.step(&pre_vote, &store).unwrap();
+        node.step(&pre_vote_of_3_at_term_2(), &store).unwrap();
         let granted = drain_persisting(&mut node, &mut store)
             .iter()
             .any(|m| matches!(m.body, Body::VoteResponse { granted: true, .. }));
