@@ -407,3 +407,54 @@ fn the_shared_log_recovers_compacts_and_forgets_removed_groups() {
     assert_eq!(rec[&1].log.snapshot().index, Index(4));
     assert_eq!(rec[&1].log.last_index(), Index(4));
 }
+
+/// Offsets of the records in a segment file (the layout of `multi::wal`: length, CRC, payload).
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push(at);
+        at += 8 + len;
+    }
+    out
+}
+
+/// A torn write may leave a complete record after a damaged one. Recovery drops both (nothing
+/// after a bad record counts) and must zero what follows, or a record later written over the
+/// damaged one, of the same length, would bring the stale record after it back on the next
+/// recovery.
+#[test]
+fn records_after_a_torn_one_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions::default();
+    let (mut wal, _) = SharedWal::open(dir.path(), opts).unwrap();
+    wal.create_group(7, &VOTERS).unwrap();
+    let mut log = GroupLog::default();
+    persist(&mut wal, 7, &mut log, &entries(1, 1, 4), None);
+    persist(&mut wal, 7, &mut log, &entries(1, 5, 5), None);
+    persist(&mut wal, 7, &mut log, &entries(1, 6, 6), None);
+    wal.sync().unwrap();
+    drop(wal);
+    let seg = dir.path().join("wal-0000000001.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let offs = record_offsets(&bytes);
+    // The record of entry 5 is the second to last: damage its payload.
+    let r5 = offs[offs.len() - 2];
+    bytes[r5 + 10] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (mut wal, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    let mut log = rec[&7].log.clone();
+    assert_eq!(log.last_index(), Index(4));
+    // Entry 5 again, of term 2: a record of the same length, where the damaged one was.
+    persist(&mut wal, 7, &mut log, &entries(2, 5, 5), None);
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    let log = &rec[&7].log;
+    assert_eq!(log.last_index(), Index(5), "the stale entry 6 came back");
+    assert_eq!(log.term(Index(5)), Some(Term(2)));
+}

@@ -174,8 +174,10 @@ fn crc(seq: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Reads the records of one segment; returns them and where the good records end.
-fn read_segment(path: &Path, seq: u64) -> io::Result<(Vec<Record>, u64)> {
+/// Reads the records of one segment; returns them, where the good records end, and where the
+/// segment's last non-zero byte ends (what follows the good records up to there is a torn
+/// write's remains).
+fn read_segment(path: &Path, seq: u64) -> io::Result<(Vec<Record>, u64, u64)> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut records = Vec::new();
@@ -196,7 +198,8 @@ fn read_segment(path: &Path, seq: u64) -> io::Result<(Vec<Record>, u64)> {
         records.push(r);
         at += HEADER + len;
     }
-    Ok((records, at as u64))
+    let written = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    Ok((records, at as u64, written.max(at) as u64))
 }
 
 impl SharedWal {
@@ -222,10 +225,10 @@ impl SharedWal {
         seqs.sort_unstable();
         let mut groups: BTreeMap<GroupId, RecoveredGroup> = BTreeMap::new();
         let mut segments = Vec::new();
-        let mut end = 0;
+        let (mut end, mut dirty_end) = (0, 0);
         for &seq in &seqs {
             let path = seg_path(&dir, seq);
-            let (records, good) = read_segment(&path, seq)?;
+            let (records, good, written) = read_segment(&path, seq)?;
             let mut max_index = HashMap::new();
             for r in records {
                 Self::replay(&mut groups, &mut max_index, r);
@@ -236,6 +239,7 @@ impl SharedWal {
                 max_index,
             });
             end = good;
+            dirty_end = written;
         }
         let voters = groups
             .iter()
@@ -270,19 +274,19 @@ impl SharedWal {
                 voters,
             }
         };
-        // Whatever follows the last good record is free space (or a torn write): zero it, so a
-        // record written there cannot be followed by an older one's remains.
-        wal.zero_tail()?;
+        // Whatever follows the last good record is free space, or a torn write's remains: zero
+        // those, so that records written there cannot be followed by a stale one on replay.
+        wal.zero(dirty_end)?;
         Ok((wal, groups))
     }
 
-    fn zero_tail(&mut self) -> io::Result<()> {
-        let len = self.file.metadata()?.len();
-        if self.offset < len {
+    /// Zeroes the current segment from the write position up to `end`.
+    fn zero(&mut self, end: u64) -> io::Result<()> {
+        if self.offset < end {
             let mut f = &*self.file;
             f.seek(SeekFrom::Start(self.offset))?;
-            let zeros = vec![0u8; (len - self.offset).min(1 << 20) as usize];
-            let mut left = len - self.offset;
+            let zeros = vec![0u8; (end - self.offset).min(1 << 20) as usize];
+            let mut left = end - self.offset;
             while left > 0 {
                 let n = left.min(zeros.len() as u64) as usize;
                 f.write_all(&zeros[..n])?;
