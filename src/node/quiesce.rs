@@ -118,14 +118,20 @@ where
 
     /// Wakes a quiescent node (any input that means work). A leader restarts its check-quorum
     /// window and heartbeats now, which wakes its followers.
+    #[inline]
     pub(super) fn unquiesce(&mut self) {
         self.wake_up(true);
     }
 
+    #[inline]
     fn wake_up(&mut self, heartbeat: bool) {
-        if !self.quiescent {
-            return;
+        if self.quiescent {
+            self.wake_up_now(heartbeat);
         }
+    }
+
+    #[cold]
+    fn wake_up_now(&mut self, heartbeat: bool) {
         self.quiescent = false;
         self.stats.woken += 1;
         debug!("{} wakes at term {}", self.cfg.id, self.hs.term);
@@ -145,6 +151,7 @@ where
     /// Whether message `body` of term `term` wakes this node: valid messages of its term or a
     /// later one do, except the leader's `Quiesce` on a follower and, on a quiescent leader,
     /// acknowledgements of its own term (handled first, see [`Self::settle`]).
+    #[inline]
     pub(super) fn wakes<C, X>(&self, term: crate::types::Term, body: &Body<C, X>) -> bool {
         if !self.quiescent || term < self.hs.term {
             return false;
@@ -163,11 +170,13 @@ where
 
     /// Wakes for a message of term `term`: one of a later term changes the role or the term
     /// first, so a leader sends no heartbeat of its old term.
+    #[inline]
     pub(super) fn unquiesce_for(&mut self, term: crate::types::Term) {
         self.wake_up(term <= self.hs.term);
     }
 
     /// After a message handled while quiescent: a leader that is no longer quiescable wakes.
+    #[inline]
     pub(super) fn settle(&mut self) {
         if self.quiescent && matches!(self.role, RoleState::Leader(_)) && !self.can_quiesce() {
             self.unquiesce();
