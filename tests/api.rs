@@ -3402,3 +3402,37 @@ fn a_report_of_its_leaders_failure_ends_the_check_quorum_lease_only_without_leas
         assert_eq!(node.stats().ignored_in_lease, u64::from(lease));
     }
 }
+
+/// A quiescent leader sleeps through acknowledgements, but not through one that leaves it with
+/// work: a follower answering that it is installing a snapshot (notify mode) wakes it, and it
+/// starts the follower's round.
+#[test]
+fn an_acknowledgement_that_leaves_work_wakes_a_quiescent_leader() {
+    let (mut node, mut store) = lone_leader_with(|c| {
+        c.quiesce = true;
+        c.snapshot_mode = raftlet::SnapshotMode::Notify;
+    });
+    node.tick(&store);
+    drain_persisting(&mut node, &mut store);
+    assert!(node.is_quiescent());
+    deliver(
+        &mut node,
+        &store,
+        2,
+        Body::AppendResponse(raftlet::AppendResult::InstallInProgress),
+    );
+    assert!(!node.is_quiescent(), "slept through a follower's install");
+    assert_eq!(
+        node.peer_progress(NodeId(2)).map(|p| p.state),
+        Some(raftlet::FlowState::Snapshot)
+    );
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter()
+            .any(|m| m.to == NodeId(2) && matches!(m.body, Body::InstallSnapshot { .. })),
+        "{sent:?}"
+    );
+    // Not quiescable while it is: its next heartbeat tick heartbeats.
+    node.tick(&store);
+    assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
+}

@@ -4,8 +4,9 @@
 //!
 //! # Protocol
 //! * A leader quiesces at a heartbeat tick when nothing is in flight: every member (learners
-//!   included) matches its last index, which is committed and durable on its own disk; no read,
-//!   confirmation round, transfer, joint configuration, snapshot install or pending no-op. It
+//!   included) matches its last index and is not being sent a snapshot, the last index is
+//!   committed and durable on its own disk; no read, confirmation round, transfer, joint
+//!   configuration, snapshot install of its own or pending no-op. It
 //!   sends [`Body::Quiesce`] (carrying its commit index) to every member instead of the
 //!   heartbeat, drops its read lease, and from then on ignores ticks.
 //! * A follower that receives `Quiesce` from its leader and holds every entry it names adopts
@@ -72,7 +73,9 @@ where
             && self.hs.pending_install.is_none()
             && !self.configs.current.is_joint()
             && self.reads_idle()
-            && progress.iter().all(|p| p.matched == last)
+            && progress
+                .iter()
+                .all(|p| p.matched == last && p.state != crate::progress::FlowState::Snapshot)
     }
 
     /// Leader, at a heartbeat tick: quiesce if nothing is in flight. Returns whether it did.
