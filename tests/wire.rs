@@ -792,7 +792,9 @@ fn decoding_and_framing_do_not_allocate() {
         w.push(*g, m).unwrap();
     }
     sink += w.len();
+    let items = w.items();
     COUNT_HERE.with(|c| c.set(false));
+    assert_eq!(items, grouped.len());
     assert!(sink > 0);
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "the codec allocated");
 }
@@ -890,6 +892,7 @@ fn a_polled_send_encodes_to_the_bytes_of_its_owned_copy() {
                     let (mut a, mut b) = ([0u8; 4096], [0u8; 4096]);
                     let mut direct = GroupFrameWriter::new(&codec, &mut a).unwrap();
                     direct.push_outgoing(5, &out, &disk).unwrap();
+                    assert_eq!(direct.items(), 1);
                     let mut copy = GroupFrameWriter::new(&codec, &mut b).unwrap();
                     copy.push(5, &owned).unwrap();
                     assert_eq!(direct.frame(), copy.frame());
