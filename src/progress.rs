@@ -128,6 +128,9 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
     pub(crate) inflights: Inflights<INFLIGHT>,
     /// Heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// The runner reported the follower's process failed (`report_peer_down`) and nothing was
+    /// heard from it since: quiescence does not wait for it to catch up.
+    pub(crate) down: bool,
     /// Snapshot state: the current round's (or transfer's) tag.
     pub(crate) tag: u64,
     /// Snapshot state: ticks since the last (re)send.
@@ -151,6 +154,12 @@ pub(crate) struct Progress<const INFLIGHT: usize> {
 }
 
 impl<const I: usize> Progress<I> {
+    /// A message came from the follower.
+    pub(crate) fn heard(&mut self) {
+        self.recent_active = true;
+        self.down = false;
+    }
+
     pub(crate) fn new(id: NodeId, next: Index, max_inflight: usize) -> Self {
         Self {
             id,
@@ -161,6 +170,7 @@ impl<const I: usize> Progress<I> {
             inflights: Inflights::new(max_inflight),
             // A new leader assumes everyone is alive until the first check-quorum round.
             recent_active: true,
+            down: false,
             tag: 0,
             resend_elapsed: 0,
             transfer: None,

@@ -3436,3 +3436,92 @@ fn an_acknowledgement_that_leaves_work_wakes_a_quiescent_leader() {
     node.tick(&store);
     assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
 }
+
+/// A leader told that a follower's process failed quiesces without waiting for it to catch up,
+/// until it hears from that follower again.
+#[test]
+fn a_leader_quiesces_without_a_member_reported_down() {
+    let (mut node, mut store) = lone_leader_with(|c| c.quiesce = true);
+    node.propose(7, &store).unwrap();
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(node.commit_index(), last);
+    // Follower 3 lags: no quiescence.
+    node.tick(&store);
+    assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
+    // Reported down: the leader quiesces, its notice only to the follower that holds every
+    // entry (a commit index past what a follower is known to hold must never reach it).
+    node.report_peer_down(NodeId(3));
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)),
+        [(NodeId(2), last)]
+    );
+    assert!(node.is_quiescent());
+    // A campaign of the member reported down (restarted) wakes the leader and clears the
+    // report: the leader heartbeats at its next heartbeat tick instead of quiescing.
+    let pre_vote: Msg4 = raftlet::Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: node.term().next(),
+        body: Body::VoteRequest {
+            pre_vote: true,
+            last_index: Index(1),
+            last_term: node.term(),
+        },
+    };
+    node.step(&pre_vote, &store).unwrap();
+    assert!(!node.is_quiescent());
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(quiesce_notices(&sent).is_empty(), "{sent:?}");
+    assert!(sent.iter().any(|m| m.to == NodeId(3)));
+    // Reported down again, then quiescent again.
+    node.report_peer_down(NodeId(3));
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)).len(),
+        1
+    );
+    assert!(node.is_quiescent());
+    // The runner hears from its process again (a learner or a follower that cannot campaign
+    // would not say so itself): the leader wakes and heartbeats it.
+    node.report_peer_up(NodeId(2));
+    assert!(
+        node.is_quiescent(),
+        "a report about a member never reported down woke it"
+    );
+    node.report_peer_up(NodeId(3));
+    assert!(!node.is_quiescent());
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter()
+            .any(|m| m.to == NodeId(3) && matches!(m.body, Body::Heartbeat { .. })),
+        "{sent:?}"
+    );
+    node.report_peer_down(NodeId(3));
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)).len(),
+        1
+    );
+    assert!(node.is_quiescent());
+    // Back: its first answer clears the report; awake again, the leader waits for it.
+    node.send_heartbeats();
+    drain_persisting(&mut node, &mut store);
+    deliver(&mut node, &store, 3, Body::HeartbeatResponse);
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    assert!(quiesce_notices(&drain_persisting(&mut node, &mut store)).is_empty());
+    assert!(!node.is_quiescent());
+    deliver(&mut node, &store, 3, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    node.tick(&store);
+    assert_eq!(
+        quiesce_notices(&drain_persisting(&mut node, &mut store)).len(),
+        2
+    );
+}

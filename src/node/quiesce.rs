@@ -4,11 +4,14 @@
 //!
 //! # Protocol
 //! * A leader quiesces at a heartbeat tick when nothing is in flight: every member (learners
-//!   included) matches its last index and is not being sent a snapshot, the last index is
+//!   included) matches its last index, or was reported failed (`report_peer_down`) and not
+//!   heard from since, and is not being sent a snapshot, the last index is
 //!   committed and durable on its own disk; no read, confirmation round, transfer, joint
 //!   configuration, snapshot install of its own or pending no-op. It
-//!   sends [`Body::Quiesce`] (carrying its commit index) to every member instead of the
-//!   heartbeat, drops its read lease, and from then on ignores ticks.
+//!   sends [`Body::Quiesce`] (carrying its commit index, its last index) to every member that
+//!   holds every entry instead of the heartbeat, drops its read lease, and from then on ignores
+//!   ticks. A member reported down is sent nothing: the notice's commit index must never reach
+//!   a follower past what it is known to hold, or it would commit entries it may not share.
 //! * A follower that receives `Quiesce` from its leader and holds every entry it names adopts
 //!   the commit index and quiesces (its election timer restarted, so a woken follower waits a
 //!   full timeout before campaigning, and refuses votes meanwhile under check-quorum). One
@@ -22,7 +25,9 @@
 //!   wakes its followers.
 //! * A quiescent follower learns of its leader's failure from the runner: `report_peer_down`
 //!   naming its leader wakes it and makes it forget that leader (so it grants votes at once),
-//!   and it campaigns when its election timer runs out. A runner
+//!   and it campaigns when its election timer runs out. A leader told a follower is down
+//!   quiesces without it; told it is back (`report_peer_up`, or any message of it), the leader
+//!   wakes and brings it up to date. A runner
 //!   that skips quiescent nodes' ticks must report failed peer processes; stale messages (of an
 //!   earlier term), refused messages and reports about other peers do not wake a node.
 //!
@@ -73,9 +78,9 @@ where
             && self.hs.pending_install.is_none()
             && !self.configs.current.is_joint()
             && self.reads_idle()
-            && progress
-                .iter()
-                .all(|p| p.matched == last && p.state != crate::progress::FlowState::Snapshot)
+            && progress.iter().all(|p| {
+                (p.matched == last || p.down) && p.state != crate::progress::FlowState::Snapshot
+            })
     }
 
     /// Leader, at a heartbeat tick: quiesce if nothing is in flight. Returns whether it did.
@@ -91,8 +96,16 @@ where
             let RoleState::Leader(progress) = &self.role else {
                 return false;
             };
-            let to = progress[i].id;
-            self.send(to, self.hs.term, Body::Quiesce { commit });
+            // Only to the followers that hold every entry: a follower reported down may lag
+            // (or hold another leader's entries past its match index), and a commit index
+            // beyond what it is known to hold would make it commit them (found by the
+            // simulator, seed 100000304 of tests/multiraft.rs). Those reported down hear
+            // nothing: alive after all, they campaign, and that wakes this leader.
+            let pr = &progress[i];
+            if pr.matched == self.log.last_index() {
+                let to = pr.id;
+                self.send(to, self.hs.term, Body::Quiesce { commit });
+            }
         }
         debug!("{} quiesces at term {}", self.cfg.id, self.hs.term);
         self.quiescent = true;
@@ -178,6 +191,33 @@ where
         self.wake_up(term <= self.hs.term);
     }
 
+    /// The runner's liveness check hears from `peer`'s process again (after
+    /// [`report_peer_down`](Self::report_peer_down)). A leader that quiesced without that
+    /// follower wakes and heartbeats, so that the follower catches up: a restarted follower
+    /// that cannot campaign (a learner, or one whose log says it is no voter) would otherwise
+    /// never be contacted. Does nothing unless the peer was reported down.
+    pub fn report_peer_up(&mut self, peer: NodeId) {
+        if let RoleState::Leader(progress) = &mut self.role
+            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
+            && pr.down
+        {
+            pr.down = false;
+            self.wake = true;
+            self.unquiesce();
+        }
+    }
+
+    /// Leader: a message came from `from` outside the replication exchange (a campaign): it is
+    /// not down, so quiescence waits for it again (`report_peer_down`). Acknowledgements clear
+    /// the report where they mark the follower active.
+    pub(super) fn heard_from(&mut self, from: NodeId) {
+        if let RoleState::Leader(progress) = &mut self.role
+            && let Some(pr) = progress.iter_mut().find(|p| p.id == from)
+        {
+            pr.down = false;
+        }
+    }
+
     /// After a message handled while quiescent: a leader that is no longer quiescable wakes.
     #[inline]
     pub(super) fn settle(&mut self) {
@@ -194,9 +234,16 @@ where
     /// on that refusal, and a liveness check can be wrong. A quiescent one forgets it even then:
     /// it acknowledged no read round since it quiesced (a round's message would have woken it),
     /// so no lease rests on its refusal. On a leader it is
-    /// [`report_unreachable`](Self::report_unreachable).
+    /// [`report_unreachable`](Self::report_unreachable), and quiescence stops waiting for that
+    /// follower to catch up until it is heard from again (a group need not stay awake while a
+    /// member's process is down).
     pub fn report_peer_down(&mut self, peer: NodeId) {
         self.wake = true;
+        if let RoleState::Leader(progress) = &mut self.role
+            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
+        {
+            pr.down = true;
+        }
         if matches!(self.role, RoleState::Follower) && self.leader == Some(peer) {
             if self.quiescent {
                 self.unquiesce();

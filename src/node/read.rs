@@ -183,7 +183,7 @@ where
             return;
         };
         if let Some(pr) = progress.iter_mut().find(|p| p.id == from) {
-            pr.recent_active = true;
+            pr.heard();
             // An acknowledgement of a round not sent yet is not believed (a peer's bytes are
             // untrusted); old and repeated ones change nothing.
             if seq <= self.reads.seq_sent {

@@ -519,7 +519,7 @@ where
                     self.stats.malformed += 1;
                     return Err(StepError::Malformed);
                 }
-                pr.recent_active = true;
+                pr.heard();
                 // An acknowledgement equal to the match index is news to a probing follower: it
                 // proves where the logs join (etcd does the same). Without this a follower left
                 // in probe after a snapshot install on an idle cluster got an empty append for
@@ -547,7 +547,7 @@ where
                 self.transfer_progress(from, match_index);
             }
             AppendResult::InstallInProgress => {
-                pr.recent_active = true;
+                pr.heard();
                 pr.installing = true;
                 self.follower_is_installing(i, storage);
             }
@@ -560,7 +560,7 @@ where
                     self.stats.malformed += 1;
                     return Err(StepError::Malformed);
                 }
-                pr.recent_active = true;
+                pr.heard();
                 let next_probe = if hint_term.0 > 0 {
                     self.log
                         .find_conflict_by_term(hint_index, hint_term, storage)
@@ -596,7 +596,7 @@ where
             return Ok(());
         };
         let pr = &mut progress[i];
-        pr.recent_active = true;
+        pr.heard();
         pr.paused = false;
         if pr.state == FlowState::Replicate && pr.inflights.full() {
             pr.inflights.free_first();

@@ -597,7 +597,7 @@ where
             return Err(StepError::UnknownPeer);
         };
         let pr = &mut progress[i];
-        pr.recent_active = true;
+        pr.heard();
         if result == InstallResult::ModeMismatch {
             self.stats.snapshot_mode_mismatch += 1;
             return Ok(());

@@ -72,6 +72,13 @@ where
     /// lease), counted in [`Stats`](crate::Stats) and answered if Raft says so, nothing more.
     pub(super) fn step_term<C, X>(&mut self, msg: &Message<C, X>) -> bool {
         let term = self.hs.term;
+        if matches!(
+            msg.body,
+            Body::VoteRequest { .. } | Body::VoteRequestTransfer { .. }
+        ) {
+            // A member that campaigns is alive, whatever the runner reported.
+            self.heard_from(msg.from);
+        }
         if msg.term > term {
             match msg.body {
                 Body::VoteRequest { .. } => {

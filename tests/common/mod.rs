@@ -305,8 +305,9 @@ pub struct Sim {
     /// (`Node::report_unreachable`), as a runner whose connection failed does.
     pub report_unreachable: bool,
     /// The runner of a quiescing cluster (`Config::quiesce`): it skips a quiescent node's ticks
-    /// and, at each of them, reports the peers it cannot reach (crashed, or cut off in either
-    /// direction) as a process-level liveness check would.
+    /// and, at each tick of a node, reports the peers it cannot reach (crashed, or cut off in
+    /// either direction) with `report_peer_down` and the others with `report_peer_up`, as a
+    /// process-level liveness check would.
     pub liveness: bool,
     /// Every send as `(from, to, time)`, when a multi-group simulation collects them to count
     /// the frames they would share.
@@ -519,30 +520,31 @@ impl Sim {
         true
     }
 
-    /// The liveness check of a quiescing runner, at a tick of slot `i`: a quiescent node hears
-    /// which of its peers are down or cut off.
+    /// The liveness check of a quiescing runner, at a tick of slot `i`: the node hears which of
+    /// its peers are down or cut off.
     fn check_liveness(&mut self, i: usize) {
         let id = self.slots[i].id;
-        let down: Vec<NodeId> = self
+        let peers: Vec<(NodeId, bool)> = self
             .slots
             .iter()
-            .filter(|s| {
-                s.id != id
-                    && (s.node.is_none()
-                        || self.cut.contains(&(id, s.id))
-                        || self.cut.contains(&(s.id, id)))
+            .filter(|s| s.id != id)
+            .map(|s| {
+                let down = s.node.is_none()
+                    || self.cut.contains(&(id, s.id))
+                    || self.cut.contains(&(s.id, id));
+                (s.id, down)
             })
-            .map(|s| s.id)
             .collect();
         let Some(node) = self.slots[i].node.as_mut() else {
             return;
         };
-        if !node.is_quiescent() {
-            return;
-        }
-        for peer in down {
-            self.stats.liveness_reports += 1;
-            node.report_peer_down(peer);
+        for (peer, down) in peers {
+            if down {
+                self.stats.liveness_reports += 1;
+                node.report_peer_down(peer);
+            } else {
+                node.report_peer_up(peer);
+            }
         }
     }
 

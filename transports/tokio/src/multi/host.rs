@@ -655,9 +655,24 @@ impl<M: GroupMachine> Host<M> {
     }
 
     fn heard(&mut self, from: u64) {
-        if let Some(p) = self.peers.iter_mut().find(|p| p.id.0 == from) {
-            p.last_heard = Instant::now();
+        let Some(p) = self.peers.iter_mut().find(|p| p.id.0 == from) else {
+            return;
+        };
+        p.last_heard = Instant::now();
+        if p.down {
             p.down = false;
+            let peer = p.id;
+            log::info!("host {}: peer {} is back", self.cfg.id, peer);
+            let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+            for g in ids {
+                if let Some(grp) = self.groups.get_mut(&g) {
+                    grp.node.report_peer_up(peer);
+                    if !grp.node.is_quiescent() {
+                        self.awake.insert(g);
+                    }
+                }
+                self.mark(g);
+            }
         }
     }
 
