@@ -173,10 +173,14 @@ fn print_one_seed_stats() {
 ///   follower, added back, reported its old outcome to the leader's next term, which fired
 ///   `InstallComplete` again. Fixed: the records are kept; a removed node's record only makes
 ///   room when the record is full.
+/// * 1781 and 4952 (quiescence seeds, found while a leader could quiesce without a follower
+///   reported down): a crashed node came back as a learner, which never campaigns, and its
+///   leader stayed quiescent without it, so it never caught up. Fixed: the runner reports a
+///   peer back (`report_peer_up`) and the leader wakes to bring it up to date.
 #[test]
 fn regression_seeds() {
     for seed in [
-        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497,
+        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497, 1781, 4952,
     ] {
         common::run_seed(seed, 10_000);
     }

@@ -1570,8 +1570,8 @@ pub fn run_seed(seed: u64, events: u64) -> (RunStats, u64) {
     // simulated clock skew (tick periods of 6 to 14 time units: 6 / 14 > 1 - 60 %).
     let lease_reads = check_quorum && rng.bool();
     // Quiescence in two sevenths of the seeds, with a runner that skips quiescent nodes' ticks
-    // and reports failed peers. Chosen by the seed (no kept regression seed is 3 or 6 mod 7),
-    // so every other seed replays exactly as before.
+    // and reports failed peers. Chosen by the seed (none of the regression seeds kept before
+    // quiescence is 3 or 6 mod 7), so every other seed replays exactly as before.
     let quiesce = seed % 7 == 3 || seed % 7 == 6;
     let mut sim = Sim::with_members(seed, n, voters, faults, |c| {
         c.quiesce = quiesce;
