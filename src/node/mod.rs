@@ -926,11 +926,18 @@ where
     /// `ReportUnreachable`). Does nothing on other roles, or for a peer not replicating.
     pub fn report_unreachable(&mut self, peer: NodeId) {
         self.wake = true;
-        if let RoleState::Leader(progress) = &mut self.role
-            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
+        if let Some(pr) = self.follower_mut(peer)
             && pr.state == crate::progress::FlowState::Replicate
         {
             pr.become_probe();
+        }
+    }
+
+    /// Leader: the progress of follower `id` (`None` on other roles, or for a non-member).
+    pub(crate) fn follower_mut(&mut self, id: NodeId) -> Option<&mut Progress<INFLIGHT>> {
+        match &mut self.role {
+            RoleState::Leader(progress) => progress.iter_mut().find(|p| p.id == id),
+            _ => None,
         }
     }
 

@@ -197,8 +197,7 @@ where
     /// that cannot campaign (a learner, or one whose log says it is no voter) would otherwise
     /// never be contacted. Does nothing unless the peer was reported down.
     pub fn report_peer_up(&mut self, peer: NodeId) {
-        if let RoleState::Leader(progress) = &mut self.role
-            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
+        if let Some(pr) = self.follower_mut(peer)
             && pr.down
         {
             pr.down = false;
@@ -211,9 +210,7 @@ where
     /// not down, so quiescence waits for it again (`report_peer_down`). Acknowledgements clear
     /// the report where they mark the follower active.
     pub(super) fn heard_from(&mut self, from: NodeId) {
-        if let RoleState::Leader(progress) = &mut self.role
-            && let Some(pr) = progress.iter_mut().find(|p| p.id == from)
-        {
+        if let Some(pr) = self.follower_mut(from) {
             pr.down = false;
         }
     }
@@ -239,9 +236,7 @@ where
     /// member's process is down).
     pub fn report_peer_down(&mut self, peer: NodeId) {
         self.wake = true;
-        if let RoleState::Leader(progress) = &mut self.role
-            && let Some(pr) = progress.iter_mut().find(|p| p.id == peer)
-        {
+        if let Some(pr) = self.follower_mut(peer) {
             pr.down = true;
         }
         if matches!(self.role, RoleState::Follower) && self.leader == Some(peer) {

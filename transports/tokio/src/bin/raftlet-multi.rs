@@ -579,12 +579,12 @@ mod runners {
     use super::{Counter, GroupMachine, HostArgs};
     use raftlet::{Index, NodeId};
     use raftlet_tokio::multi::HostStatus;
-    use raftlet_tokio::multi::control::{Request, Response};
+    use raftlet_tokio::multi::control::{Request, Response, read_msg, write_msg};
     use raftlet_tokio::runner::{self, ClientError, Handle, RunnerConfig, StateMachine};
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::BufReader;
 
     struct One(Counter);
 
@@ -628,22 +628,9 @@ mod runners {
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut r = BufReader::new(r);
-                loop {
-                    let Ok(len) = r.read_u32_le().await else {
-                        return;
-                    };
-                    let mut buf = vec![0u8; len as usize];
-                    if r.read_exact(&mut buf).await.is_err() {
-                        return;
-                    }
-                    let Ok(req) = postcard::from_bytes::<Request>(&buf) else {
-                        return;
-                    };
+                while let Ok(Some(req)) = read_msg::<Request>(&mut r).await {
                     let resp = answer(&handles, &a, &peers, req).await;
-                    let body = postcard::to_allocvec(&resp).unwrap_or_default();
-                    let mut out = (body.len() as u32).to_le_bytes().to_vec();
-                    out.extend_from_slice(&body);
-                    if w.write_all(&out).await.is_err() {
+                    if write_msg(&mut w, &resp).await.is_err() {
                         return;
                     }
                 }

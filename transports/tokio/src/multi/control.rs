@@ -5,11 +5,12 @@
 
 use super::host::{HostError, HostHandle, HostStatus};
 use super::wal::GroupId;
+use crate::net::{read_frame, write_frame};
 use raftlet::NodeId;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The largest request or response (a leader list of 100,000 groups fits).
@@ -66,24 +67,30 @@ pub enum Response {
     Removed,
 }
 
-async fn read_msg<T: for<'de> Deserialize<'de>>(
-    r: &mut (impl AsyncReadExt + Unpin),
-) -> io::Result<T> {
-    let len = r.read_u32_le().await? as usize;
-    if len > MAX_MESSAGE {
-        return Err(io::Error::other("message too long"));
+/// Reads one message (the transport's length-prefixed frames, `net::read_frame`); `None` at a
+/// clean end of stream.
+///
+/// # Errors
+/// I/O errors, a frame too long, or one that does not decode.
+pub async fn read_msg<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl AsyncRead + Unpin),
+) -> io::Result<Option<T>> {
+    let mut buf = Vec::new();
+    if !read_frame(r, MAX_MESSAGE, &mut buf, None).await? {
+        return Ok(None);
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    postcard::from_bytes(&buf).map_err(io::Error::other)
+    postcard::from_bytes(&buf)
+        .map(Some)
+        .map_err(io::Error::other)
 }
 
-async fn write_msg<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), m: &T) -> io::Result<()> {
+/// Writes one message as one frame.
+///
+/// # Errors
+/// I/O errors, or a message that does not encode.
+pub async fn write_msg<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), m: &T) -> io::Result<()> {
     let body = postcard::to_allocvec(m).map_err(io::Error::other)?;
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf).await
+    write_frame(w, &body).await
 }
 
 /// Serves the protocol for `host` on `listener` until the host stops.
@@ -94,7 +101,7 @@ pub async fn serve(listener: TcpListener, host: HostHandle) {
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
             let mut r = BufReader::new(r);
-            while let Ok(req) = read_msg::<Request>(&mut r).await {
+            while let Ok(Some(req)) = read_msg::<Request>(&mut r).await {
                 let resp = answer(&host, req).await;
                 if write_msg(&mut w, &resp).await.is_err() {
                     return;
@@ -171,6 +178,8 @@ impl ControlClient {
     /// I/O errors.
     pub async fn call(&mut self, req: &Request) -> io::Result<Response> {
         write_msg(self.stream.get_mut(), req).await?;
-        read_msg(&mut self.stream).await
+        read_msg(&mut self.stream)
+            .await?
+            .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
     }
 }

@@ -17,6 +17,7 @@
 //! (version 0 is no wire version, so the two cannot be confused).
 
 use super::wal::{GroupId, GroupLog, SharedWal, WalOptions};
+use crate::net::read_frame;
 use crate::storage::{LogStore, Payload};
 use raftlet::wire::Codec;
 use raftlet::wire::group::{self, GroupFrameReader};
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -429,15 +430,13 @@ async fn accept_loop(
 async fn peer_reader(stream: TcpStream, in_tx: mpsc::Sender<Vec<u8>>, max_frame: usize) {
     let mut r = BufReader::with_capacity(256 << 10, stream);
     loop {
-        let Ok(len) = r.read_u32_le().await else {
-            return;
-        };
-        let len = len as usize;
-        if len > max_frame {
-            return; // not a peer of this cluster's configuration: drop the connection
-        }
-        let mut frame = vec![0u8; len];
-        if r.read_exact(&mut frame).await.is_err() {
+        // A frame longer than the maximum ends the connection: not a peer of this cluster's
+        // configuration.
+        let mut frame = Vec::new();
+        if !matches!(
+            read_frame(&mut r, max_frame, &mut frame, None).await,
+            Ok(true)
+        ) {
             return;
         }
         if in_tx.send(frame).await.is_err() {
@@ -596,10 +595,10 @@ impl<M: GroupMachine> Host<M> {
                     // The groups the failed process led: the lowest live voter campaigns half
                     // a liveness timeout from now (by then the other hosts noticed the failure
                     // too, so no follower still refuses votes for the failed leader's sake)
-                    // instead of waiting out an election timeout. Every host applies the same rule to the
-                    // same failure, so one campaigns; should their views differ, the election
-                    // timeouts settle it as usual. A group that elected a leader meanwhile is
-                    // left alone.
+                    // instead of waiting out an election timeout. Every host applies the same
+                    // rule to the same failure, so one campaigns; should their views differ, the
+                    // election timeouts settle it as usual. A group that elected a leader
+                    // meanwhile is left alone.
                     let orphan = grp.node.role() == Role::Follower
                         && grp.node.leader().is_none_or(|l| l == peer);
                     let successor = grp
@@ -665,11 +664,9 @@ impl<M: GroupMachine> Host<M> {
             log::info!("host {}: peer {} is back", self.cfg.id, peer);
             let ids: Vec<GroupId> = self.groups.keys().copied().collect();
             for g in ids {
+                // Draining the group (this turn) puts it back among the awake ones if it woke.
                 if let Some(grp) = self.groups.get_mut(&g) {
                     grp.node.report_peer_up(peer);
-                    if !grp.node.is_quiescent() {
-                        self.awake.insert(g);
-                    }
                 }
                 self.mark(g);
             }
@@ -751,7 +748,6 @@ impl<M: GroupMachine> Host<M> {
                 match grp.node.propose(command, &grp.log) {
                     Ok(index) => {
                         grp.waiters.insert(index, (grp.node.term(), reply));
-                        self.awake.insert(group);
                         self.mark(group);
                     }
                     Err(ProposeError::NotLeader { leader, .. }) => {
