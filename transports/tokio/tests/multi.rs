@@ -35,6 +35,20 @@ impl GroupMachine for Applied {
         log.push((index, command.to_vec()));
         (log.len() as u64).to_le_bytes().to_vec()
     }
+    fn snapshot(&self, group: GroupId) -> Vec<u8> {
+        let m = self.0.lock().unwrap();
+        let cmds: Vec<(u64, Vec<u8>)> = m
+            .get(&group)
+            .map(|c| c.iter().map(|(i, c)| (i.0, c.clone())).collect())
+            .unwrap_or_default();
+        postcard::to_allocvec(&cmds).unwrap()
+    }
+    fn restore(&mut self, group: GroupId, data: &[u8]) -> Result<(), String> {
+        let cmds: Vec<(u64, Vec<u8>)> = postcard::from_bytes(data).map_err(|e| e.to_string())?;
+        let cmds = cmds.into_iter().map(|(i, c)| (Index(i), c)).collect();
+        self.0.lock().unwrap().insert(group, cmds);
+        Ok(())
+    }
 }
 
 const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
@@ -104,17 +118,55 @@ async fn all_quiescent(hosts: &[&HostHandle], what: &str) {
     .await;
 }
 
-async fn write_everywhere(hosts: &[&HostHandle], leaders: &[NodeId], tag: u8) {
+/// Starts hosts 1 to 3 with `cfg(id)` and `apps`, and creates groups `0..groups` on each.
+async fn start_three(
+    cfg: impl Fn(u64) -> HostConfig,
+    apps: &[Applied],
+    groups: u64,
+) -> Vec<HostHandle> {
+    let mut hosts = Vec::new();
+    for id in 1..=3u64 {
+        let h = start_host(cfg(id), apps[id as usize - 1].clone())
+            .await
+            .unwrap();
+        for g in 0..groups {
+            h.create_group(g, &VOTERS).await.unwrap();
+        }
+        hosts.push(h);
+    }
+    hosts
+}
+
+/// Writes one command to every group through its leader, all at once; each must be applied.
+async fn write_each(hosts: &[&HostHandle], leaders: &[NodeId], cmd: impl Fn(u64) -> Vec<u8>) {
     let mut joins = Vec::new();
     for (g, l) in leaders.iter().enumerate() {
-        let h = hosts.iter().find(|h| h.id() == *l).unwrap();
-        let h = (*h).clone();
-        joins.push(tokio::spawn(async move {
-            h.propose(g as GroupId, vec![tag, g as u8]).await
-        }));
+        let h = (*hosts.iter().find(|h| h.id() == *l).unwrap()).clone();
+        let cmd = cmd(g as u64);
+        joins.push(tokio::spawn(
+            async move { h.propose(g as GroupId, cmd).await },
+        ));
     }
     for j in joins {
         j.await.unwrap().expect("write applied");
+    }
+}
+
+async fn write_everywhere(hosts: &[&HostHandle], leaders: &[NodeId], tag: u8) {
+    write_each(hosts, leaders, |g| vec![tag, g as u8]).await;
+}
+
+/// The command of round `r` to group `g`.
+fn round_cmd(r: u32, g: u64) -> Vec<u8> {
+    let mut c = r.to_le_bytes().to_vec();
+    c.push(g as u8);
+    c
+}
+
+/// Writes rounds `from..to` to every group, one round at a time.
+async fn write_rounds(hosts: &[&HostHandle], leaders: &[NodeId], rounds: std::ops::Range<u32>) {
+    for r in rounds {
+        write_each(hosts, leaders, |g| round_cmd(r, g)).await;
     }
 }
 
@@ -124,19 +176,7 @@ async fn a_thousand_groups_quiesce_fail_over_and_recover() {
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let apps: Vec<Applied> = (0..3).map(|_| Applied::default()).collect();
-    let mut hosts = Vec::new();
-    for id in 1..=3u64 {
-        let h = start_host(
-            config(id, dir.path(), &addrs),
-            apps[id as usize - 1].clone(),
-        )
-        .await
-        .unwrap();
-        for g in 0..GROUPS {
-            h.create_group(g, &VOTERS).await.unwrap();
-        }
-        hosts.push(h);
-    }
+    let mut hosts = start_three(|id| config(id, dir.path(), &addrs), &apps, GROUPS).await;
     let all: Vec<&HostHandle> = hosts.iter().collect();
     let t0 = Instant::now();
     let leaders = wait_for("a leader in every group", Duration::from_secs(60), || {
@@ -214,6 +254,170 @@ async fn a_thousand_groups_quiesce_fail_over_and_recover() {
             "group {g}"
         );
     }
+}
+
+/// Groups snapshot and compact as they apply, the shared log deletes old segments, and a host
+/// that was down while its peers compacted past its log is brought back by snapshots sent in
+/// chunks; it restarts from its own snapshots first. Every replica ends with the same
+/// commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_compact_logs_and_bring_a_lagging_host_back() {
+    const GROUPS: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let cfg = |id: u64| {
+        let mut c = config(id, dir.path(), &addrs);
+        c.snapshot_every = 50;
+        c.log_retention = 10;
+        c.wal.segment_bytes = 32 << 10;
+        c
+    };
+    let mut apps: Vec<Applied> = (0..3).map(|_| Applied::default()).collect();
+    let mut hosts = start_three(cfg, &apps, GROUPS).await;
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    let leaders = wait_for("a leader in every group", Duration::from_secs(60), || {
+        agreed_leaders(&all, GROUPS)
+    })
+    .await;
+    write_rounds(&all, &leaders, 0..200).await;
+    all_quiescent(&all, "every group to quiesce").await;
+    for s in futures_status(&all).await {
+        println!(
+            "after 200 writes per group: {} snapshots, {} entries held, {} segments",
+            s.snapshots, s.log_entries, s.wal_segments
+        );
+        assert!(s.snapshots >= 3 * GROUPS, "{} snapshots", s.snapshots);
+        // At most a snapshot interval, the retained entries and a no-op per group.
+        assert!(
+            s.log_entries <= GROUPS * 61,
+            "{} entries held",
+            s.log_entries
+        );
+        // 200 writes of 20 groups fill many 32 KiB segments; the compacted ones are gone.
+        assert!(s.wal_segments <= 4, "{} segments kept", s.wal_segments);
+    }
+
+    // Host 3 is killed; the others write on, snapshot and compact past its log.
+    let victim = 3u64;
+    hosts[victim as usize - 1].kill();
+    let live: Vec<&HostHandle> = hosts.iter().filter(|h| h.id().0 != victim).collect();
+    let leaders = wait_for("new leaders", Duration::from_secs(30), || {
+        agreed_leaders(&live, GROUPS)
+    })
+    .await;
+    write_rounds(&live, &leaders, 200..400).await;
+
+    // It restarts from its own snapshots and log, and is sent its leaders' snapshots.
+    apps[victim as usize - 1] = Applied::default();
+    let h = start_host(cfg(victim), apps[victim as usize - 1].clone())
+        .await
+        .unwrap();
+    {
+        let restored = apps[victim as usize - 1].0.lock().unwrap();
+        assert_eq!(restored.len(), GROUPS as usize, "groups restored at start");
+        assert!(
+            restored.values().all(|c| c.len() >= 150),
+            "restored from a snapshot"
+        );
+    }
+    hosts[victim as usize - 1] = h;
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    wait_for(
+        "every group to catch up",
+        Duration::from_secs(60),
+        || async {
+            let m = apps[victim as usize - 1].0.lock().unwrap();
+            (0..GROUPS)
+                .all(|g| m.get(&g).is_some_and(|c| c.len() == 400))
+                .then_some(())
+        },
+    )
+    .await;
+    let s = hosts[victim as usize - 1].status().await.unwrap();
+    println!("the restarted host installed {} snapshots", s.installs);
+    assert!(s.installs >= 1, "no snapshot was installed");
+    let sent: u64 = futures_status(&all)
+        .await
+        .iter()
+        .map(|s| s.chunks_sent)
+        .sum();
+    assert!(
+        sent >= s.installs,
+        "{sent} chunks for {} installs",
+        s.installs
+    );
+    all_quiescent(&all, "every group to quiesce again").await;
+    for h in &hosts {
+        h.shutdown().await;
+    }
+    let expect = |g: u64| -> Vec<Vec<u8>> { (0..400u32).map(|r| round_cmd(r, g)).collect() };
+    for (i, a) in apps.iter().enumerate() {
+        let a = a.0.lock().unwrap();
+        for g in 0..GROUPS {
+            let cmds: Vec<Vec<u8>> = a[&g].iter().map(|(_, c)| c.clone()).collect();
+            assert_eq!(cmds, expect(g), "host {} group {g}", i + 1);
+        }
+    }
+}
+
+/// A group removed and created again under the same id is a new incarnation: after a
+/// restart it comes back with its own state, never with a snapshot of the removed one (whose
+/// files are deleted), and the shared log records a new epoch for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_group_never_restores_its_predecessors_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let cfg = || {
+        let mut c = HostConfig::new(NodeId(1), dir.path().join("solo"), addr, Vec::new());
+        c.tick = Duration::from_millis(20);
+        c.snapshot_every = 10;
+        c.log_retention = 2;
+        c
+    };
+    let solo = [NodeId(1)];
+    let app = Applied::default();
+    let h = start_host(cfg(), app.clone()).await.unwrap();
+    h.create_group(5, &solo).await.unwrap();
+    let propose = |h: HostHandle, cmd: Vec<u8>| async move {
+        wait_for("the write", Duration::from_secs(10), || {
+            let (h, cmd) = (h.clone(), cmd.clone());
+            async move { h.propose(5, cmd).await.ok() }
+        })
+        .await
+    };
+    for i in 0..35u8 {
+        propose(h.clone(), vec![b'a', i]).await;
+    }
+    wait_for("a snapshot", Duration::from_secs(10), || async {
+        (h.status().await.ok()?.snapshots >= 3).then_some(())
+    })
+    .await;
+    h.remove_group(5).await.unwrap();
+    h.create_group(5, &solo).await.unwrap();
+    for i in 0..3u8 {
+        propose(h.clone(), vec![b'b', i]).await;
+    }
+    h.shutdown().await;
+    let snap_files = |d: &Path| std::fs::read_dir(d.join("snap")).unwrap().count();
+    let app = Applied::default();
+    let h = start_host(cfg(), app.clone()).await.unwrap();
+    assert_eq!(
+        snap_files(&dir.path().join("solo")),
+        0,
+        "the removed group's files"
+    );
+    wait_for("the log replayed", Duration::from_secs(10), || async {
+        (app.0.lock().unwrap().get(&5).map(Vec::len) == Some(3)).then_some(())
+    })
+    .await;
+    let cmds: Vec<Vec<u8>> = app.0.lock().unwrap()[&5]
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(cmds, [vec![b'b', 0], vec![b'b', 1], vec![b'b', 2]]);
+    h.shutdown().await;
+    let (_, rec) = SharedWal::open(dir.path().join("solo"), WalOptions::default()).unwrap();
+    assert!(rec[&5].epoch >= 2, "epoch {}", rec[&5].epoch);
 }
 
 async fn futures_status(hosts: &[&HostHandle]) -> Vec<raftlet_tokio::multi::HostStatus> {

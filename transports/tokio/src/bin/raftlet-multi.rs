@@ -100,6 +100,19 @@ impl GroupMachine for Counter {
     fn removed(&mut self, group: GroupId) {
         self.0.remove(&group);
     }
+    fn snapshot(&self, group: GroupId) -> Vec<u8> {
+        self.0
+            .get(&group)
+            .copied()
+            .unwrap_or(0)
+            .to_le_bytes()
+            .to_vec()
+    }
+    fn restore(&mut self, group: GroupId, data: &[u8]) -> Result<(), String> {
+        let n = u64::from_le_bytes(data.try_into().map_err(|_| "not a count".to_string())?);
+        self.0.insert(group, n);
+        Ok(())
+    }
 }
 
 fn run_host(a: HostArgs) -> Result<(), String> {

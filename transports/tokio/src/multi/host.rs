@@ -11,17 +11,32 @@
 //! durability leaves before that). A group's creation and removal are answered once their
 //! records are durable.
 //!
+//! # Snapshots
+//! Once a group has applied [`HostConfig::snapshot_every`] entries past its last snapshot, the
+//! host asks the application for the group's state ([`GroupMachine::snapshot`]) and hands it to
+//! the snapshot thread ([`super::snaps`]); when the file is durable the node is told
+//! (`snapshot_taken`) and compacts its log, keeping [`HostConfig::log_retention`] entries, and
+//! the shared log records the compaction. A follower that needs entries its leader no longer
+//! holds is sent the leader's snapshot file in chunks (stream mode); it verifies the checksum,
+//! restores the application ([`GroupMachine::restore`]), and reports the install only once its
+//! own copy of the file is durable. A restarting host restores every group from its newest
+//! snapshot and applies the log after it.
+//!
 //! # Frames
 //! Length-prefixed (4 bytes, little endian) on TCP. A frame is a group frame
 //! (`raftlet::wire::group`), or a ping: a `0` byte and the sender's process id as a varint
 //! (version 0 is no wire version, so the two cannot be confused).
 
+use super::snaps::{self, CHUNK, GroupKey, Purpose, Saved, Saver, SnapDir};
 use super::wal::{GroupId, GroupLog, SharedWal, WalOptions};
 use crate::net::read_frame;
 use crate::storage::{LogStore, Payload};
 use raftlet::wire::Codec;
 use raftlet::wire::group::{self, GroupFrameReader};
-use raftlet::{Action, Config, EntryData, Index, Node, NodeId, ProposeError, Role, Term};
+use raftlet::{
+    Action, Config, EntryData, Index, InstallError, Node, NodeId, ProposeError, Role, SnapshotId,
+    SnapshotMeta, Storage, Term,
+};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
@@ -41,8 +56,19 @@ pub type GroupNode = Node<Payload, 3, 64, 8, 4, 32, 2>;
 /// The application: one state machine per group, or one for all keyed by group.
 pub trait GroupMachine: Send + 'static {
     /// Applies group `group`'s committed command at `index`; the answer goes to its proposer.
-    /// After a restart, every command is applied again from the start of the group's log.
+    /// After a restart, the group is restored from its newest snapshot (if it has one) and
+    /// every command after it is applied again.
     fn apply(&mut self, group: GroupId, index: Index, command: &[u8]) -> Vec<u8>;
+    /// Group `group`'s state after every command applied to it so far, as bytes
+    /// ([`HostConfig::snapshot_every`] says how often the host asks).
+    fn snapshot(&self, group: GroupId) -> Vec<u8>;
+    /// Replaces group `group`'s state by a snapshot's: one this host saved (at a restart, before
+    /// any command of the group is applied) or one the group's leader sent.
+    ///
+    /// # Errors
+    /// Bytes it cannot read: at a restart the host does not start; from a leader the install
+    /// fails and the leader sends it again.
+    fn restore(&mut self, group: GroupId, data: &[u8]) -> Result<(), String>;
     /// Group `group` was removed from this process.
     fn removed(&mut self, group: GroupId) {
         let _ = group;
@@ -75,6 +101,12 @@ pub struct HostConfig {
     pub wal: WalOptions,
     /// The largest frame sent or accepted (64 KiB).
     pub max_frame: usize,
+    /// A group takes a snapshot once it has applied this many entries since its last one
+    /// (1,000; 0: never, and its log grows without end).
+    pub snapshot_every: u64,
+    /// Entries a group's log keeps behind a snapshot, so that a follower a little behind is
+    /// sent entries rather than the snapshot (100).
+    pub log_retention: u64,
 }
 
 impl HostConfig {
@@ -97,6 +129,8 @@ impl HostConfig {
             liveness_timeout: Duration::from_millis(600),
             wal: WalOptions::default(),
             max_frame: 64 << 10,
+            snapshot_every: 1_000,
+            log_retention: 100,
         }
     }
 }
@@ -154,6 +188,14 @@ pub struct HostStatus {
     pub peers_down: Vec<u64>,
     /// Segments of the shared log.
     pub wal_segments: usize,
+    /// Log entries held by all groups together (in memory, and in the shared log).
+    pub log_entries: u64,
+    /// Snapshots taken and made durable.
+    pub snapshots: u64,
+    /// Snapshots installed from a leader.
+    pub installs: u64,
+    /// Snapshot chunks sent to followers.
+    pub chunks_sent: u64,
 }
 
 enum Cmd {
@@ -296,6 +338,14 @@ struct Group {
     /// Proposals waiting to be applied: their index, term and proposer.
     waiters: HashMap<Index, (Term, Reply)>,
     dirty: bool,
+    /// The incarnation (see `wal`'s module docs).
+    epoch: u64,
+    /// The newest snapshot file written or being written (`ZERO`: none).
+    snap: SnapshotId,
+    /// A snapshot taken here is being saved.
+    saving: bool,
+    /// Chunks of a snapshot a leader is sending.
+    staging: Option<(SnapshotId, Vec<u8>)>,
 }
 
 /// A frame being built for one peer process: the length prefix, the header, the items.
@@ -312,8 +362,10 @@ struct PeerOut {
 /// What a sync acknowledges.
 enum Pending {
     Persist(GroupId, raftlet::PersistToken),
-    /// A group's creation or removal, answered once its record is durable.
+    /// A group's creation, answered once its record is durable.
     Done(oneshot::Sender<Result<(), HostError>>),
+    /// A group's removal: answered, and its snapshot file deleted, once its record is durable.
+    Removed(GroupKey, SnapshotId, oneshot::Sender<Result<(), HostError>>),
 }
 
 struct Host<M: GroupMachine> {
@@ -334,6 +386,10 @@ struct Host<M: GroupMachine> {
     ticks: u64,
     /// Groups to campaign in, at a tick: the failed leader's successor is this host.
     campaigns: Vec<(GroupId, u64)>,
+    snaps: SnapDir,
+    saver: Saver,
+    /// The snapshot body each group is streaming to a follower (read once, sent in chunks).
+    sending: HashMap<GroupId, (SnapshotId, Arc<Vec<u8>>)>,
 }
 
 const LENGTH_PREFIX: usize = 4;
@@ -345,6 +401,14 @@ const LENGTH_PREFIX: usize = 4;
 /// I/O errors of the log or the listening socket.
 pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Result<HostHandle> {
     let (wal, recovered) = SharedWal::open(&cfg.dir, cfg.wal)?;
+    let live = recovered
+        .iter()
+        .filter(|(_, r)| !r.voters.is_empty())
+        .map(|(&g, r)| (g, r.epoch))
+        .collect();
+    let (snap_dir, mut found) = snaps::open(&cfg.dir, &live)?;
+    let (saved_tx, saved_rx) = mpsc::unbounded_channel();
+    let saver = Saver::start(snap_dir.clone(), saved_tx)?;
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let codec = Codec::new(cfg.cluster, cfg.max_frame);
@@ -390,17 +454,29 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
         dropped,
         ticks: 0,
         campaigns: Vec::new(),
+        snaps: snap_dir,
+        saver,
+        sending: HashMap::new(),
         cfg,
     };
     for (g, r) in recovered {
         if r.voters.is_empty() {
             continue; // records of a group whose creation was compacted away and never named
         }
-        host.add_group(g, &r.voters, r.log)?;
+        let snap = match found.remove(&g) {
+            Some(f) => {
+                host.machine.restore(g, &f.data).map_err(|e| {
+                    io::Error::other(format!("group {g}: restoring {:?}: {e}", f.id))
+                })?;
+                f.id
+            }
+            None => SnapshotId::ZERO,
+        };
+        host.add_group(g, r.epoch, &r.voters, r.log, snap)?;
     }
     let id = host.cfg.id;
     let main = tokio::spawn(async move {
-        if let Err(e) = host.run(in_rx, cmd_rx, sync_rx).await {
+        if let Err(e) = host.run(in_rx, cmd_rx, sync_rx, saved_rx).await {
             log::error!("host {id} stopped: {e}");
         }
     });
@@ -488,13 +564,24 @@ impl<M: GroupMachine> Host<M> {
         c.quiesce = true;
         c.max_inflight = 4;
         c.seed = (self.cfg.id.0 << 48) ^ group.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        c.log_retention = self.cfg.log_retention;
         Ok(c)
     }
 
-    fn add_group(&mut self, group: GroupId, voters: &[NodeId], log: GroupLog) -> io::Result<()> {
-        let c = self
+    /// Adds a replica: `snap` is the snapshot the application was restored from (`ZERO`: none).
+    fn add_group(
+        &mut self,
+        group: GroupId,
+        epoch: u64,
+        voters: &[NodeId],
+        log: GroupLog,
+        snap: SnapshotId,
+    ) -> io::Result<()> {
+        let mut c = self
             .group_config(group, voters)
             .map_err(|e| io::Error::other(format!("group {group}: {e}")))?;
+        c.snapshot = snap;
+        c.applied = snap.index;
         let node =
             GroupNode::new(c, &log).map_err(|e| io::Error::other(format!("group {group}: {e}")))?;
         self.groups.insert(
@@ -504,6 +591,10 @@ impl<M: GroupMachine> Host<M> {
                 log,
                 waiters: HashMap::new(),
                 dirty: false,
+                epoch,
+                snap,
+                saving: false,
+                staging: None,
             },
         );
         self.awake.insert(group);
@@ -525,6 +616,7 @@ impl<M: GroupMachine> Host<M> {
         mut in_rx: mpsc::Receiver<Vec<u8>>,
         mut cmd_rx: mpsc::Receiver<Cmd>,
         mut sync_rx: mpsc::UnboundedReceiver<io::Result<()>>,
+        mut saved_rx: mpsc::UnboundedReceiver<Saved>,
     ) -> io::Result<()> {
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -535,6 +627,7 @@ impl<M: GroupMachine> Host<M> {
                     done?;
                     self.sync_done();
                 }
+                Some(saved) = saved_rx.recv() => self.on_saved(saved)?,
                 _ = ticker.tick() => self.on_tick(),
                 Some(frame) = in_rx.recv() => {
                     self.on_frame(&frame);
@@ -717,8 +810,8 @@ impl<M: GroupMachine> Host<M> {
                 } else if self.group_config(group, &voters).is_err() {
                     let _ = reply.send(Err(HostError::Invalid));
                 } else {
-                    self.wal.create_group(group, &voters)?;
-                    self.add_group(group, &voters, GroupLog::default())?;
+                    let epoch = self.wal.create_group(group, &voters)?;
+                    self.add_group(group, epoch, &voters, GroupLog::default(), SnapshotId::ZERO)?;
                     self.batch.push(Pending::Done(reply));
                 }
             }
@@ -733,7 +826,9 @@ impl<M: GroupMachine> Host<M> {
                         let _ = w.send(Err(HostError::LeadershipLost));
                     }
                     self.machine.removed(group);
-                    self.batch.push(Pending::Done(reply));
+                    self.sending.remove(&group);
+                    self.batch
+                        .push(Pending::Removed((group, g.epoch), g.snap, reply));
                 }
             },
             Cmd::Propose {
@@ -783,6 +878,11 @@ impl<M: GroupMachine> Host<M> {
                     .map(|p| p.id.0)
                     .collect();
                 s.wal_segments = self.wal.segment_count();
+                s.log_entries = self
+                    .groups
+                    .values()
+                    .map(|g| g.log.last_index().0 - g.log.snapshot().index.0)
+                    .sum();
                 let _ = reply.send(s);
             }
             Cmd::Shutdown { reply } => {
@@ -810,8 +910,15 @@ impl<M: GroupMachine> Host<M> {
             return Ok(());
         };
         grp.dirty = false;
+        let key = (g, grp.epoch);
         let Group {
-            node, log, waiters, ..
+            node,
+            log,
+            waiters,
+            snap,
+            saving,
+            staging,
+            ..
         } = grp;
         while let Some(action) = node.poll_action() {
             match action {
@@ -857,6 +964,68 @@ impl<M: GroupMachine> Host<M> {
                         i = i.next();
                     }
                 }
+                Action::Compact { through } => self.wal.compact(g, log, through)?,
+                Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                    let body = match self.sending.get(&g) {
+                        Some((id, body)) if *id == snapshot => Some(body.clone()),
+                        _ => self.snaps.read(key, snapshot)?.map(Arc::new),
+                    };
+                    // A snapshot replaced meanwhile: the node asks again for its newest.
+                    let Some(body) = body else { continue };
+                    self.sending.insert(g, (snapshot, body.clone()));
+                    let start = seq as usize * CHUNK;
+                    if start > body.len() || (start == body.len() && start > 0) {
+                        continue;
+                    }
+                    let end = (start + CHUNK).min(body.len());
+                    let checksum = (end == body.len()).then(|| u64::from(crc32fast::hash(&body)));
+                    if node
+                        .snapshot_chunk(to, snapshot, seq, body[start..end].to_vec(), checksum)
+                        .is_ok()
+                    {
+                        self.status.chunks_sent += 1;
+                    }
+                }
+                Action::WriteSnapshotChunk {
+                    snapshot,
+                    seq,
+                    data,
+                } => match staging {
+                    Some((id, buf)) if *id == snapshot && seq > 0 => buf.extend_from_slice(data),
+                    _ => *staging = Some((snapshot, data.clone())),
+                },
+                Action::RestoreSnapshot { snapshot, checksum } => {
+                    let body = staging
+                        .take()
+                        .filter(|(id, body)| {
+                            *id == snapshot && u64::from(crc32fast::hash(body)) == checksum
+                        })
+                        .map(|(_, body)| body);
+                    let restored = match body {
+                        None => Err("checksum".to_string()),
+                        Some(body) => self.machine.restore(g, &body).map(|()| body),
+                    };
+                    match restored {
+                        // Reported once the file is durable (`on_saved`).
+                        Ok(body) => {
+                            let replaces = (*snap != SnapshotId::ZERO).then_some(*snap);
+                            self.saver
+                                .save(key, snapshot, body, replaces, Purpose::Installed);
+                            *snap = snapshot;
+                        }
+                        Err(e) => {
+                            log::warn!("group {g}: snapshot {snapshot:?} not restored: {e}");
+                            let _ = node.snapshot_installed(Err(InstallError::Failed), &*log);
+                        }
+                    }
+                }
+                Action::InstallSnapshotFromLeader { .. } => {
+                    // Notify mode is not used by the host's groups.
+                    let _ = node.snapshot_installed(Err(InstallError::Unavailable), &*log);
+                }
+                Action::InstallComplete { .. } => {
+                    self.sending.remove(&g);
+                }
                 _ => {}
             }
         }
@@ -865,11 +1034,59 @@ impl<M: GroupMachine> Host<M> {
                 let _ = w.send(Err(HostError::LeadershipLost));
             }
         }
+        // A snapshot once enough has been applied since the last one: saved off this task,
+        // the log compacted once it is durable (`on_saved`).
+        let applied = node.applied_index();
+        if self.cfg.snapshot_every > 0
+            && !*saving
+            && applied.0 >= snap.index.0 + self.cfg.snapshot_every
+            && let Some(term) = log.term(applied)
+        {
+            let id = SnapshotId {
+                index: applied,
+                term,
+            };
+            let replaces = (*snap != SnapshotId::ZERO).then_some(*snap);
+            let data = self.machine.snapshot(g);
+            self.saver.save(key, id, data, replaces, Purpose::Taken);
+            *snap = id;
+            *saving = true;
+        }
         if node.is_quiescent() {
             self.awake.remove(&g);
         } else {
             self.awake.insert(g);
         }
+        Ok(())
+    }
+
+    /// A snapshot file is durable: a taken one lets the node compact, an installed one is
+    /// reported.
+    fn on_saved(&mut self, s: Saved) -> io::Result<()> {
+        s.result?;
+        let (g, epoch) = s.key;
+        let Some(grp) = self.groups.get_mut(&g).filter(|x| x.epoch == epoch) else {
+            return Ok(()); // removed meanwhile
+        };
+        match s.purpose {
+            Purpose::Taken => {
+                grp.saving = false;
+                match grp.node.snapshot_taken(s.id, &grp.log) {
+                    Ok(()) => self.status.snapshots += 1,
+                    Err(e) => log::debug!("group {g}: snapshot {:?} not taken: {e}", s.id),
+                }
+            }
+            Purpose::Installed => {
+                let meta = SnapshotMeta {
+                    id: s.id,
+                    membership: grp.node.membership().clone(),
+                };
+                if grp.node.snapshot_installed(Ok(meta), &grp.log).is_ok() {
+                    self.status.installs += 1;
+                }
+            }
+        }
+        self.mark(g);
         Ok(())
     }
 
@@ -926,6 +1143,12 @@ impl<M: GroupMachine> Host<M> {
                     }
                 }
                 Pending::Done(reply) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Pending::Removed(key, snap, reply) => {
+                    if snap != SnapshotId::ZERO {
+                        self.saver.delete(key, snap);
+                    }
                     let _ = reply.send(Ok(()));
                 }
             }

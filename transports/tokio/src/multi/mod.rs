@@ -16,14 +16,17 @@
 //!   group's writes durable, on a thread of its own while the host keeps stepping groups.
 //! * **Group lifecycle**: groups are created and removed at run time
 //!   ([`HostHandle::create_group`], [`HostHandle::remove_group`]); a host that restarts recovers
-//!   every group from its log.
+//!   every group from its newest snapshot and its log.
+//! * **Snapshots per group** ([`snaps`]): a group snapshots its state machine every
+//!   [`HostConfig::snapshot_every`] applied entries and compacts its log, in memory and in the
+//!   shared log; a follower its leader's log no longer reaches is sent the snapshot in chunks.
 //!
-//! What the host does not do yet: snapshots (a group's log is never compacted, so it suits
-//! groups whose logs stay small, and the WAL's compaction is there for when it does), and
-//! membership changes of a group after its creation.
+//! What the host does not do yet: membership changes of a group after its creation (each has
+//! up to 3 voters, fixed when it is created).
 
 pub mod control;
 pub mod host;
+pub mod snaps;
 pub mod wal;
 
 pub use host::{GroupMachine, HostConfig, HostError, HostHandle, HostStatus, start_host};

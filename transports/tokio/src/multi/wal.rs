@@ -9,8 +9,14 @@
 //! payload, the payload the postcard encoding of a `Record`: a group's entries (replacing every
 //! entry at or after the first one's index, as a `Persist` says), hard state, log reset or
 //! compaction, or a group's creation or removal. The first records of every segment are a
-//! checkpoint of every live group (its members, hard state and log start), so a segment is
-//! needed only for the entries it holds.
+//! checkpoint of every live group (its epoch, members, hard state and log start), so a segment
+//! is needed only for the entries it holds.
+//!
+//! # Epochs
+//! Every creation of a group gets an epoch, greater than any other epoch live when it is
+//! created. A group removed and created again under the same id is a new incarnation with a
+//! new epoch, and whatever is kept outside this log for a group (its snapshot files) carries
+//! the epoch, so that nothing of an earlier incarnation is taken for the current one.
 //!
 //! # Compaction
 //! A group compacts on its own ([`SharedWal::compact`]). The oldest sealed segments are deleted
@@ -67,6 +73,7 @@ pub type GroupLog = crate::memlog::MemLog;
 enum Record {
     Create {
         group: GroupId,
+        epoch: u64,
         voters: Vec<u64>,
     },
     Remove {
@@ -74,6 +81,7 @@ enum Record {
     },
     Checkpoint {
         group: GroupId,
+        epoch: u64,
         voters: Vec<u64>,
         hs: HardState,
         base: SnapshotId,
@@ -101,6 +109,7 @@ enum Record {
 enum RecordRef<'a> {
     Create {
         group: GroupId,
+        epoch: u64,
         voters: &'a [u64],
     },
     Remove {
@@ -108,6 +117,7 @@ enum RecordRef<'a> {
     },
     Checkpoint {
         group: GroupId,
+        epoch: u64,
         voters: &'a [u64],
         hs: HardState,
         base: SnapshotId,
@@ -133,6 +143,8 @@ enum RecordRef<'a> {
 /// A group as recovered: its members and its log.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveredGroup {
+    /// The epoch of its creation (see the [module docs](self)).
+    pub epoch: u64,
     /// The voters it was created with.
     pub voters: Vec<NodeId>,
     /// Its log.
@@ -159,8 +171,10 @@ pub struct SharedWal {
     segments: Vec<Segment>,
     /// Bytes of the buffer not yet written.
     dirty: bool,
-    /// Members of every live group (for checkpoints).
-    voters: BTreeMap<GroupId, Vec<u64>>,
+    /// Epoch and members of every live group (for checkpoints).
+    voters: BTreeMap<GroupId, (u64, Vec<u64>)>,
+    /// The next creation's epoch.
+    next_epoch: u64,
 }
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
@@ -241,10 +255,11 @@ impl SharedWal {
             end = good;
             dirty_end = written;
         }
-        let voters = groups
+        let voters: BTreeMap<GroupId, (u64, Vec<u64>)> = groups
             .iter()
-            .map(|(&g, r)| (g, r.voters.iter().map(|v| v.0).collect()))
+            .map(|(&g, r)| (g, (r.epoch, r.voters.iter().map(|v| v.0).collect())))
             .collect();
+        let next_epoch = voters.values().map(|(e, _)| e + 1).max().unwrap_or(1);
         let mut wal = if let Some(last) = segments.last() {
             let file = OpenOptions::new().read(true).write(true).open(&last.path)?;
             Self {
@@ -256,6 +271,7 @@ impl SharedWal {
                 segments,
                 dirty: false,
                 voters,
+                next_epoch,
             }
         } else {
             let (file, path) = Self::new_segment(&dir, 1, opts.segment_bytes)?;
@@ -272,6 +288,7 @@ impl SharedWal {
                 }],
                 dirty: false,
                 voters,
+                next_epoch,
             }
         };
         // Whatever follows the last good record is free space, or a torn write's remains: zero
@@ -304,10 +321,15 @@ impl SharedWal {
     ) {
         let ids = |v: Vec<u64>| v.into_iter().map(NodeId).collect::<Vec<_>>();
         match r {
-            Record::Create { group, voters } => {
+            Record::Create {
+                group,
+                epoch,
+                voters,
+            } => {
                 groups.insert(
                     group,
                     RecoveredGroup {
+                        epoch,
                         voters: ids(voters),
                         log: GroupLog::default(),
                     },
@@ -318,11 +340,13 @@ impl SharedWal {
             }
             Record::Checkpoint {
                 group,
+                epoch,
                 voters,
                 hs,
                 base,
             } => {
                 let g = groups.entry(group).or_default();
+                g.epoch = epoch;
                 g.voters = ids(voters);
                 g.log.set_hard_state(hs);
                 if base.index > g.log.snapshot().index {
@@ -393,15 +417,21 @@ impl SharedWal {
         Ok(())
     }
 
-    /// Records a new group with its voters (empty log).
+    /// Records a new group with its voters (empty log); returns its epoch.
     ///
     /// # Errors
     /// Encoding errors.
-    pub fn create_group(&mut self, group: GroupId, voters: &[NodeId]) -> io::Result<()> {
+    pub fn create_group(&mut self, group: GroupId, voters: &[NodeId]) -> io::Result<u64> {
         let v: Vec<u64> = voters.iter().map(|n| n.0).collect();
-        self.append(&RecordRef::Create { group, voters: &v })?;
-        self.voters.insert(group, v);
-        Ok(())
+        let epoch = self.next_epoch;
+        self.append(&RecordRef::Create {
+            group,
+            epoch,
+            voters: &v,
+        })?;
+        self.next_epoch += 1;
+        self.voters.insert(group, (epoch, v));
+        Ok(epoch)
     }
 
     /// Records that `group` was removed: its records are ignored from here on.
@@ -530,10 +560,11 @@ impl SharedWal {
             max_index: HashMap::new(),
         });
         let voters = std::mem::take(&mut self.voters);
-        for (&group, v) in &voters {
+        for (&group, (epoch, v)) in &voters {
             if let Some(log) = logs(group) {
                 self.append(&RecordRef::Checkpoint {
                     group,
+                    epoch: *epoch,
                     voters: v,
                     hs: log.hard_state(),
                     base: log.snapshot(),

@@ -1,0 +1,377 @@
+//! Snapshot files of a host's groups.
+//!
+//! # Layout
+//! `snap/<group>-<epoch>-<index>-<term>.snap`, one file per snapshot kept:
+//! `magic (4) | crc32 of the body (4) | body`, the body being the state machine's bytes for that
+//! group at that index. The epoch is the group's incarnation in the shared log
+//! ([`super::wal`]): files of another incarnation of the same group id are never read.
+//!
+//! # Invariants
+//! * A file is written atomically (temporary file, fsync, rename, fsync of the directory), so a
+//!   name that exists holds a whole snapshot, and a snapshot is durable before anything that
+//!   relies on it (the node's compaction, an install's report) happens.
+//! * Saves and deletions run in the order they were asked, on one thread of their own
+//!   ([`Saver`]): a deletion asked after a save removes what that save wrote.
+//! * [`open`] keeps only the newest intact file of each live `(group, epoch)`, and deletes every
+//!   other file, so after it no file of a removed group or older incarnation is left.
+//!
+//! A group keeps at most two files: the newest, and the one it replaces until the new one is
+//! durable.
+
+use super::wal::GroupId;
+use crate::storage::write_atomic;
+use raftlet::{Index, SnapshotId, Term};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+const MAGIC: u32 = 0x5041_4E53; // "SNAP"
+
+/// Bytes per streamed chunk (well inside a 64 KiB group frame).
+pub const CHUNK: usize = 32 << 10;
+
+/// Which incarnation of which group.
+pub type GroupKey = (GroupId, u64);
+
+fn name(key: GroupKey, id: SnapshotId) -> String {
+    format!(
+        "{:020}-{:020}-{:020}-{:020}.snap",
+        key.0, key.1, id.index.0, id.term.0
+    )
+}
+
+fn parse(name: &str) -> Option<(GroupKey, SnapshotId)> {
+    let mut it = name.strip_suffix(".snap")?.split('-');
+    let mut next = || it.next()?.parse::<u64>().ok();
+    let (g, e, i, t) = (next()?, next()?, next()?, next()?);
+    Some((
+        (g, e),
+        SnapshotId {
+            index: Index(i),
+            term: Term(t),
+        },
+    ))
+}
+
+/// The file's body if it is whole and intact.
+fn read_body(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if bytes.len() < 8
+        || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != MAGIC
+        || u32::from_le_bytes(bytes[4..8].try_into().expect("4")) != crc32fast::hash(&bytes[8..])
+    {
+        return Ok(None);
+    }
+    bytes.drain(..8);
+    Ok(Some(bytes))
+}
+
+/// The snapshot directory of a host.
+#[derive(Debug, Clone)]
+pub struct SnapDir {
+    dir: PathBuf,
+}
+
+/// What [`open`] found for one group.
+#[derive(Debug)]
+pub struct Found {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// The state machine's bytes.
+    pub data: Vec<u8>,
+}
+
+/// Opens `dir/snap`: returns the newest intact snapshot of each live group incarnation
+/// (`live`), and deletes every other file.
+///
+/// # Errors
+/// I/O errors.
+pub fn open(
+    dir: &Path,
+    live: &HashMap<GroupId, u64>,
+) -> io::Result<(SnapDir, BTreeMap<GroupId, Found>)> {
+    let dir = dir.join("snap");
+    fs::create_dir_all(&dir)?;
+    let mut files: BTreeMap<GroupKey, Vec<SnapshotId>> = BTreeMap::new();
+    let mut stray = Vec::new();
+    for e in fs::read_dir(&dir)? {
+        let n = e?.file_name();
+        let n = n.to_string_lossy();
+        match parse(&n) {
+            Some((key, id)) if live.get(&key.0) == Some(&key.1) => {
+                files.entry(key).or_default().push(id);
+            }
+            _ => stray.push(dir.join(&*n)),
+        }
+    }
+    let mut found = BTreeMap::new();
+    for (key, mut ids) in files {
+        ids.sort_unstable_by_key(|id| id.index);
+        // Newest first: the first intact one is kept, every other goes.
+        let mut kept = false;
+        while let Some(id) = ids.pop() {
+            let path = dir.join(name(key, id));
+            if !kept && let Some(data) = read_body(&path)? {
+                found.insert(key.0, Found { id, data });
+                kept = true;
+                continue;
+            }
+            if !kept {
+                log::warn!("skipping damaged snapshot file {}", path.display());
+            }
+            stray.push(path);
+        }
+    }
+    for p in &stray {
+        fs::remove_file(p)?;
+    }
+    if !stray.is_empty() {
+        fs::File::open(&dir)?.sync_all()?;
+    }
+    Ok((SnapDir { dir }, found))
+}
+
+impl SnapDir {
+    /// The body of `key`'s snapshot `id`, if its file is there and intact.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn read(&self, key: GroupKey, id: SnapshotId) -> io::Result<Option<Vec<u8>>> {
+        read_body(&self.dir.join(name(key, id)))
+    }
+
+    /// Saves `key`'s snapshot `id` durably, then deletes its snapshot `replaces` (if any).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(
+        &self,
+        key: GroupKey,
+        id: SnapshotId,
+        data: &[u8],
+        replaces: Option<SnapshotId>,
+    ) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(8 + data.len());
+        bytes.extend_from_slice(&MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        bytes.extend_from_slice(data);
+        write_atomic(&self.dir.join(name(key, id)), &bytes)?;
+        if let Some(old) = replaces.filter(|&o| o != id) {
+            self.delete(key, old)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`'s snapshot `id` (gone already is fine).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn delete(&self, key: GroupKey, id: SnapshotId) -> io::Result<()> {
+        match fs::remove_file(self.dir.join(name(key, id))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a snapshot was saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The host took it of its own state machine: the node may compact up to it.
+    Taken,
+    /// A leader sent it and the state machine restored it: the install may be reported.
+    Installed,
+}
+
+/// A save or a deletion for the saver thread.
+enum Job {
+    Save {
+        key: GroupKey,
+        id: SnapshotId,
+        data: Vec<u8>,
+        replaces: Option<SnapshotId>,
+        purpose: Purpose,
+    },
+    Delete {
+        key: GroupKey,
+        id: SnapshotId,
+    },
+}
+
+/// A finished save.
+#[derive(Debug)]
+pub struct Saved {
+    /// Whose.
+    pub key: GroupKey,
+    /// Which.
+    pub id: SnapshotId,
+    /// Why.
+    pub purpose: Purpose,
+    /// Whether it is durable.
+    pub result: io::Result<()>,
+}
+
+/// One thread that saves and deletes snapshot files in the order asked, off the host's task,
+/// and reports each save on a channel.
+#[derive(Debug)]
+pub struct Saver {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Saver {
+    /// Starts the thread.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn start(
+        dir: SnapDir,
+        done: tokio::sync::mpsc::UnboundedSender<Saved>,
+    ) -> io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("raftlet-snapshots".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Save {
+                            key,
+                            id,
+                            data,
+                            replaces,
+                            purpose,
+                        } => {
+                            let result = dir.save(key, id, &data, replaces);
+                            if done
+                                .send(Saved {
+                                    key,
+                                    id,
+                                    purpose,
+                                    result,
+                                })
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Job::Delete { key, id } => {
+                            if let Err(e) = dir.delete(key, id) {
+                                log::warn!("deleting snapshot {key:?} {id:?}: {e}");
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Saves `key`'s snapshot `id` and then deletes `replaces`; reports on the channel.
+    pub fn save(
+        &self,
+        key: GroupKey,
+        id: SnapshotId,
+        data: Vec<u8>,
+        replaces: Option<SnapshotId>,
+        purpose: Purpose,
+    ) {
+        let _ = self.jobs.send(Job::Save {
+            key,
+            id,
+            data,
+            replaces,
+            purpose,
+        });
+    }
+
+    /// Deletes `key`'s snapshot `id` after every save asked before.
+    pub fn delete(&self, key: GroupKey, id: SnapshotId) {
+        let _ = self.jobs.send(Job::Delete { key, id });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u64, t: u64) -> SnapshotId {
+        SnapshotId {
+            index: Index(i),
+            term: Term(t),
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let n = name((7, 3), id(1200, 4));
+        assert_eq!(parse(&n), Some(((7, 3), id(1200, 4))));
+        assert_eq!(parse("7-3-1200.snap"), None);
+        assert_eq!(parse("a-3-1200-4.snap"), None);
+        assert_eq!(parse("7-3-1200-4.tmp"), None);
+    }
+
+    #[test]
+    fn open_keeps_the_newest_intact_file_of_live_incarnations_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, found) = open(tmp.path(), &HashMap::new()).unwrap();
+        assert!(found.is_empty());
+        d.save((1, 1), id(10, 1), b"ten", None).unwrap();
+        d.save((1, 1), id(20, 2), b"twenty", None).unwrap();
+        // A newer file that is damaged: the older intact one is used.
+        d.save((1, 1), id(30, 2), b"thirty", None).unwrap();
+        let p = tmp.path().join("snap").join(name((1, 1), id(30, 2)));
+        let mut b = fs::read(&p).unwrap();
+        *b.last_mut().unwrap() ^= 1;
+        fs::write(&p, b).unwrap();
+        // An older incarnation of group 1, and a removed group 2.
+        d.save((1, 0), id(50, 1), b"old", None).unwrap();
+        d.save((2, 1), id(5, 1), b"gone", None).unwrap();
+        fs::write(tmp.path().join("snap").join("junk.tmp"), b"x").unwrap();
+        let live = HashMap::from([(1, 1), (3, 1)]);
+        let (d, found) = open(tmp.path(), &live).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[&1].id, id(20, 2));
+        assert_eq!(found[&1].data, b"twenty");
+        let left: Vec<_> = fs::read_dir(tmp.path().join("snap"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, vec![name((1, 1), id(20, 2))]);
+        assert_eq!(d.read((1, 1), id(20, 2)).unwrap().unwrap(), b"twenty");
+        assert_eq!(d.read((1, 1), id(10, 1)).unwrap(), None);
+    }
+
+    #[test]
+    fn saves_replace_and_deletions_follow_saves_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, _) = open(tmp.path(), &HashMap::new()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let saver = Saver::start(d.clone(), tx).unwrap();
+        saver.save((4, 2), id(10, 1), b"a".to_vec(), None, Purpose::Taken);
+        saver.save(
+            (4, 2),
+            id(20, 1),
+            b"b".to_vec(),
+            Some(id(10, 1)),
+            Purpose::Installed,
+        );
+        saver.delete((4, 2), id(20, 1));
+        let first = rx.blocking_recv().unwrap();
+        assert_eq!((first.id, first.purpose), (id(10, 1), Purpose::Taken));
+        let second = rx.blocking_recv().unwrap();
+        assert_eq!((second.id, second.purpose), (id(20, 1), Purpose::Installed));
+        assert!(second.result.is_ok());
+        drop(saver);
+        // The deletion ran after both saves: nothing is left.
+        for _ in 0..100 {
+            if fs::read_dir(tmp.path().join("snap")).unwrap().count() == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("files left after the deletion");
+    }
+}
