@@ -156,10 +156,12 @@ async fn write_everywhere(hosts: &[&HostHandle], leaders: &[NodeId], tag: u8) {
     write_each(hosts, leaders, |g| vec![tag, g as u8]).await;
 }
 
-/// The command of round `r` to group `g`.
+/// The command of round `r` to group `g`, padded to 128 bytes (so that a snapshot of 400 of
+/// them takes two chunks).
 fn round_cmd(r: u32, g: u64) -> Vec<u8> {
     let mut c = r.to_le_bytes().to_vec();
     c.push(g as u8);
+    c.resize(128, 0xAB);
     c
 }
 
@@ -269,7 +271,7 @@ async fn snapshots_compact_logs_and_bring_a_lagging_host_back() {
         let mut c = config(id, dir.path(), &addrs);
         c.snapshot_every = 50;
         c.log_retention = 10;
-        c.wal.segment_bytes = 32 << 10;
+        c.wal.segment_bytes = 128 << 10;
         c
     };
     let mut apps: Vec<Applied> = (0..3).map(|_| Applied::default()).collect();
@@ -293,7 +295,7 @@ async fn snapshots_compact_logs_and_bring_a_lagging_host_back() {
             "{} entries held",
             s.log_entries
         );
-        // 200 writes of 20 groups fill many 32 KiB segments; the compacted ones are gone.
+        // 200 writes of 20 groups fill many 128 KiB segments; the compacted ones are gone.
         assert!(s.wal_segments <= 4, "{} segments kept", s.wal_segments);
     }
 
