@@ -54,16 +54,10 @@ impl GroupMachine for Applied {
 const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 
 fn config(id: u64, dir: &Path, addrs: &[SocketAddr]) -> HostConfig {
-    let peers = (1..=3u64)
-        .filter(|&p| p != id)
-        .map(|p| (NodeId(p), addrs[p as usize - 1]))
-        .collect();
-    let mut c = HostConfig::new(
-        NodeId(id),
-        dir.join(format!("host-{id}")),
-        addrs[id as usize - 1],
-        peers,
-    );
+    let members: Vec<(NodeId, SocketAddr)> =
+        VOTERS.iter().copied().zip(addrs.iter().copied()).collect();
+    let mut c =
+        HostConfig::of_members(NodeId(id), dir.join(format!("host-{id}")), &members).unwrap();
     c.tick = Duration::from_millis(50);
     c.liveness_timeout = Duration::from_millis(300);
     c

@@ -133,6 +133,19 @@ impl HostConfig {
             log_retention: 100,
         }
     }
+
+    /// A host with the defaults above, as process `id` of `members` (every process of the
+    /// cluster with its address, this one included: it listens on its own). `None` if `id` is
+    /// not among them.
+    pub fn of_members(
+        id: NodeId,
+        dir: impl Into<PathBuf>,
+        members: &[(NodeId, SocketAddr)],
+    ) -> Option<Self> {
+        let &(_, listen) = members.iter().find(|(m, _)| *m == id)?;
+        let peers = members.iter().copied().filter(|(m, _)| *m != id).collect();
+        Some(Self::new(id, dir, listen, peers))
+    }
 }
 
 /// Why a request to a host failed.
