@@ -356,7 +356,9 @@ pub enum Action<'a, P> {
         first_available: SnapshotId,
     },
     /// Stream mode, leader: read chunk `seq` of `snapshot` and hand it to
-    /// [`Node::snapshot_chunk`](crate::Node::snapshot_chunk) for follower `to`.
+    /// [`Node::snapshot_chunk`](crate::Node::snapshot_chunk) for follower `to`. If `snapshot`
+    /// is gone because a newer one replaced it, do nothing: once the follower has waited
+    /// `snapshot_resend_ticks`, the node starts the transfer over with its newest snapshot.
     ReadSnapshotChunk {
         /// The follower being brought up to date.
         to: NodeId,

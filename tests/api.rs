@@ -2640,6 +2640,8 @@ struct Installs {
     events: Vec<(NodeId, raftlet::InstallOutcome)>,
     /// `InstallSnapshotFromLeader` actions, as the leader named.
     fetches: Vec<NodeId>,
+    /// `ReadSnapshotChunk` actions: to whom, which snapshot, which chunk.
+    chunk_reads: Vec<(NodeId, raftlet::SnapshotId, u32)>,
 }
 
 fn drain_installs(node: &mut Big, store: &mut MemStore) -> Installs {
@@ -2657,6 +2659,9 @@ fn drain_installs(node: &mut Big, store: &mut MemStore) -> Installs {
             Action::ReadReady { id, index } => seen.ready.push((id, index)),
             Action::InstallComplete { peer, outcome } => seen.events.push((peer, outcome)),
             Action::InstallSnapshotFromLeader { leader, .. } => seen.fetches.push(leader),
+            Action::ReadSnapshotChunk { to, snapshot, seq } => {
+                seen.chunk_reads.push((to, snapshot, seq));
+            }
             _ => {}
         }
     }
@@ -3079,6 +3084,61 @@ fn a_queued_chunk_superseded_by_the_next_is_dropped() {
     }
     assert_eq!(chunks, [(NodeId(3), 101)]);
     assert_eq!(node.stats().dropped_sends, dropped + 1);
+}
+
+/// Stream mode: an application need not keep a snapshot that a newer one replaced. When the
+/// chunk of a stalled transfer is never supplied because its snapshot is gone, the next
+/// re-request after `snapshot_resend_ticks` starts the transfer over with the newest snapshot,
+/// even to a follower that last said it was installing (seed 193); with no newer snapshot the
+/// same chunk is asked for again.
+#[test]
+fn a_stalled_transfer_of_a_replaced_snapshot_starts_over_with_the_newest() {
+    let (mut node, mut store) = leader_sending_a_snapshot_to_3(|_| {});
+    let first = node.latest_snapshot();
+    let seen = drain_installs(&mut node, &mut store);
+    assert_eq!(seen.chunk_reads, [(NodeId(3), first, 0)]);
+    // The only chunk goes out and the follower says it is installing; the leader polls the
+    // install by asking for that chunk again (the same snapshot: none newer).
+    node.snapshot_chunk(NodeId(3), first, 0, 1, Some(5))
+        .unwrap();
+    let tag = install_tag(&drain_persisting(&mut node, &mut store), 3).unwrap();
+    let installing = Body::InstallSnapshotResponse {
+        tag,
+        result: raftlet::InstallResult::InProgress,
+    };
+    deliver(&mut node, &store, 3, installing);
+    let mut asked = Vec::new();
+    for _ in 0..3 {
+        node.tick(&store);
+        asked.extend(drain_installs(&mut node, &mut store).chunk_reads);
+    }
+    assert_eq!(asked, [(NodeId(3), first, 0)]);
+    // A newer snapshot replaces it (and the application deletes the old one).
+    for v in 10..13 {
+        node.propose(v, &store).unwrap();
+    }
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
+    drain_persisting(&mut node, &mut store);
+    let newer = raftlet::SnapshotId {
+        index: last,
+        term: node.term(),
+    };
+    node.snapshot_taken(newer, &store).unwrap();
+    let mut asked = Vec::new();
+    for _ in 0..3 {
+        node.tick(&store);
+        asked.extend(drain_installs(&mut node, &mut store).chunk_reads);
+    }
+    assert_eq!(asked, [(NodeId(3), newer, 0)]);
+    // The new transfer proceeds: its chunk is taken, the old one's refused.
+    assert_eq!(
+        node.snapshot_chunk(NodeId(3), first, 0, 1, None),
+        Err(raftlet::SnapshotError::UnexpectedChunk)
+    );
+    node.snapshot_chunk(NodeId(3), newer, 0, 2, Some(7))
+        .unwrap();
 }
 
 /// The node reports its snapshot mode as configured, and its latest snapshot as taken.

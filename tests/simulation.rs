@@ -177,10 +177,17 @@ fn print_one_seed_stats() {
 ///   reported down): a crashed node came back as a learner, which never campaigns, and its
 ///   leader stayed quiescent without it, so it never caught up. Fixed: the runner reports a
 ///   peer back (`report_peer_up`) and the leader wakes to bring it up to date.
+/// * 193 (liveness, applications that keep only their newest snapshot, found while a leader
+///   started a stalled transfer over with its newest snapshot only if it did not think the
+///   follower was installing): the follower took every chunk and answered that it was
+///   installing. The leader polls an install by sending the last chunk again, but its
+///   application no longer had that snapshot, and a transfer to a follower marked installing
+///   was never started over, so the leader never heard that the install had finished. Fixed: a
+///   stalled transfer of a replaced snapshot starts over whatever the follower last said.
 #[test]
 fn regression_seeds() {
     for seed in [
-        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497, 1781, 4952,
+        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497, 1781, 4952, 193,
     ] {
         common::run_seed(seed, 10_000);
     }

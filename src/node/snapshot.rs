@@ -576,6 +576,15 @@ where
             pr.resend_elapsed = 0;
             match mode {
                 SnapshotMode::Notify => self.send_notify(i, storage),
+                // A stream of a snapshot that a newer one replaced, stalled: the application
+                // may have deleted it (it is not bound to keep more than its newest), so the
+                // round starts over with the newest. A follower still installing the old one
+                // answers the new round's chunks as it answers re-sent ones.
+                SnapshotMode::Stream
+                    if pr.transfer.is_some_and(|(s, _)| s != self.latest_snapshot) =>
+                {
+                    self.start_snapshot(i, storage);
+                }
                 SnapshotMode::Stream => pr.chunk_due = pr.transfer.is_some(),
             }
         }
