@@ -4,9 +4,10 @@
 //! group from its shared log, and catches up. Plus the shared log's own recovery, compaction
 //! and segment deletion.
 
-use raftlet::{Index, NodeId, SnapshotId, Storage, Term};
+use raftlet::{Change, ConfChange, Index, NodeId, SnapshotId, Storage, Term};
 use raftlet_tokio::multi::{
-    GroupId, GroupLog, GroupMachine, HostConfig, HostHandle, SharedWal, WalOptions, start_host,
+    GroupId, GroupLog, GroupMachine, HostConfig, HostError, HostHandle, SharedWal, WalOptions,
+    start_host,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,9 +54,9 @@ impl GroupMachine for Applied {
 
 const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 
+/// Host `id` of the processes at `addrs` (process `i + 1` at `addrs[i]`).
 fn config(id: u64, dir: &Path, addrs: &[SocketAddr]) -> HostConfig {
-    let members: Vec<(NodeId, SocketAddr)> =
-        VOTERS.iter().copied().zip(addrs.iter().copied()).collect();
+    let members: Vec<(NodeId, SocketAddr)> = (1..).map(NodeId).zip(addrs.iter().copied()).collect();
     let mut c =
         HostConfig::of_members(NodeId(id), dir.join(format!("host-{id}")), &members).unwrap();
     c.tick = Duration::from_millis(50);
@@ -414,6 +415,183 @@ async fn a_recreated_group_never_restores_its_predecessors_snapshot() {
     h.shutdown().await;
     let (_, rec) = SharedWal::open(dir.path().join("solo"), WalOptions::default()).unwrap();
     assert!(rec[&5].epoch >= 2, "epoch {}", rec[&5].epoch);
+}
+
+/// Runs `change` on group `group` at whichever live host leads it, retrying while leadership
+/// or a previous change settles.
+async fn change(hosts: &[&HostHandle], group: GroupId, change: ConfChange) {
+    wait_for("a membership change", Duration::from_secs(30), || async {
+        for h in hosts {
+            match h.change_membership(group, change).await {
+                Ok(()) => return Some(()),
+                Err(HostError::NotLeader(_) | HostError::Membership(_)) => {}
+                Err(e) => panic!("group {group}: {e}"),
+            }
+        }
+        None
+    })
+    .await;
+}
+
+/// Membership changes per group: a fourth host joins every group as a learner (by snapshot, as
+/// its leaders compacted), then takes the place of one voter in each (a joint change), the
+/// replaced hosts drop their replicas, and the new host keeps its membership across a restart
+/// (from its snapshots' membership and its log). It then counts as a voter: with one of the
+/// others killed, every group still elects and commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_moves_to_a_new_host_and_keeps_its_membership() {
+    const GROUPS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
+    let cfg = |id: u64| {
+        let mut c = config(id, dir.path(), &addrs);
+        c.snapshot_every = 20;
+        c.log_retention = 5;
+        c
+    };
+    let mut apps: Vec<Applied> = (0..4).map(|_| Applied::default()).collect();
+    let mut hosts = start_three(cfg, &apps, GROUPS).await;
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    let leaders = wait_for("a leader in every group", Duration::from_secs(60), || {
+        agreed_leaders(&all, GROUPS)
+    })
+    .await;
+    write_rounds(&all, &leaders, 0..50).await;
+
+    // Host 4 is added to every group as a learner before it runs; the groups write on and
+    // compact, so the snapshot it will be sent holds the membership with it as a learner.
+    for g in 0..GROUPS {
+        change(&all, g, ConfChange::single(Change::AddLearner(NodeId(4)))).await;
+    }
+    write_rounds(&all, &leaders, 50..75).await;
+    // It joins: each group created with the current voters (a set it is not in).
+    let h4 = start_host(cfg(4), apps[3].clone()).await.unwrap();
+    for g in 0..GROUPS {
+        h4.create_group(g, &VOTERS).await.unwrap();
+    }
+    let applied = |n: usize| {
+        let m = apps[3].0.lock().unwrap();
+        (0..GROUPS)
+            .all(|g| m.get(&g).is_some_and(|c| c.len() == n))
+            .then_some(())
+    };
+    wait_for("host 4 to catch up", Duration::from_secs(30), || async {
+        applied(75)
+    })
+    .await;
+    let s4 = h4.status().await.unwrap();
+    assert_eq!(s4.installs, GROUPS, "host 4 caught up without snapshots");
+    // More writes, so that host 4 takes snapshots of its own as a learner; after a restart it
+    // is still one (its snapshots hold the membership it installed).
+    write_rounds(&all, &leaders, 75..100).await;
+    wait_for(
+        "host 4's own snapshots",
+        Duration::from_secs(30),
+        || async { (h4.status().await.ok()?.snapshots >= GROUPS).then_some(()) },
+    )
+    .await;
+    h4.kill();
+    apps[3] = Applied::default();
+    let h4 = start_host(cfg(4), apps[3].clone()).await.unwrap();
+    for g in 0..GROUPS {
+        let m = h4.members(g).await.unwrap();
+        assert_eq!(
+            m.learners(),
+            [NodeId(4)],
+            "group {g} after a restart as a learner"
+        );
+    }
+    // Then it replaces a follower of each group (joint: 4 in, the follower out).
+    let mut replaced = Vec::new();
+    for (g, l) in leaders.iter().enumerate() {
+        let out = VOTERS.iter().copied().find(|v| v != l).unwrap();
+        let c = ConfChange::single(Change::AddVoter(NodeId(4)))
+            .with(Change::Remove(out))
+            .unwrap();
+        change(&all, g as GroupId, c).await;
+        replaced.push(out);
+    }
+    let expected = |g: usize| -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = VOTERS
+            .iter()
+            .copied()
+            .chain([NodeId(4)])
+            .filter(|&v| v != replaced[g])
+            .collect();
+        v.sort();
+        v
+    };
+    let settled = || async {
+        for g in 0..GROUPS as usize {
+            let m = h4.members(g as GroupId).await.ok()?;
+            let mut v = m.voters().to_vec();
+            v.sort();
+            if m.is_joint() || !m.learners().is_empty() || v != expected(g) {
+                return None;
+            }
+        }
+        Some(())
+    };
+    wait_for(
+        "the joint configurations to be left",
+        Duration::from_secs(30),
+        settled,
+    )
+    .await;
+    for (g, out) in replaced.iter().enumerate() {
+        hosts[out.0 as usize - 1]
+            .remove_group(g as GroupId)
+            .await
+            .unwrap();
+    }
+    hosts.push(h4);
+    let all: Vec<&HostHandle> = hosts.iter().collect();
+    let leaders = wait_for("leaders", Duration::from_secs(30), || {
+        agreed_leaders(&all, GROUPS)
+    })
+    .await;
+    write_rounds(&all, &leaders, 100..125).await;
+
+    // Host 4 restarts: the membership comes back from its snapshot and log.
+    hosts[3].kill();
+    apps[3] = Applied::default();
+    hosts[3] = start_host(cfg(4), apps[3].clone()).await.unwrap();
+    let h4 = &hosts[3];
+    for g in 0..GROUPS as usize {
+        let m = h4.members(g as GroupId).await.unwrap();
+        let mut v = m.voters().to_vec();
+        v.sort();
+        assert_eq!(v, expected(g), "group {g} after the restart");
+    }
+    // Host 2 is killed: every group it is still in needs host 4's vote and acknowledgements.
+    hosts[1].kill();
+    let live: Vec<&HostHandle> = hosts.iter().filter(|h| h.id() != NodeId(2)).collect();
+    let leaders = wait_for("leaders without host 2", Duration::from_secs(30), || {
+        agreed_leaders(&live, GROUPS)
+    })
+    .await;
+    write_rounds(&live, &leaders, 125..135).await;
+    wait_for(
+        "host 4 to apply everything",
+        Duration::from_secs(30),
+        || async {
+            let m = apps[3].0.lock().unwrap();
+            (0..GROUPS)
+                .all(|g| m.get(&g).is_some_and(|c| c.len() == 135))
+                .then_some(())
+        },
+    )
+    .await;
+    let m = apps[3].0.lock().unwrap();
+    for g in 0..GROUPS {
+        let cmds: Vec<Vec<u8>> = m[&g].iter().map(|(_, c)| c.clone()).collect();
+        let want: Vec<Vec<u8>> = (0..135u32).map(|r| round_cmd(r, g)).collect();
+        assert_eq!(cmds, want, "group {g} on host 4");
+    }
+    drop(m);
+    for h in &hosts {
+        h.kill();
+    }
 }
 
 async fn futures_status(hosts: &[&HostHandle]) -> Vec<raftlet_tokio::multi::HostStatus> {

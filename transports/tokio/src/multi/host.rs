@@ -34,8 +34,8 @@ use crate::storage::{LogStore, Payload};
 use raftlet::wire::Codec;
 use raftlet::wire::group::{self, GroupFrameReader};
 use raftlet::{
-    Action, Config, EntryData, Index, InstallError, Node, NodeId, ProposeError, Role, SnapshotId,
-    SnapshotMeta, Storage, Term,
+    Action, ConfChange, Config, EntryData, Index, InstallError, Membership, MembershipError, Node,
+    NodeId, ProposeError, Role, SnapshotId, SnapshotMeta, Storage, Term,
 };
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -49,9 +49,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-/// A group's replica: groups of up to 3 voters, 64 unstable entries, 8 entries per append, 4
+/// Members of a group at most (voters and learners, both sides of a joint configuration):
+/// room for a three-voter group to move a replica (a fourth joins as a learner, then takes
+/// one's place) or to grow to five voters.
+pub const MEMBERS: usize = 5;
+
+/// A group's membership.
+pub type GroupMembership = Membership<MEMBERS>;
+
+/// A group's replica: up to [`MEMBERS`] members, 64 unstable entries, 8 entries per append, 4
 /// appends in flight, 32 queued sends, 2 pending reads.
-pub type GroupNode = Node<Payload, 3, 64, 8, 4, 32, 2>;
+pub type GroupNode = Node<Payload, MEMBERS, 64, 8, 4, 32, 2>;
 
 /// The application: one state machine per group, or one for all keyed by group.
 pub trait GroupMachine: Send + 'static {
@@ -163,8 +171,11 @@ pub enum HostError {
     LeadershipLost,
     /// The host stopped: a command may or may not be applied.
     Stopped,
-    /// A bad request (a group with no voters, or more than 3).
+    /// A bad request (a group with no voters, or more members than [`MEMBERS`]).
     Invalid,
+    /// A membership change refused: another one is pending, a transfer is in progress, or the
+    /// change is impossible from the current membership. Not applied.
+    Membership(MembershipError),
 }
 
 impl std::fmt::Display for HostError {
@@ -226,6 +237,15 @@ enum Cmd {
         command: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, HostError>>,
     },
+    ChangeMembership {
+        group: GroupId,
+        change: ConfChange,
+        reply: oneshot::Sender<Result<Vec<u8>, HostError>>,
+    },
+    Members {
+        group: GroupId,
+        reply: oneshot::Sender<Option<GroupMembership>>,
+    },
     Leaders {
         reply: oneshot::Sender<Vec<(GroupId, Option<NodeId>, Term)>>,
     },
@@ -271,6 +291,11 @@ impl HostHandle {
     /// Creates a replica of group `group` (voters: process ids) here; every voter's host must
     /// create it too. Answers once the creation is durable.
     ///
+    /// To add this host to a group that runs elsewhere, create the group here with its current
+    /// voters (a set this host is not in): the replica waits, and never campaigns, until the
+    /// group's leader adds it ([`change_membership`](Self::change_membership)) and sends it the
+    /// log or a snapshot.
+    ///
     /// # Errors
     /// [`HostError::Exists`], [`HostError::Invalid`], [`HostError::Stopped`].
     pub async fn create_group(&self, group: GroupId, voters: &[NodeId]) -> Result<(), HostError> {
@@ -304,6 +329,38 @@ impl HostHandle {
             reply,
         })
         .await?
+    }
+
+    /// Changes group `group`'s membership ([`ConfChange`]: add or remove voters and learners,
+    /// several at once through a joint configuration that the leader leaves by itself); this
+    /// host must lead the group. Answers once the change is applied here. A host that a change
+    /// removes keeps its replica until it is told to [`remove_group`](Self::remove_group).
+    ///
+    /// # Errors
+    /// [`HostError::NotLeader`], [`HostError::Membership`], [`HostError::Full`],
+    /// [`HostError::LeadershipLost`] (it may or may not take effect), [`HostError::NoGroup`].
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: ConfChange,
+    ) -> Result<(), HostError> {
+        self.ask(|reply| Cmd::ChangeMembership {
+            group,
+            change,
+            reply,
+        })
+        .await?
+        .map(|_| ())
+    }
+
+    /// Group `group`'s membership as this replica uses it (the latest in its log).
+    ///
+    /// # Errors
+    /// [`HostError::NoGroup`], [`HostError::Stopped`].
+    pub async fn members(&self, group: GroupId) -> Result<GroupMembership, HostError> {
+        self.ask(|reply| Cmd::Members { group, reply })
+            .await?
+            .ok_or(HostError::NoGroup)
     }
 
     /// Every group's leader as this replica knows it, and its term.
@@ -359,6 +416,10 @@ struct Group {
     saving: bool,
     /// Chunks of a snapshot a leader is sending.
     staging: Option<(SnapshotId, Vec<u8>)>,
+    /// A snapshot restored from a leader, reported once its file is durable.
+    installing: Option<SnapshotMeta<MEMBERS>>,
+    /// The membership after the last applied entry (saved with snapshots).
+    membership: GroupMembership,
 }
 
 /// A frame being built for one peer process: the length prefix, the header, the items.
@@ -476,16 +537,26 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
         if r.voters.is_empty() {
             continue; // records of a group whose creation was compacted away and never named
         }
-        let snap = match found.remove(&g) {
+        let created = GroupMembership::new(&r.voters)
+            .map_err(|e| io::Error::other(format!("group {g}: {e}")))?;
+        let (snap, membership) = match found.remove(&g) {
             Some(f) => {
                 host.machine.restore(g, &f.data).map_err(|e| {
                     io::Error::other(format!("group {g}: restoring {:?}: {e}", f.id))
                 })?;
-                f.id
+                (f.id, f.membership)
             }
-            None => SnapshotId::ZERO,
+            None => (SnapshotId::ZERO, created),
         };
-        host.add_group(g, r.epoch, &r.voters, r.log, snap)?;
+        // The log is compacted only behind a durable snapshot: a log that starts later than
+        // the newest snapshot lost what it compacted (a damaged snapshot file).
+        if r.log.snapshot().index > snap.index {
+            return Err(io::Error::other(format!(
+                "group {g}: its log starts after {:?}, its newest intact snapshot is {snap:?}",
+                r.log.snapshot()
+            )));
+        }
+        host.add_group(g, r.epoch, membership, r.log, snap)?;
     }
     let id = host.cfg.id;
     let main = tokio::spawn(async move {
@@ -570,29 +641,28 @@ async fn peer_writer(addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>, dropped:
 }
 
 impl<M: GroupMachine> Host<M> {
-    fn group_config(&self, group: GroupId, voters: &[NodeId]) -> Result<Config<3>, HostError> {
-        let mut c = Config::<3>::new(self.cfg.id, voters).map_err(|_| HostError::Invalid)?;
+    fn group_config(&self, group: GroupId, membership: GroupMembership) -> Config<MEMBERS> {
+        let mut c = Config::with_membership(self.cfg.id, membership);
         c.election_ticks = self.cfg.election_ticks;
         c.heartbeat_ticks = self.cfg.heartbeat_ticks;
         c.quiesce = true;
         c.max_inflight = 4;
         c.seed = (self.cfg.id.0 << 48) ^ group.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         c.log_retention = self.cfg.log_retention;
-        Ok(c)
+        c
     }
 
-    /// Adds a replica: `snap` is the snapshot the application was restored from (`ZERO`: none).
+    /// Adds a replica: `snap` is the snapshot the application was restored from (`ZERO`: none)
+    /// and `membership` the one at it (at the creation if none).
     fn add_group(
         &mut self,
         group: GroupId,
         epoch: u64,
-        voters: &[NodeId],
+        membership: GroupMembership,
         log: GroupLog,
         snap: SnapshotId,
     ) -> io::Result<()> {
-        let mut c = self
-            .group_config(group, voters)
-            .map_err(|e| io::Error::other(format!("group {group}: {e}")))?;
+        let mut c = self.group_config(group, membership.clone());
         c.snapshot = snap;
         c.applied = snap.index;
         let node =
@@ -608,6 +678,8 @@ impl<M: GroupMachine> Host<M> {
                 snap,
                 saving: false,
                 staging: None,
+                installing: None,
+                membership,
             },
         );
         self.awake.insert(group);
@@ -820,12 +892,12 @@ impl<M: GroupMachine> Host<M> {
             } => {
                 if self.groups.contains_key(&group) {
                     let _ = reply.send(Err(HostError::Exists));
-                } else if self.group_config(group, &voters).is_err() {
-                    let _ = reply.send(Err(HostError::Invalid));
-                } else {
+                } else if let Ok(m) = GroupMembership::new(&voters) {
                     let epoch = self.wal.create_group(group, &voters)?;
-                    self.add_group(group, epoch, &voters, GroupLog::default(), SnapshotId::ZERO)?;
+                    self.add_group(group, epoch, m, GroupLog::default(), SnapshotId::ZERO)?;
                     self.batch.push(Pending::Done(reply));
+                } else {
+                    let _ = reply.send(Err(HostError::Invalid));
                 }
             }
             Cmd::Remove { group, reply } => match self.groups.remove(&group) {
@@ -848,23 +920,27 @@ impl<M: GroupMachine> Host<M> {
                 group,
                 command,
                 reply,
-            } => {
-                let Some(grp) = self.groups.get_mut(&group) else {
-                    let _ = reply.send(Err(HostError::NoGroup));
-                    return Ok(false);
-                };
-                match grp.node.propose(command, &grp.log) {
-                    Ok(index) => {
-                        grp.waiters.insert(index, (grp.node.term(), reply));
-                        self.mark(group);
-                    }
-                    Err(ProposeError::NotLeader { leader, .. }) => {
-                        let _ = reply.send(Err(HostError::NotLeader(leader)));
-                    }
-                    Err(_) => {
-                        let _ = reply.send(Err(HostError::Full));
-                    }
-                }
+            } => self.submit(group, reply, |grp| {
+                grp.node.propose(command, &grp.log).map_err(|e| match e {
+                    ProposeError::NotLeader { leader, .. } => HostError::NotLeader(leader),
+                    _ => HostError::Full,
+                })
+            }),
+            Cmd::ChangeMembership {
+                group,
+                change,
+                reply,
+            } => self.submit(group, reply, |grp| {
+                grp.node
+                    .propose_conf_change(change, &grp.log)
+                    .map_err(|e| match e {
+                        MembershipError::NotLeader { leader } => HostError::NotLeader(leader),
+                        MembershipError::Full => HostError::Full,
+                        e => HostError::Membership(e),
+                    })
+            }),
+            Cmd::Members { group, reply } => {
+                let _ = reply.send(self.groups.get(&group).map(|g| g.node.membership().clone()));
             }
             Cmd::Leaders { reply } => {
                 let _ = reply.send(
@@ -907,6 +983,29 @@ impl<M: GroupMachine> Host<M> {
         Ok(false)
     }
 
+    /// Appends an entry to `group`'s log with `append`; `reply` is answered once it is applied
+    /// here, or at once if it could not be appended.
+    fn submit(
+        &mut self,
+        group: GroupId,
+        reply: Reply,
+        append: impl FnOnce(&mut Group) -> Result<Index, HostError>,
+    ) {
+        let Some(grp) = self.groups.get_mut(&group) else {
+            let _ = reply.send(Err(HostError::NoGroup));
+            return;
+        };
+        match append(grp) {
+            Ok(index) => {
+                grp.waiters.insert(index, (grp.node.term(), reply));
+                self.mark(group);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     /// Drains every group an input touched.
     fn drain(&mut self) -> io::Result<()> {
         let dirty = std::mem::take(&mut self.dirty);
@@ -931,6 +1030,8 @@ impl<M: GroupMachine> Host<M> {
             snap,
             saving,
             staging,
+            installing,
+            membership,
             ..
         } = grp;
         while let Some(action) = node.poll_action() {
@@ -964,7 +1065,14 @@ impl<M: GroupMachine> Host<M> {
                         if let Some(e) = log.get(i) {
                             let answer = match &e.data {
                                 EntryData::Normal(cmd) => Some(self.machine.apply(g, i, cmd)),
-                                _ => None,
+                                EntryData::Membership(c) => {
+                                    match membership.apply(c) {
+                                        Ok(m) => *membership = m,
+                                        Err(e) => log::warn!("group {g}: change at {i}: {e}"),
+                                    }
+                                    Some(Vec::new())
+                                }
+                                EntryData::Noop => None,
                             };
                             if let Some((term, w)) = waiters.remove(&i) {
                                 let _ = w.send(if term == e.term {
@@ -1016,15 +1124,23 @@ impl<M: GroupMachine> Host<M> {
                         .map(|(_, body)| body);
                     let restored = match body {
                         None => Err("checksum".to_string()),
-                        Some(body) => self.machine.restore(g, &body).map(|()| body),
+                        Some(body) => match snaps::decode(&body) {
+                            None => Err("not a snapshot body".to_string()),
+                            Some((m, data)) => self.machine.restore(g, &data).map(|()| (m, body)),
+                        },
                     };
                     match restored {
                         // Reported once the file is durable (`on_saved`).
-                        Ok(body) => {
+                        Ok((m, body)) => {
                             let replaces = (*snap != SnapshotId::ZERO).then_some(*snap);
                             self.saver
                                 .save(key, snapshot, body, replaces, Purpose::Installed);
                             *snap = snapshot;
+                            *membership = m.clone();
+                            *installing = Some(SnapshotMeta {
+                                id: snapshot,
+                                membership: m,
+                            });
                         }
                         Err(e) => {
                             log::warn!("group {g}: snapshot {snapshot:?} not restored: {e}");
@@ -1060,8 +1176,8 @@ impl<M: GroupMachine> Host<M> {
                 term,
             };
             let replaces = (*snap != SnapshotId::ZERO).then_some(*snap);
-            let data = self.machine.snapshot(g);
-            self.saver.save(key, id, data, replaces, Purpose::Taken);
+            let body = snaps::encode(membership, &self.machine.snapshot(g));
+            self.saver.save(key, id, body, replaces, Purpose::Taken);
             *snap = id;
             *saving = true;
         }
@@ -1090,11 +1206,9 @@ impl<M: GroupMachine> Host<M> {
                 }
             }
             Purpose::Installed => {
-                let meta = SnapshotMeta {
-                    id: s.id,
-                    membership: grp.node.membership().clone(),
-                };
-                if grp.node.snapshot_installed(Ok(meta), &grp.log).is_ok() {
+                if let Some(meta) = grp.installing.take().filter(|m| m.id == s.id)
+                    && grp.node.snapshot_installed(Ok(meta), &grp.log).is_ok()
+                {
                     self.status.installs += 1;
                 }
             }

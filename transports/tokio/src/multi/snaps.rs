@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! `snap/<group>-<epoch>-<index>-<term>.snap`, one file per snapshot kept:
-//! `magic (4) | crc32 of the body (4) | body`, the body being the state machine's bytes for that
-//! group at that index. The epoch is the group's incarnation in the shared log
+//! `magic (4) | crc32 of the body (4) | body`, the body being the postcard encoding of the
+//! group's membership at that index and the state machine's bytes ([`encode`]); a leader
+//! streams the body as it is. The epoch is the group's incarnation in the shared log
 //! ([`super::wal`]): files of another incarnation of the same group id are never read.
 //!
 //! # Invariants
@@ -18,6 +19,7 @@
 //! A group keeps at most two files: the newest, and the one it replaces until the new one is
 //! durable.
 
+use super::host::GroupMembership;
 use super::wal::GroupId;
 use crate::storage::write_atomic;
 use raftlet::{Index, SnapshotId, Term};
@@ -33,6 +35,16 @@ pub const CHUNK: usize = 32 << 10;
 
 /// Which incarnation of which group.
 pub type GroupKey = (GroupId, u64);
+
+/// A snapshot's body: the membership at its index and the state machine's bytes.
+pub fn encode(membership: &GroupMembership, data: &[u8]) -> Vec<u8> {
+    postcard::to_allocvec(&(membership, data)).expect("a membership and bytes serialize")
+}
+
+/// The membership and the state machine's bytes of a body, if it is one.
+pub fn decode(body: &[u8]) -> Option<(GroupMembership, Vec<u8>)> {
+    postcard::from_bytes(body).ok()
+}
 
 fn name(key: GroupKey, id: SnapshotId) -> String {
     format!(
@@ -82,6 +94,8 @@ pub struct SnapDir {
 pub struct Found {
     /// The snapshot.
     pub id: SnapshotId,
+    /// The membership at its index.
+    pub membership: GroupMembership,
     /// The state machine's bytes.
     pub data: Vec<u8>,
 }
@@ -116,8 +130,15 @@ pub fn open(
         let mut kept = false;
         while let Some(id) = ids.pop() {
             let path = dir.join(name(key, id));
-            if !kept && let Some(data) = read_body(&path)? {
-                found.insert(key.0, Found { id, data });
+            if !kept && let Some((membership, data)) = read_body(&path)?.and_then(|b| decode(&b)) {
+                found.insert(
+                    key.0,
+                    Found {
+                        id,
+                        membership,
+                        data,
+                    },
+                );
                 kept = true;
                 continue;
             }
@@ -145,7 +166,8 @@ impl SnapDir {
         read_body(&self.dir.join(name(key, id)))
     }
 
-    /// Saves `key`'s snapshot `id` durably, then deletes its snapshot `replaces` (if any).
+    /// Saves `key`'s snapshot `id` (its [`encode`]d body) durably, then deletes its snapshot
+    /// `replaces` (if any).
     ///
     /// # Errors
     /// I/O errors.
@@ -153,13 +175,13 @@ impl SnapDir {
         &self,
         key: GroupKey,
         id: SnapshotId,
-        data: &[u8],
+        body: &[u8],
         replaces: Option<SnapshotId>,
     ) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(8 + data.len());
+        let mut bytes = Vec::with_capacity(8 + body.len());
         bytes.extend_from_slice(&MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-        bytes.extend_from_slice(data);
+        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes.extend_from_slice(body);
         write_atomic(&self.dir.join(name(key, id)), &bytes)?;
         if let Some(old) = replaces.filter(|&o| o != id) {
             self.delete(key, old)?;
@@ -193,7 +215,7 @@ enum Job {
     Save {
         key: GroupKey,
         id: SnapshotId,
-        data: Vec<u8>,
+        body: Vec<u8>,
         replaces: Option<SnapshotId>,
         purpose: Purpose,
     },
@@ -241,11 +263,11 @@ impl Saver {
                         Job::Save {
                             key,
                             id,
-                            data,
+                            body,
                             replaces,
                             purpose,
                         } => {
-                            let result = dir.save(key, id, &data, replaces);
+                            let result = dir.save(key, id, &body, replaces);
                             if done
                                 .send(Saved {
                                     key,
@@ -269,19 +291,20 @@ impl Saver {
         Ok(Self { jobs })
     }
 
-    /// Saves `key`'s snapshot `id` and then deletes `replaces`; reports on the channel.
+    /// Saves `key`'s snapshot `id` (its [`encode`]d body) and then deletes `replaces`; reports
+    /// on the channel.
     pub fn save(
         &self,
         key: GroupKey,
         id: SnapshotId,
-        data: Vec<u8>,
+        body: Vec<u8>,
         replaces: Option<SnapshotId>,
         purpose: Purpose,
     ) {
         let _ = self.jobs.send(Job::Save {
             key,
             id,
-            data,
+            body,
             replaces,
             purpose,
         });
@@ -313,34 +336,45 @@ mod tests {
         assert_eq!(parse("7-3-1200-4.tmp"), None);
     }
 
+    fn body(data: &[u8]) -> Vec<u8> {
+        let m = GroupMembership::new(&[raftlet::NodeId(1), raftlet::NodeId(4)]).unwrap();
+        encode(&m, data)
+    }
+
     #[test]
     fn open_keeps_the_newest_intact_file_of_live_incarnations_only() {
         let tmp = tempfile::tempdir().unwrap();
         let (d, found) = open(tmp.path(), &HashMap::new()).unwrap();
         assert!(found.is_empty());
-        d.save((1, 1), id(10, 1), b"ten", None).unwrap();
-        d.save((1, 1), id(20, 2), b"twenty", None).unwrap();
+        d.save((1, 1), id(10, 1), &body(b"ten"), None).unwrap();
+        d.save((1, 1), id(20, 2), &body(b"twenty"), None).unwrap();
         // A newer file that is damaged: the older intact one is used.
-        d.save((1, 1), id(30, 2), b"thirty", None).unwrap();
+        d.save((1, 1), id(30, 2), &body(b"thirty"), None).unwrap();
         let p = tmp.path().join("snap").join(name((1, 1), id(30, 2)));
         let mut b = fs::read(&p).unwrap();
         *b.last_mut().unwrap() ^= 1;
         fs::write(&p, b).unwrap();
         // An older incarnation of group 1, and a removed group 2.
-        d.save((1, 0), id(50, 1), b"old", None).unwrap();
-        d.save((2, 1), id(5, 1), b"gone", None).unwrap();
+        d.save((1, 0), id(50, 1), &body(b"old"), None).unwrap();
+        d.save((2, 1), id(5, 1), &body(b"gone"), None).unwrap();
+        // Intact bytes that are not a body.
+        d.save((3, 1), id(9, 1), b"not a body", None).unwrap();
         fs::write(tmp.path().join("snap").join("junk.tmp"), b"x").unwrap();
         let live = HashMap::from([(1, 1), (3, 1)]);
         let (d, found) = open(tmp.path(), &live).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[&1].id, id(20, 2));
         assert_eq!(found[&1].data, b"twenty");
+        assert_eq!(
+            found[&1].membership.voters(),
+            [raftlet::NodeId(1), raftlet::NodeId(4)]
+        );
         let left: Vec<_> = fs::read_dir(tmp.path().join("snap"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, vec![name((1, 1), id(20, 2))]);
-        assert_eq!(d.read((1, 1), id(20, 2)).unwrap().unwrap(), b"twenty");
+        assert_eq!(d.read((1, 1), id(20, 2)).unwrap().unwrap(), body(b"twenty"));
         assert_eq!(d.read((1, 1), id(10, 1)).unwrap(), None);
     }
 
