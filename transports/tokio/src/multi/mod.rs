@@ -20,9 +20,10 @@
 //! * **Snapshots per group** ([`snaps`]): a group snapshots its state machine every
 //!   [`HostConfig::snapshot_every`] applied entries and compacts its log, in memory and in the
 //!   shared log; a follower its leader's log no longer reaches is sent the snapshot in chunks.
-//!
-//! What the host does not do yet: membership changes of a group after its creation (each has
-//! up to 3 voters, fixed when it is created).
+//! * **Membership per group**: each group is created with its own voters and changed at run
+//!   time ([`HostHandle::change_membership`]: learners, voters, several at once through a joint
+//!   configuration), up to [`host::MEMBERS`] members; a host joins a running group by creating
+//!   it with the group's current voters, and is brought up by its leader's log or snapshot.
 
 pub mod control;
 pub mod host;
