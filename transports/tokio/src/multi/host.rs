@@ -22,6 +22,13 @@
 //! own copy of the file is durable. A restarting host restores every group from its newest
 //! snapshot and applies the log after it.
 //!
+//! On the host's task, and so in the way of every group: the application's `snapshot` and
+//! `restore` calls, and reading a snapshot file when a follower needs it (once per transfer;
+//! the body stays in memory until the transfer ends or the leader is deposed). Writing and
+//! syncing files runs on the snapshot thread. The host suits groups with small states; a large
+//! state machine makes `snapshot` cheap (copy-on-write) or runs one group per
+//! [`runner`](crate::runner).
+//!
 //! # Frames
 //! Length-prefixed (4 bytes, little endian) on TCP. A frame is a group frame
 //! (`raftlet::wire::group`), or a ping: a `0` byte and the sender's process id as a varint
@@ -1158,9 +1165,15 @@ impl<M: GroupMachine> Host<M> {
                 _ => {}
             }
         }
-        if node.role() != Role::Leader && !waiters.is_empty() {
-            for (_, (_, w)) in waiters.drain() {
-                let _ = w.send(Err(HostError::LeadershipLost));
+        if node.role() != Role::Leader {
+            if !waiters.is_empty() {
+                for (_, (_, w)) in waiters.drain() {
+                    let _ = w.send(Err(HostError::LeadershipLost));
+                }
+            }
+            // A deposed leader streams no more.
+            if !self.sending.is_empty() {
+                self.sending.remove(&g);
             }
         }
         // A snapshot once enough has been applied since the last one: saved off this task,
