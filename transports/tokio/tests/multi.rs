@@ -594,6 +594,34 @@ async fn a_replica_moves_to_a_new_host_and_keeps_its_membership() {
     }
 }
 
+/// A peer that is down costs a connection attempt at most every 200 ms, not one per frame:
+/// pings go to it every tick (20 ms here) and are dropped meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_peer_is_not_dialled_for_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (me, nobody) = (free_addr(), free_addr());
+    let mut c = HostConfig::new(NodeId(1), dir.path(), me, vec![(NodeId(2), nobody)]);
+    c.tick = Duration::from_millis(20);
+    let h = start_host(c, Applied::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = h.status().await.unwrap();
+    h.shutdown().await;
+    println!(
+        "{} connection attempts, {} frames dropped",
+        s.connects, s.frames_dropped
+    );
+    assert!(
+        s.frames_dropped >= 30,
+        "{} frames dropped",
+        s.frames_dropped
+    );
+    assert!(
+        (2..=7).contains(&s.connects),
+        "{} connection attempts",
+        s.connects
+    );
+}
+
 async fn futures_status(hosts: &[&HostHandle]) -> Vec<raftlet_tokio::multi::HostStatus> {
     let mut v = Vec::new();
     for h in hosts {

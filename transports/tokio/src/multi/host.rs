@@ -207,6 +207,9 @@ pub struct HostStatus {
     pub messages_sent: u64,
     /// Frames dropped (a peer's queue full, or no connection).
     pub frames_dropped: u64,
+    /// Connections to peers attempted (one per peer, then again after a failure, at most
+    /// every 200 ms while it is down).
+    pub connects: u64,
     /// `fdatasync`s of the shared log.
     pub syncs: u64,
     /// Persists acknowledged after a sync.
@@ -463,6 +466,7 @@ struct Host<M: GroupMachine> {
     sync_tx: mpsc::UnboundedSender<io::Result<()>>,
     status: HostStatus,
     dropped: Arc<AtomicU64>,
+    connects: Arc<AtomicU64>,
     /// Ticks run.
     ticks: u64,
     /// Groups to campaign in, at a tick: the failed leader's successor is this host.
@@ -499,11 +503,12 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(4096);
     let (sync_tx, sync_rx) = mpsc::unbounded_channel();
     let dropped = Arc::new(AtomicU64::new(0));
+    let connects = Arc::new(AtomicU64::new(0));
     let now = Instant::now();
     let mut peers = Vec::new();
     for &(id, paddr) in &cfg.peers {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
-        let t = tokio::spawn(peer_writer(paddr, rx, dropped.clone()));
+        let t = tokio::spawn(peer_writer(paddr, rx, dropped.clone(), connects.clone()));
         tasks.lock().expect("tasks").push(t.abort_handle());
         let mut buf = vec![0u8; LENGTH_PREFIX + cfg.max_frame];
         let header = group::encode_header(&codec, &mut buf[LENGTH_PREFIX..])
@@ -533,6 +538,7 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
         sync_tx,
         status: HostStatus::default(),
         dropped,
+        connects,
         ticks: 0,
         campaigns: Vec::new(),
         snaps: snap_dir,
@@ -612,8 +618,18 @@ async fn peer_reader(stream: TcpStream, in_tx: mpsc::Sender<Vec<u8>>, max_frame:
     }
 }
 
-async fn peer_writer(addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>, dropped: Arc<AtomicU64>) {
+/// How long a peer writer waits after a failed connection attempt before it tries again
+/// (frames meanwhile are dropped, as Raft tolerates).
+const RECONNECT_AFTER: Duration = Duration::from_millis(200);
+
+async fn peer_writer(
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    dropped: Arc<AtomicU64>,
+    connects: Arc<AtomicU64>,
+) {
     let mut conn: Option<TcpStream> = None;
+    let mut failed_at: Option<tokio::time::Instant> = None;
     let mut out = Vec::with_capacity(256 << 10);
     while let Some(frame) = rx.recv().await {
         out.clear();
@@ -628,12 +644,16 @@ async fn peer_writer(addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>, dropped:
                 Err(_) => break,
             }
         }
-        if conn.is_none() {
+        if conn.is_none() && failed_at.is_none_or(|t| t.elapsed() >= RECONNECT_AFTER) {
+            connects.fetch_add(1, Ordering::Relaxed);
             let c =
                 tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await;
             if let Ok(Ok(c)) = c {
                 let _ = c.set_nodelay(true);
                 conn = Some(c);
+                failed_at = None;
+            } else {
+                failed_at = Some(tokio::time::Instant::now());
             }
         }
         let Some(c) = conn.as_mut() else {
@@ -967,6 +987,7 @@ impl<M: GroupMachine> Host<M> {
                     .filter(|g| g.node.role() == Role::Leader)
                     .count();
                 s.frames_dropped += self.dropped.load(Ordering::Relaxed);
+                s.connects = self.connects.load(Ordering::Relaxed);
                 s.peers_down = self
                     .peers
                     .iter()
