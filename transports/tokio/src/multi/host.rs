@@ -1240,7 +1240,8 @@ impl<M: GroupMachine> Host<M> {
                 }
             }
             Purpose::Installed => {
-                if let Some(meta) = grp.installing.take().filter(|m| m.id == s.id)
+                // Only the install this save is of (a later one keeps waiting for its own).
+                if let Some(meta) = grp.installing.take_if(|m| m.id == s.id)
                     && grp.node.snapshot_installed(Ok(meta), &grp.log).is_ok()
                 {
                     self.status.installs += 1;
