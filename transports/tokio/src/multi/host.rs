@@ -34,7 +34,7 @@
 //! (`raftlet::wire::group`), or a ping: a `0` byte and the sender's process id as a varint
 //! (version 0 is no wire version, so the two cannot be confused).
 
-use super::snaps::{self, CHUNK, GroupKey, Purpose, Saved, Saver, SnapDir};
+use super::snaps::{self, GroupKey, Purpose, Saved, Saver, SnapDir, Staging};
 use super::wal::{GroupId, GroupLog, SharedWal, WalOptions};
 use crate::net::read_frame;
 use crate::storage::{LogStore, Payload};
@@ -425,7 +425,7 @@ struct Group {
     /// A snapshot taken here is being saved.
     saving: bool,
     /// Chunks of a snapshot a leader is sending.
-    staging: Option<(SnapshotId, Vec<u8>)>,
+    staging: Staging,
     /// A snapshot restored from a leader, reported once its file is durable.
     installing: Option<SnapshotMeta<MEMBERS>>,
     /// The membership after the last applied entry (saved with snapshots).
@@ -704,7 +704,7 @@ impl<M: GroupMachine> Host<M> {
                 epoch,
                 snap,
                 saving: false,
-                staging: None,
+                staging: Staging::default(),
                 installing: None,
                 membership,
             },
@@ -1122,15 +1122,10 @@ impl<M: GroupMachine> Host<M> {
                     // A snapshot replaced meanwhile: the node asks again for its newest.
                     let Some(body) = body else { continue };
                     self.sending.insert(g, (snapshot, body.clone()));
-                    let start = seq as usize * CHUNK;
-                    if start > body.len() || (start == body.len() && start > 0) {
-                        continue;
-                    }
-                    let end = (start + CHUNK).min(body.len());
-                    let checksum = (end == body.len()).then(|| u64::from(crc32fast::hash(&body)));
-                    if node
-                        .snapshot_chunk(to, snapshot, seq, body[start..end].to_vec(), checksum)
-                        .is_ok()
+                    if let Some((part, sum)) = snaps::chunk(&body, seq)
+                        && node
+                            .snapshot_chunk(to, snapshot, seq, part.to_vec(), sum)
+                            .is_ok()
                     {
                         self.status.chunks_sent += 1;
                     }
@@ -1139,18 +1134,9 @@ impl<M: GroupMachine> Host<M> {
                     snapshot,
                     seq,
                     data,
-                } => match staging {
-                    Some((id, buf)) if *id == snapshot && seq > 0 => buf.extend_from_slice(data),
-                    _ => *staging = Some((snapshot, data.clone())),
-                },
+                } => staging.push(snapshot, seq, data),
                 Action::RestoreSnapshot { snapshot, checksum } => {
-                    let body = staging
-                        .take()
-                        .filter(|(id, body)| {
-                            *id == snapshot && u64::from(crc32fast::hash(body)) == checksum
-                        })
-                        .map(|(_, body)| body);
-                    let restored = match body {
+                    let restored = match staging.finish(snapshot, checksum) {
                         None => Err("checksum".to_string()),
                         Some(body) => match snaps::decode(&body) {
                             None => Err("not a snapshot body".to_string()),

@@ -66,6 +66,53 @@ fn parse(name: &str) -> Option<(GroupKey, SnapshotId)> {
     ))
 }
 
+/// The checksum a leader sends with a body's last chunk (CRC-32 of the whole body).
+pub fn checksum(body: &[u8]) -> u64 {
+    u64::from(crc32fast::hash(body))
+}
+
+/// Chunk `seq` of `body` ([`CHUNK`] bytes, the last one shorter) and, with the last one, the
+/// body's [`checksum`]. `None` past the end.
+pub fn chunk(body: &[u8], seq: u32) -> Option<(&[u8], Option<u64>)> {
+    let start = (seq as usize).checked_mul(CHUNK)?;
+    let rest = body.get(start..)?;
+    if rest.is_empty() && seq > 0 {
+        return None;
+    }
+    let part = &rest[..rest.len().min(CHUNK)];
+    let last = part.len() == rest.len();
+    Some((part, last.then(|| checksum(body))))
+}
+
+/// A body being received in chunks, in order.
+#[derive(Debug, Default)]
+pub struct Staging(Option<(SnapshotId, Vec<u8>)>);
+
+impl Staging {
+    /// Chunk `seq` of `snapshot`: chunk 0 starts over; a later one extends what was staged of
+    /// the same snapshot, and otherwise leaves nothing staged (so that the install fails its
+    /// checksum and the leader starts again).
+    pub fn push(&mut self, snapshot: SnapshotId, seq: u32, data: &[u8]) {
+        if seq == 0 {
+            self.0 = Some((snapshot, data.to_vec()));
+            return;
+        }
+        match &mut self.0 {
+            Some((id, body)) if *id == snapshot => body.extend_from_slice(data),
+            _ => self.0 = None,
+        }
+    }
+
+    /// The staged body if it is all of `snapshot` (its [`checksum`] is `sum`); nothing stays
+    /// staged either way.
+    pub fn finish(&mut self, snapshot: SnapshotId, sum: u64) -> Option<Vec<u8>> {
+        self.0
+            .take()
+            .filter(|(id, body)| *id == snapshot && checksum(body) == sum)
+            .map(|(_, body)| body)
+    }
+}
+
 /// The file's body if it is whole and intact.
 fn read_body(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = match fs::read(path) {
@@ -325,6 +372,58 @@ mod tests {
             index: Index(i),
             term: Term(t),
         }
+    }
+
+    #[test]
+    fn chunks_cover_the_body_and_the_last_carries_its_checksum() {
+        let body: Vec<u8> = (0..(2 * CHUNK + 100)).map(|i| i as u8).collect();
+        let sum = checksum(&body);
+        assert_eq!(chunk(&body, 0), Some((&body[..CHUNK], None)));
+        assert_eq!(chunk(&body, 1), Some((&body[CHUNK..2 * CHUNK], None)));
+        assert_eq!(chunk(&body, 2), Some((&body[2 * CHUNK..], Some(sum))));
+        assert_eq!(chunk(&body, 3), None);
+        assert_eq!(chunk(&body, u32::MAX), None);
+        // A body of whole chunks: the last full one carries the checksum, nothing follows.
+        let whole = &body[..2 * CHUNK];
+        assert_eq!(
+            chunk(whole, 1),
+            Some((&whole[CHUNK..], Some(checksum(whole))))
+        );
+        assert_eq!(chunk(whole, 2), None);
+        // An empty body is one empty chunk.
+        assert_eq!(chunk(&[], 0), Some((&[][..], Some(checksum(&[])))));
+        assert_eq!(chunk(&[], 1), None);
+    }
+
+    #[test]
+    fn staging_keeps_one_snapshot_in_order() {
+        let (a, b) = (id(10, 1), id(20, 1));
+        let mut st = Staging::default();
+        st.push(a, 0, b"ab");
+        st.push(a, 1, b"cd");
+        assert_eq!(st.finish(a, checksum(b"abcd")), Some(b"abcd".to_vec()));
+        assert_eq!(
+            st.finish(a, checksum(b"abcd")),
+            None,
+            "finished: nothing staged"
+        );
+        // Chunk 0 again starts over, even of the same snapshot.
+        st.push(a, 0, b"ab");
+        st.push(a, 1, b"cd");
+        st.push(a, 0, b"xy");
+        assert_eq!(st.finish(a, checksum(b"xy")), Some(b"xy".to_vec()));
+        // A later chunk of another snapshot leaves nothing staged.
+        st.push(a, 0, b"ab");
+        st.push(b, 1, b"cd");
+        assert_eq!(st.finish(b, checksum(b"cd")), None);
+        assert_eq!(st.finish(a, checksum(b"ab")), None);
+        // A wrong checksum, or another snapshot's, gives nothing and empties the staging.
+        st.push(a, 0, b"ab");
+        assert_eq!(st.finish(a, checksum(b"ba")), None);
+        assert_eq!(st.finish(a, checksum(b"ab")), None);
+        st.push(a, 0, b"ab");
+        assert_eq!(st.finish(b, checksum(b"ab")), None);
+        assert_eq!(st.finish(a, checksum(b"ab")), None);
     }
 
     #[test]
