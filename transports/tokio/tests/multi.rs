@@ -829,6 +829,28 @@ fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     out
 }
 
+/// Every creation gets an epoch greater than every live one, also after a reopen (a group
+/// removed and created again must never share an epoch with a predecessor whose snapshot
+/// files may not be deleted yet).
+#[test]
+fn epochs_grow_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions::default();
+    let (mut wal, _) = SharedWal::open(dir.path(), opts).unwrap();
+    let a = wal.create_group(1, &VOTERS).unwrap();
+    let b = wal.create_group(2, &VOTERS).unwrap();
+    assert!(b > a, "{a} then {b}");
+    wal.sync().unwrap();
+    drop(wal);
+    let (mut wal, rec) = SharedWal::open(dir.path(), opts).unwrap();
+    assert_eq!((rec[&1].epoch, rec[&2].epoch), (a, b));
+    wal.remove_group(2).unwrap();
+    let again = wal.create_group(2, &VOTERS).unwrap();
+    assert!(again > b, "group 2 again at epoch {again}, before at {b}");
+    let c = wal.create_group(3, &VOTERS).unwrap();
+    assert!(c > again, "{again} then {c}");
+}
+
 /// A torn write may leave a complete record after a damaged one. Recovery drops both (nothing
 /// after a bad record counts) and must zero what follows, or a record later written over the
 /// damaged one, of the same length, would bring the stale record after it back on the next

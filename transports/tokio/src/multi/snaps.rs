@@ -427,6 +427,16 @@ mod tests {
     }
 
     #[test]
+    fn deleting_a_missing_file_is_fine_and_other_errors_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, _) = open(tmp.path(), &HashMap::new()).unwrap();
+        d.delete((1, 1), id(5, 1)).unwrap();
+        // A directory where the file would be: not removable as a file.
+        fs::create_dir(tmp.path().join("snap").join(name((1, 1), id(5, 1)))).unwrap();
+        assert!(d.delete((1, 1), id(5, 1)).is_err());
+    }
+
+    #[test]
     fn names_round_trip() {
         let n = name((7, 3), id(1200, 4));
         assert_eq!(parse(&n), Some(((7, 3), id(1200, 4))));
