@@ -457,6 +457,18 @@ async fn a_replica_moves_to_a_new_host_and_keeps_its_membership() {
     })
     .await;
     write_rounds(&all, &leaders, 0..50).await;
+    // A follower refuses writes and changes and names the leader.
+    let follower = all.iter().find(|h| h.id() != leaders[0]).unwrap();
+    assert_eq!(
+        follower.propose(0, b"x".to_vec()).await,
+        Err(HostError::NotLeader(Some(leaders[0])))
+    );
+    let learner = ConfChange::single(Change::AddLearner(NodeId(4)));
+    assert_eq!(
+        follower.change_membership(0, learner).await,
+        Err(HostError::NotLeader(Some(leaders[0])))
+    );
+    assert_eq!(follower.members(99).await, Err(HostError::NoGroup));
 
     // Host 4 is added to every group as a learner before it runs; the groups write on and
     // compact, so the snapshot it will be sent holds the membership with it as a learner.
