@@ -100,6 +100,11 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Snapshot files in a host's directory.
+fn snap_files(host_dir: &Path) -> usize {
+    std::fs::read_dir(host_dir.join("snap")).unwrap().count()
+}
+
 /// Waits until no host has an awake group.
 async fn all_quiescent(hosts: &[&HostHandle], what: &str) {
     wait_for(what, Duration::from_secs(60), || async {
@@ -338,14 +343,21 @@ async fn snapshots_compact_logs_and_bring_a_lagging_host_back() {
         .iter()
         .map(|s| s.chunks_sent)
         .sum();
+    // A snapshot of 400 commands of 128 bytes is two chunks.
     assert!(
-        sent >= s.installs,
+        sent >= 2 * s.installs,
         "{sent} chunks for {} installs",
         s.installs
     );
     all_quiescent(&all, "every group to quiesce again").await;
     for h in &hosts {
         h.shutdown().await;
+    }
+    // Each snapshot saved, taken or installed, replaced the group's previous one: one file
+    // per group is left on every host.
+    for id in 1..=3 {
+        let n = snap_files(&dir.path().join(format!("host-{id}")));
+        assert_eq!(n, GROUPS as usize, "snapshot files of host {id}");
     }
     let expect = |g: u64| -> Vec<Vec<u8>> { (0..400u32).map(|r| round_cmd(r, g)).collect() };
     for (i, a) in apps.iter().enumerate() {
@@ -390,12 +402,18 @@ async fn a_recreated_group_never_restores_its_predecessors_snapshot() {
     })
     .await;
     h.remove_group(5).await.unwrap();
+    // The removed group's snapshot file goes once the removal is durable.
+    wait_for(
+        "the removed group's files",
+        Duration::from_secs(10),
+        || async { (snap_files(&dir.path().join("solo")) == 0).then_some(()) },
+    )
+    .await;
     h.create_group(5, &solo).await.unwrap();
     for i in 0..3u8 {
         propose(h.clone(), vec![b'b', i]).await;
     }
     h.shutdown().await;
-    let snap_files = |d: &Path| std::fs::read_dir(d.join("snap")).unwrap().count();
     let app = Applied::default();
     let h = start_host(cfg(), app.clone()).await.unwrap();
     assert_eq!(
@@ -415,6 +433,15 @@ async fn a_recreated_group_never_restores_its_predecessors_snapshot() {
     h.shutdown().await;
     let (_, rec) = SharedWal::open(dir.path().join("solo"), WalOptions::default()).unwrap();
     assert!(rec[&5].epoch >= 2, "epoch {}", rec[&5].epoch);
+    // With `snapshot_every` 0 a group never snapshots.
+    let mut c = cfg();
+    c.snapshot_every = 0;
+    let h = start_host(c, Applied::default()).await.unwrap();
+    for i in 0..15u8 {
+        propose(h.clone(), vec![b'c', i]).await;
+    }
+    assert_eq!(h.status().await.unwrap().snapshots, 0);
+    h.shutdown().await;
 }
 
 /// Runs `change` on group `group` at whichever live host leads it, retrying while leadership
