@@ -34,7 +34,7 @@
 //! (`raftlet::wire::group`), or a ping: a `0` byte and the sender's process id as a varint
 //! (version 0 is no wire version, so the two cannot be confused).
 
-use super::snaps::{self, GroupKey, Purpose, Saved, Saver, SnapDir, Staging};
+use super::snaps::{self, GroupKey, Purpose, Saved, Saver, Sending, SnapDir, Staging};
 use super::wal::{GroupId, GroupLog, SharedWal, WalOptions};
 use crate::net::read_frame;
 use crate::storage::{LogStore, Payload};
@@ -474,7 +474,7 @@ struct Host<M: GroupMachine> {
     snaps: SnapDir,
     saver: Saver,
     /// The snapshot body each group is streaming to a follower (read once, sent in chunks).
-    sending: HashMap<GroupId, (SnapshotId, Arc<Vec<u8>>)>,
+    sending: Sending,
 }
 
 const LENGTH_PREFIX: usize = 4;
@@ -543,7 +543,7 @@ pub async fn start_host<M: GroupMachine>(cfg: HostConfig, machine: M) -> io::Res
         campaigns: Vec::new(),
         snaps: snap_dir,
         saver,
-        sending: HashMap::new(),
+        sending: Sending::default(),
         cfg,
     };
     for (g, r) in recovered {
@@ -938,7 +938,7 @@ impl<M: GroupMachine> Host<M> {
                         let _ = w.send(Err(HostError::LeadershipLost));
                     }
                     self.machine.removed(group);
-                    self.sending.remove(&group);
+                    self.sending.end(group);
                     self.batch
                         .push(Pending::Removed((group, g.epoch), g.snap, reply));
                 }
@@ -1115,13 +1115,10 @@ impl<M: GroupMachine> Host<M> {
                 }
                 Action::Compact { through } => self.wal.compact(g, log, through)?,
                 Action::ReadSnapshotChunk { to, snapshot, seq } => {
-                    let body = match self.sending.get(&g) {
-                        Some((id, body)) if *id == snapshot => Some(body.clone()),
-                        _ => self.snaps.read(key, snapshot)?.map(Arc::new),
+                    // A snapshot replaced meanwhile: the node starts over with its newest.
+                    let Some(body) = self.sending.body(&self.snaps, key, snapshot)? else {
+                        continue;
                     };
-                    // A snapshot replaced meanwhile: the node asks again for its newest.
-                    let Some(body) = body else { continue };
-                    self.sending.insert(g, (snapshot, body.clone()));
                     if let Some((part, sum)) = snaps::chunk(&body, seq)
                         && node
                             .snapshot_chunk(to, snapshot, seq, part.to_vec(), sum)
@@ -1167,7 +1164,7 @@ impl<M: GroupMachine> Host<M> {
                     let _ = node.snapshot_installed(Err(InstallError::Unavailable), &*log);
                 }
                 Action::InstallComplete { .. } => {
-                    self.sending.remove(&g);
+                    self.sending.end(g);
                 }
                 _ => {}
             }
@@ -1179,9 +1176,7 @@ impl<M: GroupMachine> Host<M> {
                 }
             }
             // A deposed leader streams no more.
-            if !self.sending.is_empty() {
-                self.sending.remove(&g);
-            }
+            self.sending.end(g);
         }
         // A snapshot once enough has been applied since the last one: saved off this task,
         // the log compacted once it is durable (`on_saved`).

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: u32 = 0x5041_4E53; // "SNAP"
 
@@ -248,6 +249,53 @@ impl SnapDir {
     }
 }
 
+/// The bodies leaders are streaming, at most one per group, each read from its file once per
+/// transfer and held until the transfer ends.
+#[derive(Debug, Default)]
+pub struct Sending(HashMap<GroupId, (SnapshotId, Arc<Vec<u8>>)>);
+
+impl Sending {
+    /// `key`'s snapshot `id`: the body held if it is that snapshot's, else read from `dir` and
+    /// held instead. `None` if its file is gone (a newer snapshot replaced it).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn body(
+        &mut self,
+        dir: &SnapDir,
+        key: GroupKey,
+        id: SnapshotId,
+    ) -> io::Result<Option<Arc<Vec<u8>>>> {
+        if let Some((held, body)) = self.0.get(&key.0)
+            && *held == id
+        {
+            return Ok(Some(body.clone()));
+        }
+        let Some(body) = dir.read(key, id)?.map(Arc::new) else {
+            return Ok(None);
+        };
+        self.0.insert(key.0, (id, body.clone()));
+        Ok(Some(body))
+    }
+
+    /// Group `group`'s transfer ended: its body is dropped.
+    pub fn end(&mut self, group: GroupId) {
+        if !self.0.is_empty() {
+            self.0.remove(&group);
+        }
+    }
+
+    /// Bodies held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Why a snapshot was saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -434,6 +482,45 @@ mod tests {
         // A directory where the file would be: not removable as a file.
         fs::create_dir(tmp.path().join("snap").join(name((1, 1), id(5, 1)))).unwrap();
         assert!(d.delete((1, 1), id(5, 1)).is_err());
+    }
+
+    #[test]
+    fn a_body_is_read_once_per_transfer_and_only_for_its_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, _) = open(tmp.path(), &HashMap::new()).unwrap();
+        let (s1, s2) = (id(10, 1), id(20, 1));
+        d.save((1, 1), s1, b"one", None).unwrap();
+        let mut sending = Sending::default();
+        assert_eq!(
+            sending.body(&d, (1, 1), s1).unwrap().unwrap().as_slice(),
+            b"one"
+        );
+        // Held: the file may go meanwhile.
+        d.save((1, 1), s2, b"two", Some(s1)).unwrap();
+        assert_eq!(
+            sending.body(&d, (1, 1), s1).unwrap().unwrap().as_slice(),
+            b"one"
+        );
+        // Another snapshot of the group is read and replaces it.
+        assert_eq!(
+            sending.body(&d, (1, 1), s2).unwrap().unwrap().as_slice(),
+            b"two"
+        );
+        assert_eq!(
+            sending.body(&d, (1, 1), s1).unwrap(),
+            None,
+            "s1's file is gone"
+        );
+        assert_eq!(sending.len(), 1);
+        sending.end(1);
+        assert!(sending.is_empty());
+        sending.end(1);
+        d.delete((1, 1), s2).unwrap();
+        assert_eq!(
+            sending.body(&d, (1, 1), s2).unwrap(),
+            None,
+            "ended: read again"
+        );
     }
 
     #[test]
