@@ -22,6 +22,27 @@ pub const CHUNK: usize = 64 << 10;
 
 const MAGIC: u32 = 0x5041_4E53; // "SNAP"
 
+/// A snapshot file's bytes: `magic | crc32 of the body | body`.
+pub(crate) fn seal(body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + body.len());
+    bytes.extend_from_slice(&MAGIC.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The body of a snapshot file's bytes ([`seal`]) if they are whole and intact.
+pub(crate) fn unseal(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+    if bytes.len() < 8
+        || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != MAGIC
+        || u32::from_le_bytes(bytes[4..8].try_into().expect("4")) != crc32fast::hash(&bytes[8..])
+    {
+        return None;
+    }
+    bytes.drain(..8);
+    Some(bytes)
+}
+
 /// The snapshots of one node.
 #[derive(Debug)]
 pub struct SnapshotStore {
@@ -69,11 +90,7 @@ impl Saver {
     }
 
     fn save_body(&self, id: SnapshotId, body: &[u8]) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(8 + body.len());
-        bytes.extend_from_slice(&MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        bytes.extend_from_slice(body);
-        write_atomic(&snap_path(&self.dir, id), &bytes)?;
+        write_atomic(&snap_path(&self.dir, id), &seal(body))?;
         let mut names = names_in(&self.dir)?;
         while names.len() > 2 {
             fs::remove_file(self.dir.join(names.remove(0)))?;
@@ -124,15 +141,7 @@ impl SnapshotStore {
     }
 
     fn read_body(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let bytes = fs::read(self.dir.join(name))?;
-        if bytes.len() < 8
-            || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != MAGIC
-            || u32::from_le_bytes(bytes[4..8].try_into().expect("4"))
-                != crc32fast::hash(&bytes[8..])
-        {
-            return Ok(None);
-        }
-        Ok(Some(bytes[8..].to_vec()))
+        Ok(unseal(fs::read(self.dir.join(name))?))
     }
 
     /// The newest intact snapshot.

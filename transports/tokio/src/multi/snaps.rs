@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! `snap/<group>-<epoch>-<index>-<term>.snap`, one file per snapshot kept:
-//! `magic (4) | crc32 of the body (4) | body`, the body being the postcard encoding of the
+//! `magic (4) | crc32 of the body (4) | body` (the single-group runner's snapshot file format,
+//! `crate::snapshot`), the body being the postcard encoding of the
 //! group's membership at that index and the state machine's bytes ([`encode`]); a leader
 //! streams the body as it is. The epoch is the group's incarnation in the shared log
 //! ([`super::wal`]): files of another incarnation of the same group id are never read.
@@ -21,6 +22,7 @@
 
 use super::host::GroupMembership;
 use super::wal::GroupId;
+use crate::snapshot::{seal, unseal};
 use crate::storage::write_atomic;
 use raftlet::{Index, SnapshotId, Term};
 use std::collections::{BTreeMap, HashMap};
@@ -28,8 +30,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-const MAGIC: u32 = 0x5041_4E53; // "SNAP"
 
 /// Bytes per streamed chunk (well inside a 64 KiB group frame).
 pub const CHUNK: usize = 32 << 10;
@@ -116,19 +116,11 @@ impl Staging {
 
 /// The file's body if it is whole and intact.
 fn read_body(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let mut bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if bytes.len() < 8
-        || u32::from_le_bytes(bytes[0..4].try_into().expect("4")) != MAGIC
-        || u32::from_le_bytes(bytes[4..8].try_into().expect("4")) != crc32fast::hash(&bytes[8..])
-    {
-        return Ok(None);
+    match fs::read(path) {
+        Ok(b) => Ok(unseal(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    bytes.drain(..8);
-    Ok(Some(bytes))
 }
 
 /// The snapshot directory of a host.
@@ -226,11 +218,7 @@ impl SnapDir {
         body: &[u8],
         replaces: Option<SnapshotId>,
     ) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(8 + body.len());
-        bytes.extend_from_slice(&MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        bytes.extend_from_slice(body);
-        write_atomic(&self.dir.join(name(key, id)), &bytes)?;
+        write_atomic(&self.dir.join(name(key, id)), &seal(body))?;
         if let Some(old) = replaces.filter(|&o| o != id) {
             self.delete(key, old)?;
         }
