@@ -30,6 +30,9 @@ pub(crate) struct RaftLog<P, const LOG: usize> {
     last_term: Term,
     handed: Index,
     records: Deque<(u64, Index), PERSIST_WINDOW>,
+    /// The last index: `stable_last + unstable.len()`, kept rather than computed (a ring's
+    /// length takes branches, and the last index is asked for on every message).
+    last: Index,
     /// `handed` before the newest hand-out (to take it back: [`unhand`](Self::unhand)).
     handed_before: Index,
 }
@@ -43,6 +46,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             last_term,
             handed: stable_last.next(),
             records: Deque::new(),
+            last: stable_last,
             handed_before: stable_last.next(),
         }
     }
@@ -53,6 +57,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.snapshot = snapshot;
         self.unstable.clear();
         self.stable_last = stable_last;
+        self.last = stable_last;
         self.last_term = last_term;
         self.handed = stable_last.next();
         self.handed_before = self.handed;
@@ -60,7 +65,8 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     }
 
     pub(crate) fn last_index(&self) -> Index {
-        Index(self.stable_last.0 + self.unstable.len() as u64)
+        debug_assert_eq!(self.last.0, self.stable_last.0 + self.unstable.len() as u64);
+        self.last
     }
     pub(crate) fn last_term(&self) -> Term {
         self.last_term
@@ -91,6 +97,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.unstable.clear();
         self.snapshot = id;
         self.stable_last = id.index;
+        self.last = id.index;
         self.last_term = id.term;
         self.handed = id.index.next();
         self.clip_records(id.index);
@@ -104,7 +111,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     }
 
     pub(crate) fn room(&self) -> usize {
-        LOG - self.unstable.len()
+        LOG - (self.last.0 - self.stable_last.0) as usize
     }
 
     /// The unstable entry at `index`: `None` at or below `stable_last` and past the tail. The
@@ -177,6 +184,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         debug_assert_eq!(entry.index, self.last_index().next());
         let term = entry.term;
         self.unstable.push_back(entry)?;
+        self.last = self.last.next();
         self.last_term = term;
         Ok(())
     }
@@ -196,6 +204,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             self.unstable.clear();
             self.stable_last = from.prev();
         }
+        self.last = from.prev();
         self.clip_records(from.prev());
         self.handed = self.handed.min(from);
         self.last_term = self.term(from.prev(), storage).unwrap_or(Term(0));

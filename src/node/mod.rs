@@ -675,13 +675,42 @@ where
 
     /// `poll_action` past the wake check.
     fn next_action(&mut self) -> Option<Action<'_, P>> {
-        while let Some(m) = self.out.pop_front() {
+        if self.take_sendable() {
+            return Some(Action::Send(self.outgoing()));
+        }
+        self.local_action()
+    }
+
+    /// Moves the next queued send that may still go out into `polled`; `false` when none is
+    /// left. (The common case, a sendable head, stays small; skipping is out of line.)
+    #[inline]
+    fn take_sendable(&mut self) -> bool {
+        let Some(m) = self.out.pop_front() else {
+            return false;
+        };
+        self.polled = m.from(self.cfg.id);
+        self.sendable() || self.skip_unsendable()
+    }
+
+    /// Drops the send in `polled` (counted) and every following one that may not go out.
+    #[cold]
+    #[inline(never)]
+    fn skip_unsendable(&mut self) -> bool {
+        loop {
+            self.stats.dropped_sends += 1;
+            let Some(m) = self.out.pop_front() else {
+                return false;
+            };
             self.polled = m.from(self.cfg.id);
             if self.sendable() {
-                return Some(Action::Send(self.outgoing()));
+                return true;
             }
-            self.stats.dropped_sends += 1;
         }
+    }
+
+    /// The next action that is not a send: a persist, a snapshot event, an apply, a read.
+    #[inline(never)]
+    fn local_action(&mut self) -> Option<Action<'_, P>> {
         if (self.hs_dirty || self.reset_due.is_some() || self.log.has_unhanded())
             && self.log.record_room()
             && !self.persists_held

@@ -351,18 +351,24 @@ where
         if self.log.term(prev_index, storage) != Some(prev_term) {
             return Ok(AppendPlan::Mismatch);
         }
-        // Skip the entries we already have; find the first that is new or conflicts.
+        // Skip the entries we already have; find the first that is new or conflicts. (The
+        // common case, entries that all lie past our last index, needs no term lookups: they
+        // are contiguous, checked by `well_formed`.)
         let no_truncate = crate::canary::on(crate::canary::Canary::NoTruncate);
-        let first_new = entries
-            .iter()
-            .position(|e| {
-                if no_truncate {
-                    crate::canary::new_past_the_end(e.index, self.log.last_index())
-                } else {
-                    self.log.term(e.index, storage) != Some(e.term)
-                }
-            })
-            .unwrap_or(entries.len());
+        let first_new = if prev_index >= self.log.last_index() {
+            0
+        } else {
+            entries
+                .iter()
+                .position(|e| {
+                    if no_truncate {
+                        crate::canary::new_past_the_end(e.index, self.log.last_index())
+                    } else {
+                        self.log.term(e.index, storage) != Some(e.term)
+                    }
+                })
+                .unwrap_or(entries.len())
+        };
         let Some(conflict) = entries.get(first_new).map(|e| e.index) else {
             return Ok(AppendPlan::Append {
                 first_new,
