@@ -501,7 +501,8 @@ impl<const N: usize> Membership<N> {
     /// The highest value a quorum has reached, given each voter's value (a matched index, an
     /// acknowledged round); with a joint configuration, the lower of the two halves'.
     pub(crate) fn quorum_min(&self, value: impl Fn(NodeId) -> u64) -> u64 {
-        let half = |ids: &[NodeId]| -> u64 {
+        #[inline(always)]
+        fn half<const N: usize>(ids: &[NodeId], value: &impl Fn(NodeId) -> u64) -> u64 {
             if ids.is_empty() {
                 return u64::MAX;
             }
@@ -512,8 +513,13 @@ impl<const N: usize> Membership<N> {
             }
             insertion_sort(&mut m[..n], |a, b| a > b);
             m[n / 2]
-        };
-        core::cmp::min(half(&self.voters), half(&self.outgoing))
+        }
+        let incoming = half::<N>(&self.voters, &value);
+        if self.outgoing.is_empty() {
+            incoming
+        } else {
+            core::cmp::min(incoming, half::<N>(&self.outgoing, &value))
+        }
     }
 
     /// Counts answers: `answer(id)` is `Some(true)` for a grant, `Some(false)` for a refusal,

@@ -109,11 +109,13 @@ impl<P: Clone> Cluster<P> {
 
     /// Executes every action of node `i`.
     fn drain(&mut self, i: usize) {
-        while let Some(a) = self.nodes[i].poll_action() {
+        let node = &mut self.nodes[i];
+        let store = &mut self.stores[i];
+        while let Some(a) = node.poll_action() {
             match a {
                 Action::Send(out) => {
                     let start = self.arena.len();
-                    for e in out.entries(&self.stores[i]) {
+                    for e in out.entries(store) {
                         self.arena.push(e.expect("durable entries are stored"));
                     }
                     self.net
@@ -121,22 +123,21 @@ impl<P: Clone> Cluster<P> {
                 }
                 Action::Persist(p) => {
                     let token = p.token;
-                    let s = &mut self.stores[i];
                     if let Some(hs) = p.hard_state {
-                        s.hs = *hs;
+                        store.hs = *hs;
                     }
                     if let Some(first) = p.entries.first() {
-                        s.log.truncate(first.index.0 as usize - 1);
+                        store.log.truncate(first.index.0 as usize - 1);
                     }
-                    s.log.extend(p.entries.iter().cloned());
-                    self.nodes[i].persisted(token, &self.stores[i]).unwrap();
+                    // As a store appends a batch (raft-rs' `MemStorage::append` does the same).
+                    let (a, b) = p.entries.as_slices();
+                    store.log.extend_from_slice(a);
+                    store.log.extend_from_slice(b);
+                    node.persisted(token, store).unwrap();
                 }
                 Action::Apply { first, last } => {
-                    for k in first.0..=last.0 {
-                        if matches!(
-                            self.stores[i].log[k as usize - 1].data,
-                            EntryData::Normal(_)
-                        ) {
+                    for e in &store.log[first.0 as usize - 1..last.0 as usize] {
+                        if matches!(e.data, EntryData::Normal(_)) {
                             self.applied[i] += 1;
                         }
                     }
@@ -148,14 +149,11 @@ impl<P: Clone> Cluster<P> {
 
     /// Runs until no node has anything to do and no message is in flight.
     pub fn run(&mut self) {
-        loop {
-            for i in 0..3 {
-                self.drain(i);
-            }
-            let Some((m, run)) = self.net.pop_front() else {
-                self.arena.clear();
-                break;
-            };
+        for i in 0..3 {
+            self.drain(i);
+        }
+        // A message is the only input its receiver had: drain that node after stepping it.
+        while let Some((m, run)) = self.net.pop_front() {
             let to = m.to.0 as usize - 1;
             self.stepped += 1;
             if matches!(m.body, raftlet::Body::Append { .. }) {
@@ -165,7 +163,9 @@ impl<P: Clone> Cluster<P> {
             }
             // No snapshots in the benchmarks: no chunk bytes.
             let _ = self.nodes[to].step_parts(&m, &self.arena[run], None, &self.stores[to]);
+            self.drain(to);
         }
+        self.arena.clear();
     }
 
     /// Proposes a batch at the leader.
