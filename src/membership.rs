@@ -506,13 +506,24 @@ impl<const N: usize> Membership<N> {
             if ids.is_empty() {
                 return u64::MAX;
             }
-            let mut m = [0u64; N];
-            let n = ids.len().min(N);
-            for (slot, &id) in m.iter_mut().zip(ids) {
-                *slot = value(id);
+            // The value of the `n / 2`-th voter from the top: the highest a majority reached.
+            match *ids {
+                [a] => value(a),
+                [a, b] => core::cmp::min(value(a), value(b)),
+                [a, b, c] => {
+                    let (a, b, c) = (value(a), value(b), value(c));
+                    core::cmp::max(core::cmp::min(a, b), core::cmp::min(core::cmp::max(a, b), c))
+                }
+                _ => {
+                    let mut m = [0u64; N];
+                    let n = ids.len().min(N);
+                    for (slot, &id) in m.iter_mut().zip(ids) {
+                        *slot = value(id);
+                    }
+                    insertion_sort(&mut m[..n], |a, b| a > b);
+                    m[n / 2]
+                }
             }
-            insertion_sort(&mut m[..n], |a, b| a > b);
-            m[n / 2]
         }
         let incoming = half::<N>(&self.voters, &value);
         if self.outgoing.is_empty() {
@@ -729,6 +740,24 @@ mod tests {
             Membership::<5>::with_learners(&ids(&[1]), &ids(&[1])),
             Err(ConfChangeError::Duplicate(NodeId(1)))
         );
+    }
+
+    #[test]
+    fn a_quorum_value_is_what_a_majority_reached_for_every_size() {
+        // The small sizes take a branch of their own; all must agree with counting.
+        let mut rng = crate::rng::SplitMix64::new(11);
+        for n in 1..=5u64 {
+            let c: Membership<5> = Membership::new(&ids(&(1..=n).collect::<heapless::Vec<u64, 8>>()))
+                .unwrap();
+            for _ in 0..200 {
+                let v: heapless::Vec<u64, 8> = (0..=n).map(|_| rng.next_u64() % 4).collect();
+                let value = |id: NodeId| v[id.0 as usize];
+                let q = c.quorum_min(value);
+                let reached = |x: u64| (1..=n).filter(|&i| v[i as usize] >= x).count() as u64;
+                assert!(reached(q) > n / 2, "{v:?}: {q} is held by no majority");
+                assert!(reached(q + 1) <= n / 2, "{v:?}: a majority holds more than {q}");
+            }
+        }
     }
 
     #[test]

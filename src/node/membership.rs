@@ -315,8 +315,8 @@ where
     /// candidates this node does not know yet (its log may lag the configuration that added
     /// them) must be heard, or it could never catch up or help elect them.
     pub(super) fn accepts_from<C, X>(&self, from: NodeId, body: &Body<C, X>) -> bool {
-        self.configs.current.is_member(from)
-            || matches!(
+        // The kind first: it decides for most traffic without a lookup.
+        matches!(
                 body,
                 Body::Append { .. }
                     | Body::Heartbeat { .. }
@@ -327,6 +327,6 @@ where
                     | Body::TimeoutNow
                     | Body::VoteRequest { .. }
                     | Body::VoteRequestTransfer { .. }
-            )
+        ) || self.configs.current.is_member(from)
     }
 }
