@@ -512,7 +512,10 @@ impl<const N: usize> Membership<N> {
                 [a, b] => core::cmp::min(value(a), value(b)),
                 [a, b, c] => {
                     let (a, b, c) = (value(a), value(b), value(c));
-                    core::cmp::max(core::cmp::min(a, b), core::cmp::min(core::cmp::max(a, b), c))
+                    core::cmp::max(
+                        core::cmp::min(a, b),
+                        core::cmp::min(core::cmp::max(a, b), c),
+                    )
                 }
                 _ => {
                     let mut m = [0u64; N];
@@ -747,15 +750,18 @@ mod tests {
         // The small sizes take a branch of their own; all must agree with counting.
         let mut rng = crate::rng::SplitMix64::new(11);
         for n in 1..=5u64 {
-            let c: Membership<5> = Membership::new(&ids(&(1..=n).collect::<heapless::Vec<u64, 8>>()))
-                .unwrap();
+            let c: Membership<5> =
+                Membership::new(&ids(&(1..=n).collect::<heapless::Vec<u64, 8>>())).unwrap();
             for _ in 0..200 {
                 let v: heapless::Vec<u64, 8> = (0..=n).map(|_| rng.next_u64() % 4).collect();
                 let value = |id: NodeId| v[id.0 as usize];
                 let q = c.quorum_min(value);
                 let reached = |x: u64| (1..=n).filter(|&i| v[i as usize] >= x).count() as u64;
                 assert!(reached(q) > n / 2, "{v:?}: {q} is held by no majority");
-                assert!(reached(q + 1) <= n / 2, "{v:?}: a majority holds more than {q}");
+                assert!(
+                    reached(q + 1) <= n / 2,
+                    "{v:?}: a majority holds more than {q}"
+                );
             }
         }
     }

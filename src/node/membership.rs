@@ -317,16 +317,16 @@ where
     pub(super) fn accepts_from<C, X>(&self, from: NodeId, body: &Body<C, X>) -> bool {
         // The kind first: it decides for most traffic without a lookup.
         matches!(
-                body,
-                Body::Append { .. }
-                    | Body::Heartbeat { .. }
-                    | Body::Commit { .. }
-                    | Body::Quiesce { .. }
-                    | Body::InstallSnapshot { .. }
-                    | Body::ReadConfirm { .. }
-                    | Body::TimeoutNow
-                    | Body::VoteRequest { .. }
-                    | Body::VoteRequestTransfer { .. }
+            body,
+            Body::Append { .. }
+                | Body::Heartbeat { .. }
+                | Body::Commit { .. }
+                | Body::Quiesce { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::ReadConfirm { .. }
+                | Body::TimeoutNow
+                | Body::VoteRequest { .. }
+                | Body::VoteRequestTransfer { .. }
         ) || self.configs.current.is_member(from)
     }
 }

@@ -155,6 +155,10 @@ pub struct Node<
     /// An input came since `poll_action` last found nothing to do: every `&mut` input method
     /// sets it, so that polling a node that had no input returns at once.
     wake: bool,
+    /// A snapshot action may be due: set wherever one becomes due (all in `snapshot.rs`),
+    /// cleared by a poll that finds none, so that polls skip the search otherwise (debug builds
+    /// check that a clear flag means nothing is due).
+    pub(crate) snapshot_work: bool,
     /// Follower side of a snapshot install from the leader.
     pub(crate) install: FollowerInstall<P>,
     /// A follower-side `InstallComplete` waiting to be polled.
@@ -273,6 +277,7 @@ where
             reset_token: 0,
             persists_held: false,
             wake: false,
+            snapshot_work: true,
             install: FollowerInstall::None,
             own_event_due: None,
             next_tag: 0,
@@ -380,6 +385,7 @@ where
         self.reset_token = 0;
         self.persists_held = false;
         self.wake = true;
+        self.snapshot_work = true;
         self.install = FollowerInstall::None;
         self.own_event_due = None;
         self.next_tag = 0;
@@ -740,8 +746,12 @@ where
                 entries,
             }));
         }
-        if self.has_snapshot_action() {
-            return self.poll_snapshot_action();
+        debug_assert!(self.snapshot_work || !self.has_snapshot_action());
+        if self.snapshot_work {
+            if self.has_snapshot_action() {
+                return self.poll_snapshot_action();
+            }
+            self.snapshot_work = false;
         }
         let applicable = core::cmp::min(self.commit, self.log.stable_last());
         if applicable > self.apply_emitted {
@@ -752,7 +762,12 @@ where
                 last: applicable,
             });
         }
-        match self.poll_read_action() {
+        let read = if self.reads.is_empty() {
+            None
+        } else {
+            self.poll_read_action()
+        };
+        match read {
             Some((id, Ok(index))) => Some(Action::ReadReady { id, index }),
             Some((id, Err(reason))) => Some(Action::ReadFailed { id, reason }),
             None => {

@@ -76,6 +76,11 @@ impl<const N: usize> Reads<N> {
             lease_until: 0,
         }
     }
+
+    /// No read is pending (none can be answered).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }
 
 impl<

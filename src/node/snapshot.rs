@@ -144,6 +144,7 @@ where
         {
             let through = SnapshotId { index: upto, term };
             self.log.compact(through);
+            self.snapshot_work = true;
             self.compact_due = Some(through);
             debug!("{} compacted its log through {}", self.cfg.id, upto);
         }
@@ -177,6 +178,7 @@ where
                         InstallResult::Installed(id)
                     }
                     Err(InstallError::Unavailable) => {
+                        self.snapshot_work = true;
                         self.own_event_due = Some(InstallOutcome::Unavailable);
                         InstallResult::Unavailable
                     }
@@ -329,6 +331,7 @@ where
     fn end_own_install(&mut self) {
         if let Some(id) = self.hs.pending_install.take() {
             self.hs_dirty = true;
+            self.snapshot_work = true;
             self.own_event_due = Some(InstallOutcome::Installed(id));
         }
     }
@@ -407,6 +410,7 @@ where
                 }
                 // Pending linearizable reads fail: the state machine is about to be replaced.
                 self.fail_reads(crate::error::ReadError::InstallInProgress);
+                self.snapshot_work = true;
                 self.install = FollowerInstall::Round(Round {
                     leader: from,
                     first_available,
@@ -462,9 +466,11 @@ where
                     let want = rx.next_seq;
                     return reply(self, InstallResult::NextChunk(want));
                 }
+                self.snapshot_work = true;
                 rx.write_due = Some((seq, data));
                 rx.next_seq += 1;
                 if let Some(c) = checksum {
+                    self.snapshot_work = true;
                     rx.restore_due = Some(c);
                     rx.restoring = true;
                     self.fail_reads(crate::error::ReadError::InstallInProgress);
@@ -520,6 +526,7 @@ where
             SnapshotMode::Notify => self.send_notify(i, storage),
             SnapshotMode::Stream => {
                 pr.transfer = Some((snapshot, 0));
+                self.snapshot_work = true;
                 pr.chunk_due = true;
             }
         }
@@ -587,7 +594,10 @@ where
                 {
                     self.start_snapshot(i, storage);
                 }
-                SnapshotMode::Stream => pr.chunk_due = pr.transfer.is_some(),
+                SnapshotMode::Stream => {
+                    pr.chunk_due = pr.transfer.is_some();
+                    self.snapshot_work |= pr.chunk_due;
+                }
             }
         }
     }
@@ -639,6 +649,7 @@ where
                     return Ok(()); // this node already reported it, in an earlier term
                 }
             }
+            self.snapshot_work = true;
             pr.event_due = Some(outcome);
             return Ok(());
         }
@@ -669,6 +680,7 @@ where
                             id,
                         ) || crate::canary::on(crate::canary::Canary::InstallEventTwice))
                     {
+                        self.snapshot_work = true;
                         pr.event_due = Some(InstallOutcome::Installed(id));
                     }
                     pr.become_probe();
@@ -680,6 +692,7 @@ where
                 }
             }
             InstallResult::Unavailable => {
+                self.snapshot_work = true;
                 pr.event_due = Some(InstallOutcome::Unavailable);
                 // This round is over; the next notification starts another.
                 pr.resend_elapsed = 0;
@@ -693,6 +706,7 @@ where
             InstallResult::NextChunk(seq) => {
                 if let Some((snapshot, _)) = pr.transfer {
                     pr.transfer = Some((snapshot, seq));
+                    self.snapshot_work = true;
                     pr.chunk_due = true;
                     pr.resend_elapsed = 0;
                 }
