@@ -134,7 +134,7 @@ where
     /// Sends everything the window allows to every follower.
     fn send_new_entries<S: Storage<P>>(&mut self, storage: &S) {
         for i in 0..self.peer_count() {
-            while self.send_append(i, false, storage) {}
+            self.send_appends(i, storage);
         }
     }
 
@@ -152,6 +152,19 @@ where
         }
     }
 
+    /// Sends follower `i` every append its window allows. Returns whether one was queued.
+    pub(super) fn send_appends<S: Storage<P>>(&mut self, i: usize, storage: &S) -> bool {
+        let mut any = false;
+        // An append of fewer than `BATCH` entries carried everything up to the last index.
+        while let Some(count) = self.send_append_counted(i, false, storage) {
+            any = true;
+            if count < BATCH as u32 {
+                break;
+            }
+        }
+        any
+    }
+
     /// Sends one append to follower `i` if flow control allows (etcd's `maybeSendAppend`).
     /// Returns whether a message was queued.
     pub(super) fn send_append<S: Storage<P>>(
@@ -160,25 +173,33 @@ where
         allow_empty: bool,
         storage: &S,
     ) -> bool {
+        self.send_append_counted(i, allow_empty, storage).is_some()
+    }
+
+    /// [`send_append`](Self::send_append), returning how many entries the append carries.
+    fn send_append_counted<S: Storage<P>>(
+        &mut self,
+        i: usize,
+        allow_empty: bool,
+        storage: &S,
+    ) -> Option<u32> {
         let RoleState::Leader(progress) = &mut self.role else {
-            return false;
+            return None;
         };
-        let Some(pr) = progress.get_mut(i) else {
-            return false;
-        };
+        let pr = progress.get_mut(i)?;
         if pr.is_paused() {
-            return false;
+            return None;
         }
         if self.out.is_full() {
             self.stats.dropped_sends += 1;
-            return false;
+            return None;
         }
         // The entries stay in the log: the runner reads them when it polls the send.
         let last = self.log.last_index();
         let count = if pr.next > last {
             // Nothing new: `prev_index` is at least `last`, so not compacted.
             if !allow_empty {
-                return false;
+                return None;
             }
             0
         } else {
@@ -188,11 +209,11 @@ where
         if prev_index < self.log.snapshot().index {
             // Compacted: the follower needs a snapshot.
             self.start_snapshot(i, storage);
-            return false;
+            return None;
         }
         let Some(prev_term) = self.log.term(prev_index, storage) else {
             self.stats.storage_misses += 1;
-            return false;
+            return None;
         };
         pr.sent((count > 0).then(|| Index(prev_index.0 + u64::from(count))));
         // The append leaves with the commit index of the moment it is polled, at least this.
@@ -211,7 +232,7 @@ where
         };
         // Cannot fail: the queue had room above, and nothing was queued since.
         let _ = self.out.push_back(msg);
-        true
+        Some(count)
     }
 
     /// Whatever the windows allow to every follower, and the commit index to each one that has
@@ -222,8 +243,7 @@ where
     pub(super) fn bcast_append<S: Storage<P>>(&mut self, storage: &S) {
         let last = self.log.last_index();
         for i in 0..self.peer_count() {
-            if self.send_append(i, false, storage) {
-                while self.send_append(i, false, storage) {}
+            if self.send_appends(i, storage) {
                 continue;
             }
             let RoleState::Leader(progress) = &self.role else {
@@ -546,7 +566,7 @@ where
                 if self.maybe_commit(storage) {
                     self.bcast_append(storage);
                 } else {
-                    while self.send_append(i, false, storage) {}
+                    self.send_appends(i, storage);
                     // The committed entries it holds now may not have been announced to it.
                     self.notify_commit(i);
                 }
