@@ -130,6 +130,20 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// Term of the entry at `index`; `None` beyond the log or where storage has no answer.
     pub(crate) fn term<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Term> {
+        // The last entry's term is kept (the most asked for: an append that extends the log,
+        // a commit of the newest entry).
+        if index == self.last {
+            debug_assert!(
+                self.term_looked_up(index, storage)
+                    .is_none_or(|t| t == self.last_term)
+            );
+            return Some(self.last_term);
+        }
+        self.term_looked_up(index, storage)
+    }
+
+    /// [`term`](Self::term) without the last term kept: looked up in the tail or in storage.
+    fn term_looked_up<S: Storage<P>>(&self, index: Index, storage: &S) -> Option<Term> {
         match index.cmp(&self.snapshot.index) {
             core::cmp::Ordering::Less => None,
             core::cmp::Ordering::Equal => Some(self.snapshot.term),
@@ -207,7 +221,8 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.last = from.prev();
         self.clip_records(from.prev());
         self.handed = self.handed.min(from);
-        self.last_term = self.term(from.prev(), storage).unwrap_or(Term(0));
+        // Looked up: the kept last term is the truncated entry's.
+        self.last_term = self.term_looked_up(from.prev(), storage).unwrap_or(Term(0));
     }
 
     /// Whether entries wait to be handed to the runner, and a record slot is free.
