@@ -721,6 +721,26 @@ where
             && self.log.record_room()
             && !self.persists_held
         {
+            return Some(self.hand_out_persist());
+        }
+        debug_assert!(self.snapshot_work || !self.has_snapshot_action());
+        if self.snapshot_work {
+            return self.poll_snapshot_work();
+        }
+        if let Some(apply) = self.next_apply() {
+            return Some(apply);
+        }
+        if !self.reads.is_empty() {
+            return self.poll_reads();
+        }
+        self.wake = false;
+        None
+    }
+
+    /// The next persist: the hard state if it changed, a log reset, every entry not handed out.
+    #[inline(never)]
+    fn hand_out_persist(&mut self) -> Action<'_, P> {
+        {
             let token = self.next_token;
             self.next_token += 1;
             let hard_state = if self.hs_dirty {
@@ -739,35 +759,48 @@ where
                 None => false,
             };
             let entries = self.log.hand_out(token);
-            return Some(Action::Persist(Persist {
+            Action::Persist(Persist {
                 token: PersistToken(token),
                 hard_state: hard_state.then_some(&self.hs),
                 snapshot: snapshot.then_some(&self.handed_reset),
                 entries,
-            }));
+            })
         }
-        debug_assert!(self.snapshot_work || !self.has_snapshot_action());
-        if self.snapshot_work {
-            if self.has_snapshot_action() {
-                return self.poll_snapshot_action();
-            }
-            self.snapshot_work = false;
+    }
+
+    /// `local_action` past the persist check, while a snapshot action may be due.
+    #[inline(never)]
+    fn poll_snapshot_work(&mut self) -> Option<Action<'_, P>> {
+        if self.has_snapshot_action() {
+            return self.poll_snapshot_action();
         }
+        self.snapshot_work = false;
+        // What follows the snapshot actions (`local_action`'s order).
+        if let Some(apply) = self.next_apply() {
+            return Some(apply);
+        }
+        self.poll_reads()
+    }
+
+    /// The committed entries that are durable here and not yet handed out to apply.
+    #[inline(always)]
+    fn next_apply<'a>(&mut self) -> Option<Action<'a, P>> {
         let applicable = core::cmp::min(self.commit, self.log.stable_last());
-        if applicable > self.apply_emitted {
-            let first = self.apply_emitted.next();
-            self.apply_emitted = applicable;
-            return Some(Action::Apply {
-                first,
-                last: applicable,
-            });
+        if applicable <= self.apply_emitted {
+            return None;
         }
-        let read = if self.reads.is_empty() {
-            None
-        } else {
-            self.poll_read_action()
-        };
-        match read {
+        let first = self.apply_emitted.next();
+        self.apply_emitted = applicable;
+        Some(Action::Apply {
+            first,
+            last: applicable,
+        })
+    }
+
+    /// `local_action`'s last step: a read to answer, or nothing (the node sleeps until input).
+    #[inline(never)]
+    fn poll_reads(&mut self) -> Option<Action<'_, P>> {
+        match self.poll_read_action() {
             Some((id, Ok(index))) => Some(Action::ReadReady { id, index }),
             Some((id, Err(reason))) => Some(Action::ReadFailed { id, reason }),
             None => {
