@@ -10,7 +10,9 @@
 //!   it. The action borrows the node: read what you need before the next call. There is no ordering or
 //!   durability prerequisite: the node never emits a message that acknowledges state that is not
 //!   yet durable. Vote grants and append acknowledgements are withheld inside the node until the
-//!   runner has acknowledged the [`Persist`] they depend on. A runner may therefore send every
+//!   runner has acknowledged the [`Persist`] they depend on; a candidate's vote requests leave at
+//!   once, but it becomes leader (and sends its first append) only once its new term and its own
+//!   vote are durable, so no node ever leads one term twice. A runner may therefore send every
 //!   message the moment it gets it, in any order, or lose it.
 //! * [`Action::Persist`]: write durably, **in token order**: first the hard state, if any, then
 //!   the entries, which replace every stored entry at or after the first one's index (a new

@@ -484,6 +484,73 @@ fn new_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
     (node, store)
 }
 
+/// A candidate that a majority elected before its own term and vote were durable waits for
+/// them before it leads: were it to crash first, it would come back in the term before, could be
+/// elected for the same term again, and would write different entries at indices its first
+/// tenure used (the simulator's seed 57205).
+#[test]
+fn a_candidate_leads_only_once_its_term_is_durable() {
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.pre_vote = false;
+    let mut node = Big::new(c, &store).unwrap();
+    node.campaign(&store);
+    // The vote requests leave; the persist of the new term is held back.
+    let mut token = None;
+    let mut requests = 0;
+    while let Some(a) = node.poll_action() {
+        match a {
+            raftlet::Action::Persist(p) => {
+                assert!(p.hard_state.is_some());
+                token = Some(p.token);
+            }
+            raftlet::Action::Send(out) => {
+                requests += usize::from(matches!(out.message().body, Body::VoteRequest { .. }));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(requests, 2);
+    let term = node.term();
+    for from in [2, 3] {
+        deliver(
+            &mut node,
+            &store,
+            from,
+            Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        );
+    }
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "elected, but its term is not durable"
+    );
+    let sent = {
+        let mut sent = 0;
+        while let Some(a) = node.poll_action() {
+            sent += usize::from(matches!(a, raftlet::Action::Send(_)));
+        }
+        sent
+    };
+    assert_eq!(sent, 0, "no append before the term is durable");
+    store.hs = raftlet::HardState {
+        term,
+        vote: Some(NodeId(1)),
+        ..Default::default()
+    };
+    node.persisted(token.unwrap(), &store).unwrap();
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!(node.term(), term);
+    let appends = drain_persisting(&mut node, &mut store)
+        .iter()
+        .filter(|m| matches!(m.body, Body::Append { .. }))
+        .count();
+    assert_eq!(appends, 2, "the new leader's no-op goes to both followers");
+}
+
 /// A membership change on a leader whose unstable log is full is refused as `Full`, like a
 /// proposal, and changes nothing.
 #[test]

@@ -184,10 +184,16 @@ fn print_one_seed_stats() {
 ///   application no longer had that snapshot, and a transfer to a follower marked installing
 ///   was never started over, so the leader never heard that the install had finished. Fixed: a
 ///   stalled transfer of a replaced snapshot starts over whatever the follower last said.
+/// * 57205 (safety, log matching, found in a sweep of new seeds): a candidate sends its vote
+///   requests before its term and vote are durable, and the two other voters elected it
+///   before they were. It led, proposed at index 74, and crashed with the term unsynced. It
+///   came back in the term before, campaigned for the same term again, won it again (both
+///   voters had granted it that term) and proposed a different command at index 74 in the same
+///   term. Fixed: a candidate becomes leader only once its term and vote are durable.
 #[test]
 fn regression_seeds() {
     for seed in [
-        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497, 1781, 4952, 193,
+        10815, 13760, 19264, 148, 200775, 200863, 656, 1933, 1934, 1007497, 1781, 4952, 193, 57205,
     ] {
         common::run_seed(seed, 10_000);
     }

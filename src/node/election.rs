@@ -260,7 +260,14 @@ where
         };
         match (tally, pre) {
             (VoteResult::Won, true) => self.become_candidate(),
-            (VoteResult::Won, false) => self.become_leader(storage),
+            // A candidate leads only once its term and vote are durable (`after_durable` counts
+            // again then). Its requests left before that, and other voters may elect it first:
+            // a leader whose term was lost in a crash would restart in the term before,
+            // campaign for the same term again, win it again (its voters granted it that term)
+            // and write different entries at indices it had used in its first tenure, breaking
+            // log matching at any follower that took one of them (simulator, seed 57205).
+            (VoteResult::Won, false) if self.hs_durable() => self.become_leader(storage),
+            (VoteResult::Won, false) => {}
             (VoteResult::Lost, _) => self.become_follower(self.hs.term, None),
             (VoteResult::Pending, _) => {}
         }
