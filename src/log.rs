@@ -29,7 +29,7 @@ pub(crate) struct RaftLog<P, const LOG: usize> {
     stable_last: Index,
     last_term: Term,
     handed: Index,
-    records: Deque<(u64, Index), PERSIST_WINDOW>,
+    records: Records,
     /// The last index: `stable_last + unstable.len()`, kept rather than computed (a ring's
     /// length takes branches, and the last index is asked for on every message).
     last: Index,
@@ -45,7 +45,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             stable_last,
             last_term,
             handed: stable_last.next(),
-            records: Deque::new(),
+            records: Records::new(),
             last: stable_last,
             handed_before: stable_last.next(),
         }
@@ -105,9 +105,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// No outstanding persist record may make anything above `last` durable any more.
     fn clip_records(&mut self, last: Index) {
-        for rec in self.records.iter_mut() {
-            rec.1 = rec.1.min(last);
-        }
+        self.records.clip(last);
     }
 
     pub(crate) fn room(&self) -> usize {
@@ -239,7 +237,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
         self.handed_before = from;
         let last = self.last_index();
         self.handed = last.next();
-        let _ = self.records.push_back((token, last));
+        self.records.push(token, last);
         let n = (last.0 + 1).saturating_sub(from.0) as usize;
         self.entries_from(from, n)
     }
@@ -266,10 +264,9 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     /// Takes back the newest hand-out, persist `token`: its entries are handed out again by the
     /// next one. Returns whether `token` was the newest record.
     pub(crate) fn unhand(&mut self, token: u64) -> bool {
-        if self.records.back().map(|r| r.0) != Some(token) {
+        if !self.records.pop_newest(token) {
             return false;
         }
-        self.records.pop_back();
         // A truncation since may have moved `handed` lower already.
         self.handed = self
             .handed
@@ -280,17 +277,92 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
 
     /// The runner acknowledged every persist up to `token`.
     pub(crate) fn acknowledge(&mut self, token: u64) {
-        while let Some(&(t, last)) = self.records.front() {
-            if t > token {
-                break;
-            }
-            self.records.pop_front();
-            // Entries (stable_last, last] leave the unstable tail (none if a truncation or a
-            // reset clipped the record to or below stable_last).
-            while self.stable_last < last && self.unstable.pop_front().is_some() {
-                self.stable_last = self.stable_last.next();
-            }
+        let Some(last) = self.records.take_through(token) else {
+            return;
+        };
+        // Entries (stable_last, last] leave the unstable tail (none if a truncation or a reset
+        // clipped the records to or below stable_last).
+        while self.stable_last < last && self.unstable.pop_front().is_some() {
+            self.stable_last = self.stable_last.next();
         }
+    }
+}
+
+/// The outstanding persists, oldest first: for each, the last index it makes durable. The node
+/// numbers its persists 1, 2, 3... (a deferred one takes its token back), so the outstanding
+/// tokens are consecutive and token `t`'s record lives in slot `t % PERSIST_WINDOW`.
+#[derive(Debug)]
+struct Records {
+    last: [Index; PERSIST_WINDOW],
+    /// The token of the oldest outstanding persist (meaningless while `len` is 0).
+    first: u64,
+    len: usize,
+}
+
+impl Records {
+    const fn new() -> Self {
+        Self {
+            last: [Index(0); PERSIST_WINDOW],
+            first: 0,
+            len: 0,
+        }
+    }
+
+    fn slot(token: u64) -> usize {
+        (token % PERSIST_WINDOW as u64) as usize
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == PERSIST_WINDOW
+    }
+
+    /// Records persist `token` (the one after the newest outstanding), making `last` durable.
+    /// The caller checked that a slot is free.
+    fn push(&mut self, token: u64, last: Index) {
+        if self.len == 0 {
+            self.first = token;
+        }
+        debug_assert!(self.len < PERSIST_WINDOW);
+        debug_assert_eq!(token, self.first + self.len as u64);
+        self.last[Self::slot(token)] = last;
+        self.len += 1;
+    }
+
+    /// Forgets the newest record if it is `token`'s.
+    fn pop_newest(&mut self, token: u64) -> bool {
+        if self.len == 0 || self.first + self.len as u64 - 1 != token {
+            return false;
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// No outstanding record may make anything above `last` durable any more.
+    fn clip(&mut self, last: Index) {
+        for k in 0..self.len as u64 {
+            let slot = &mut self.last[Self::slot(self.first + k)];
+            *slot = (*slot).min(last);
+        }
+    }
+
+    /// Drops the records of every persist up to `token`; the highest index they make durable,
+    /// or `None` if there was no such record.
+    fn take_through(&mut self, token: u64) -> Option<Index> {
+        if self.len == 0 || token < self.first {
+            return None;
+        }
+        let n = core::cmp::min(token - self.first + 1, self.len as u64);
+        let mut durable = Index(0);
+        for k in 0..n {
+            durable = durable.max(self.last[Self::slot(self.first + k)]);
+        }
+        self.first += n;
+        self.len -= n as usize;
+        Some(durable)
     }
 }
 
