@@ -129,10 +129,13 @@ impl<P: Clone> Cluster<P> {
                     if let Some(first) = p.entries.first() {
                         store.log.truncate(first.index.0 as usize - 1);
                     }
-                    // As a store appends a batch (raft-rs' `MemStorage::append` does the same).
+                    // As a store appends a batch (raft-rs' `MemStorage::append` does the same);
+                    // the second slice only where the node's ring wrapped.
                     let (a, b) = p.entries.as_slices();
                     store.log.extend_from_slice(a);
-                    store.log.extend_from_slice(b);
+                    if !b.is_empty() {
+                        store.log.extend_from_slice(b);
+                    }
                     node.persisted(token, store).unwrap();
                 }
                 Action::Apply { first, last } => {

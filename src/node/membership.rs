@@ -280,6 +280,7 @@ where
     /// # Errors
     /// [`StepError::Malformed`] for a membership entry that cannot follow the one before it,
     /// or a truncation of two membership entries (impossible in Raft).
+    #[inline]
     pub(super) fn configs_after_append(
         &self,
         conflict: Index,
@@ -295,6 +296,17 @@ where
         if !changes && !drops_current {
             return Ok(None);
         }
+        self.configs_after_change(conflict, truncating, new)
+    }
+
+    /// `configs_after_append` for entries that change the configuration (rare: out of line).
+    #[inline(never)]
+    fn configs_after_change(
+        &self,
+        conflict: Index,
+        truncating: bool,
+        new: &[Entry<P>],
+    ) -> Result<Option<Configs<PEERS>>, StepError> {
         let mut configs = self.configs.clone();
         if truncating && !configs.truncate(conflict) {
             return Err(StepError::Malformed);
