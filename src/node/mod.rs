@@ -671,10 +671,14 @@ where
     #[must_use]
     #[inline]
     pub fn poll_action(&mut self) -> Option<Action<'_, P>> {
-        // A node that had no input since it last had nothing to do answers at once (the check
-        // is inlined into the runner's loop).
+        // A node that had no input since it last had nothing to do answers at once, and one
+        // with no send queued goes straight to its local work (both checks are inlined into
+        // the runner's loop).
         if !self.wake {
             return None;
+        }
+        if self.out.is_empty() {
+            return self.local_action();
         }
         self.next_action()
     }
