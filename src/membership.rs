@@ -501,38 +501,12 @@ impl<const N: usize> Membership<N> {
     /// The highest value a quorum has reached, given each voter's value (a matched index, an
     /// acknowledged round); with a joint configuration, the lower of the two halves'.
     pub(crate) fn quorum_min(&self, value: impl Fn(NodeId) -> u64) -> u64 {
-        #[inline(always)]
-        fn half<const N: usize>(ids: &[NodeId], value: &impl Fn(NodeId) -> u64) -> u64 {
-            if ids.is_empty() {
-                return u64::MAX;
-            }
-            // The value of the `n / 2`-th voter from the top: the highest a majority reached.
-            match *ids {
-                [a] => value(a),
-                [a, b] => core::cmp::min(value(a), value(b)),
-                [a, b, c] => {
-                    let (a, b, c) = (value(a), value(b), value(c));
-                    core::cmp::max(
-                        core::cmp::min(a, b),
-                        core::cmp::min(core::cmp::max(a, b), c),
-                    )
-                }
-                _ => {
-                    let mut m = [0u64; N];
-                    let n = ids.len().min(N);
-                    for (slot, &id) in m.iter_mut().zip(ids) {
-                        *slot = value(id);
-                    }
-                    insertion_sort(&mut m[..n], |a, b| a > b);
-                    m[n / 2]
-                }
-            }
-        }
-        let incoming = half::<N>(&self.voters, &value);
+        let half = |ids: &[NodeId]| majority_of::<N>(ids.len(), |k| value(ids[k]));
+        let incoming = half(&self.voters);
         if self.outgoing.is_empty() {
             incoming
         } else {
-            core::cmp::min(incoming, half::<N>(&self.outgoing, &value))
+            core::cmp::min(incoming, half(&self.outgoing))
         }
     }
 
@@ -564,6 +538,34 @@ impl<const N: usize> Membership<N> {
     /// Whether the voters for which `yes` holds form a quorum.
     pub(crate) fn is_quorum(&self, yes: impl Fn(NodeId) -> bool) -> bool {
         self.vote_result(|id| yes(id).then_some(true)) == VoteResult::Won
+    }
+}
+
+/// The highest value a majority of `n` voters reached, given the `k`-th voter's value (the
+/// `n / 2`-th from the top); `u64::MAX` for no voters (an empty half of a configuration
+/// constrains nothing). Up to three without sorting.
+#[inline(always)]
+pub(crate) fn majority_of<const N: usize>(n: usize, value: impl Fn(usize) -> u64) -> u64 {
+    match n {
+        0 => u64::MAX,
+        1 => value(0),
+        2 => core::cmp::min(value(0), value(1)),
+        3 => {
+            let (a, b, c) = (value(0), value(1), value(2));
+            core::cmp::max(
+                core::cmp::min(a, b),
+                core::cmp::min(core::cmp::max(a, b), c),
+            )
+        }
+        _ => {
+            let mut m = [0u64; N];
+            let n = n.min(N);
+            for (k, slot) in m[..n].iter_mut().enumerate() {
+                *slot = value(k);
+            }
+            insertion_sort(&mut m[..n], |a, b| a > b);
+            m[n / 2]
+        }
     }
 }
 

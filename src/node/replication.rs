@@ -321,16 +321,32 @@ where
             self.log.stable_last()
         };
         let id = self.cfg.id;
-        let candidate = Index(self.configs.current.quorum_min(|v| {
-            if v == id {
-                own.0
-            } else {
-                progress
-                    .iter()
-                    .find(|p| p.id == v)
-                    .map_or(0, |p| p.matched.0)
-            }
-        }));
+        let candidate = if cfg.outgoing().is_empty()
+            && cfg.learners().is_empty()
+            && progress.len() + 1 == cfg.voters().len()
+        {
+            // The followers are the other voters exactly (the leader is one of them, or there
+            // would be as many followers as voters): no lookups.
+            debug_assert!(cfg.is_voter(id) && progress.iter().all(|p| cfg.is_voter(p.id)));
+            Index(crate::membership::majority_of::<PEERS>(
+                progress.len() + 1,
+                |k| match k {
+                    0 => own.0,
+                    k => progress[k - 1].matched.0,
+                },
+            ))
+        } else {
+            Index(cfg.quorum_min(|v| {
+                if v == id {
+                    own.0
+                } else {
+                    progress
+                        .iter()
+                        .find(|p| p.id == v)
+                        .map_or(0, |p| p.matched.0)
+                }
+            }))
+        };
         if self.commit < candidate
             && (self.log.term(candidate, storage) == Some(self.hs.term)
                 || crate::canary::on(crate::canary::Canary::CommitOldTerm)
