@@ -192,6 +192,7 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     }
 
     /// Appends one entry at `last_index() + 1`. Hands it back when full.
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry<P>) -> Result<(), Entry<P>> {
         debug_assert_eq!(entry.index, self.last_index().next());
         let term = entry.term;
