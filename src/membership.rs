@@ -501,7 +501,15 @@ impl<const N: usize> Membership<N> {
     /// The highest value a quorum has reached, given each voter's value (a matched index, an
     /// acknowledged round); with a joint configuration, the lower of the two halves'.
     pub(crate) fn quorum_min(&self, value: impl Fn(NodeId) -> u64) -> u64 {
-        let half = |ids: &[NodeId]| majority_of::<N>(ids.len(), |k| value(ids[k]));
+        // Each voter's value looked up once, then counted (one copy of the lookup per caller).
+        let half = |ids: &[NodeId]| {
+            let mut m = [0u64; N];
+            let n = ids.len().min(N);
+            for (slot, &id) in m.iter_mut().zip(ids) {
+                *slot = value(id);
+            }
+            majority_of_values(&mut m[..n])
+        };
         let incoming = half(&self.voters);
         if self.outgoing.is_empty() {
             incoming
@@ -563,10 +571,32 @@ pub(crate) fn majority_of<const N: usize>(n: usize, value: impl Fn(usize) -> u64
             for (k, slot) in m[..n].iter_mut().enumerate() {
                 *slot = value(k);
             }
-            insertion_sort(&mut m[..n], |a, b| a > b);
-            m[n / 2]
+            sorted_majority(&mut m[..n])
         }
     }
+}
+
+/// `majority_of` over the values themselves.
+#[inline]
+fn majority_of_values(values: &mut [u64]) -> u64 {
+    match *values {
+        [] => u64::MAX,
+        [a] => a,
+        [a, b] => core::cmp::min(a, b),
+        [a, b, c] => core::cmp::max(
+            core::cmp::min(a, b),
+            core::cmp::min(core::cmp::max(a, b), c),
+        ),
+        _ => sorted_majority(values),
+    }
+}
+
+/// Four voters or more: sorts the values high to low and takes the middle one (out of line:
+/// one copy of the sort, whatever the caller).
+#[inline(never)]
+fn sorted_majority(values: &mut [u64]) -> u64 {
+    insertion_sort(values, |a, b| a > b);
+    values[values.len() / 2]
 }
 
 /// Sorts at most a configuration's worth of elements (`before(a, b)`: `a` goes first).

@@ -719,7 +719,7 @@ where
     }
 
     /// The next action that is not a send: a persist, a snapshot event, an apply, a read.
-    #[inline(never)]
+    #[inline]
     fn local_action(&mut self) -> Option<Action<'_, P>> {
         if (self.hs_dirty || self.reset_due.is_some() || self.log.has_unhanded())
             && self.log.record_room()
