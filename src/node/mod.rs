@@ -744,32 +744,30 @@ where
     /// The next persist: the hard state if it changed, a log reset, every entry not handed out.
     #[inline(never)]
     fn hand_out_persist(&mut self) -> Action<'_, P> {
-        {
-            let token = self.next_token;
-            self.next_token += 1;
-            let hard_state = if self.hs_dirty {
-                self.hs_dirty = false;
-                self.hs_token = token;
+        let token = self.next_token;
+        self.next_token += 1;
+        let hard_state = if self.hs_dirty {
+            self.hs_dirty = false;
+            self.hs_token = token;
+            true
+        } else {
+            false
+        };
+        let snapshot = match self.reset_due.take() {
+            Some(id) => {
+                self.reset_token = token;
+                self.handed_reset = id;
                 true
-            } else {
-                false
-            };
-            let snapshot = match self.reset_due.take() {
-                Some(id) => {
-                    self.reset_token = token;
-                    self.handed_reset = id;
-                    true
-                }
-                None => false,
-            };
-            let entries = self.log.hand_out(token);
-            Action::Persist(Persist {
-                token: PersistToken(token),
-                hard_state: hard_state.then_some(&self.hs),
-                snapshot: snapshot.then_some(&self.handed_reset),
-                entries,
-            })
-        }
+            }
+            None => false,
+        };
+        let entries = self.log.hand_out(token);
+        Action::Persist(Persist {
+            token: PersistToken(token),
+            hard_state: hard_state.then_some(&self.hs),
+            snapshot: snapshot.then_some(&self.handed_reset),
+            entries,
+        })
     }
 
     /// `local_action` past the persist check, while a snapshot action may be due.
