@@ -794,6 +794,8 @@ mod tests {
                     reached(q + 1) <= n / 2,
                     "{v:?}: a majority holds more than {q}"
                 );
+                // The commit path's form, reading the values in order, agrees.
+                assert_eq!(majority_of::<5>(n as usize, |k| v[k + 1]), q, "{v:?}");
             }
         }
     }
