@@ -10,7 +10,11 @@
 //! * `handed` (the next index to put in a Persist) lies in `stable_last + 1 ..= last_index() + 1`;
 //! * every outstanding persist record's `last` is `<= handed - 1`; a truncation at `k` clips
 //!   records and `stable_last` to `k - 1`, so an acknowledgement of a write that a newer leader
-//!   overwrote in memory never marks the overwritten entries durable.
+//!   overwrote in memory never marks the overwritten entries durable;
+//! * the records' tokens are consecutive (the node numbers persists 1, 2, 3..., and one taken
+//!   back gives its token back), and their `last`s never decrease from the oldest to the newest;
+//! * `last_term` is the term of the entry at `last_index()` (the snapshot's term when the log is
+//!   empty): `term` answers it without a lookup, and debug builds check it against one.
 
 use crate::action::Entries;
 use crate::storage::Storage;
