@@ -555,6 +555,25 @@ mod tests {
     }
 
     #[test]
+    fn a_log_initialised_again_forgets_its_outstanding_persists() {
+        // A node initialised again in place (`Node::init`) numbers its persists from 1 again:
+        // records of the persists it had out before must not survive, or the new ones would
+        // never be acknowledged (or be taken for the old ones).
+        let (_, mut log) = durable(&[1]);
+        for i in 2..=3 {
+            log.push(e(i, 1)).unwrap();
+        }
+        assert_eq!(handed(&mut log, 5), [2, 3]);
+        log.reinit(SnapshotId::ZERO, Index(1), Term(1));
+        assert!(log.record_room());
+        log.push(e(2, 2)).unwrap();
+        assert_eq!(handed(&mut log, 1), [2]);
+        log.acknowledge(1);
+        assert_eq!(log.stable_last(), Index(2));
+        assert_eq!(log.room(), 8);
+    }
+
+    #[test]
     fn an_empty_persist_record_makes_nothing_durable() {
         // A hard-state-only persist records the last handed index; acknowledging it moves
         // nothing.
