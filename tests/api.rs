@@ -551,6 +551,73 @@ fn a_candidate_leads_only_once_its_term_is_durable() {
     assert_eq!(appends, 2, "the new leader's no-op goes to both followers");
 }
 
+/// A leader whose send queue fills exactly with the appends of a proposal drops nothing: it
+/// sends each follower what its window allows and stops there, without a last attempt that
+/// would find the queue full and count a drop.
+#[test]
+fn appends_that_fill_the_send_queue_exactly_drop_nothing() {
+    // Room for two queued sends: a proposal's two appends fill it.
+    type Small = Node<u64, 5, 32, 4, 8, 2>;
+    let mut store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.pre_vote = false;
+    let mut node = Small::new(c, &store).unwrap();
+    let drain = |node: &mut Small, store: &mut MemStore| {
+        while let Some(a) = node.poll_action() {
+            if let Action::Persist(p) = a {
+                let token = p.token;
+                store.persist(&p);
+                node.persisted(token, store).unwrap();
+            }
+        }
+    };
+    node.campaign(&store);
+    drain(&mut node, &mut store);
+    let step = |node: &mut Small, store: &MemStore, from: u64, body: Body4| {
+        let m: Msg4 = raftlet::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: node.term(),
+            body,
+        };
+        node.step(&m, store).unwrap();
+    };
+    step(
+        &mut node,
+        &store,
+        2,
+        Body::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    );
+    assert_eq!(node.role(), Role::Leader);
+    drain(&mut node, &mut store);
+    for from in [2, 3] {
+        let last = node.last_index();
+        step(&mut node, &store, from, accepted(last));
+        drain(&mut node, &mut store);
+    }
+    let dropped = node.stats().dropped_sends;
+    node.propose(7, &store).unwrap();
+    assert_eq!(node.stats().dropped_sends, dropped, "no send dropped");
+    let mut appends = 0;
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Send(out) => {
+                appends += usize::from(matches!(out.message().body, Body::Append { .. }))
+            }
+            Action::Persist(p) => {
+                let token = p.token;
+                store.persist(&p);
+                node.persisted(token, &store).unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(appends, 2, "one append to each follower");
+}
+
 /// A membership change on a leader whose unstable log is full is refused as `Full`, like a
 /// proposal, and changes nothing.
 #[test]
