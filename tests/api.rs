@@ -414,8 +414,8 @@ fn heartbeat(from: u64, term: Term) -> Msg4 {
 }
 
 /// Steps `body` from node `from` into `node` (node 1) at the node's current term.
-fn deliver(
-    node: &mut Big,
+fn deliver<const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>(
+    node: &mut Node<u64, 5, LOG, BATCH, INFLIGHT, OUT>,
     store: &MemStore,
     from: u64,
     body: Body<u64, heapless::Vec<Entry<u64>, 4>>,
@@ -460,14 +460,24 @@ fn new_leader() -> (Big, MemStore) {
     new_leader_with(|_| {})
 }
 
-/// As [`new_leader`], its configuration tweaked first.
-fn new_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
-    let mut store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+/// Node 1 of `voters` voters, pre-vote off, its configuration tweaked, campaigning: its vote
+/// requests and the persist of its new term wait to be polled.
+fn campaigning<const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>(
+    voters: u64,
+    tweak: impl Fn(&mut Config<5>),
+) -> (Node<u64, 5, LOG, BATCH, INFLIGHT, OUT>, MemStore) {
+    let store = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(voters)).unwrap();
     c.pre_vote = false;
     tweak(&mut c);
-    let mut node = Big::new(c, &store).unwrap();
+    let mut node = Node::new(c, &store).unwrap();
     node.campaign(&store);
+    (node, store)
+}
+
+/// As [`new_leader`], its configuration tweaked first.
+fn new_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
+    let (mut node, mut store): (Big, _) = campaigning(3, tweak);
     drain_persisting(&mut node, &mut store);
     let grant: Msg4 = raftlet::Message {
         from: NodeId(2),
@@ -490,11 +500,7 @@ fn new_leader_with(tweak: impl Fn(&mut Config<5>)) -> (Big, MemStore) {
 /// tenure used (the simulator's seed 57205).
 #[test]
 fn a_candidate_leads_only_once_its_term_is_durable() {
-    let mut store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
-    c.pre_vote = false;
-    let mut node = Big::new(c, &store).unwrap();
-    node.campaign(&store);
+    let (mut node, mut store): (Big, _) = campaigning(3, |_| {});
     // The vote requests leave; the persist of the new term is held back.
     let mut token = None;
     let mut requests = 0;
@@ -557,12 +563,9 @@ fn a_candidate_leads_only_once_its_term_is_durable() {
 #[test]
 fn appends_that_fill_the_send_queue_exactly_drop_nothing() {
     // Room for two queued sends: a proposal's two appends fill it.
-    type Small = Node<u64, 5, 32, 4, 8, 2>;
-    let mut store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
-    c.pre_vote = false;
-    let mut node = Small::new(c, &store).unwrap();
-    let drain = |node: &mut Small, store: &mut MemStore| {
+    type TwoSends = Node<u64, 5, 32, 4, 8, 2>;
+    let (mut node, mut store): (TwoSends, _) = campaigning(3, |_| {});
+    let drain = |node: &mut TwoSends, store: &mut MemStore| {
         while let Some(a) = node.poll_action() {
             if let Action::Persist(p) = a {
                 let token = p.token;
@@ -571,18 +574,8 @@ fn appends_that_fill_the_send_queue_exactly_drop_nothing() {
             }
         }
     };
-    node.campaign(&store);
     drain(&mut node, &mut store);
-    let step = |node: &mut Small, store: &MemStore, from: u64, body: Body4| {
-        let m: Msg4 = raftlet::Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: node.term(),
-            body,
-        };
-        node.step(&m, store).unwrap();
-    };
-    step(
+    deliver(
         &mut node,
         &store,
         2,
@@ -595,7 +588,7 @@ fn appends_that_fill_the_send_queue_exactly_drop_nothing() {
     drain(&mut node, &mut store);
     for from in [2, 3] {
         let last = node.last_index();
-        step(&mut node, &store, from, accepted(last));
+        deliver(&mut node, &store, from, accepted(last));
         drain(&mut node, &mut store);
     }
     let dropped = node.stats().dropped_sends;
@@ -1438,11 +1431,7 @@ fn a_vacant_node_does_nothing() {
 /// the same token. Only the newest, unacknowledged persist can be deferred.
 #[test]
 fn a_deferred_persist_is_handed_out_again_whole() {
-    let mut store = MemStore::default();
-    let mut c = Config::<5>::new(NodeId(1), &ids(1)).unwrap();
-    c.pre_vote = false;
-    let mut node = Small::new(c, &store).unwrap();
-    node.campaign(&store);
+    let (mut node, mut store): (Small, _) = campaigning(1, |_| {});
     // The candidate's vote: defer it.
     let Some(Action::Persist(p)) = node.poll_action() else {
         panic!("expected the candidate's hard state")
