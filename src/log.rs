@@ -213,10 +213,9 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             return;
         }
         if from > self.stable_last {
-            let keep = (from.0 - self.stable_last.0 - 1) as usize;
-            while self.unstable.len() > keep {
-                self.unstable.pop_back();
-            }
+            // In one step: the deque drops the removed entries as slices.
+            self.unstable
+                .truncate((from.0 - self.stable_last.0 - 1) as usize);
         } else {
             self.unstable.clear();
             self.stable_last = from.prev();
@@ -286,9 +285,17 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
             return;
         };
         // Entries (stable_last, last] leave the unstable tail (none if a truncation or a reset
-        // clipped the records to or below stable_last).
-        while self.stable_last < last && self.unstable.pop_front().is_some() {
-            self.stable_last = self.stable_last.next();
+        // clipped the records to or below stable_last), in one step: the deque drops them as
+        // slices rather than popping them one by one.
+        if last > self.stable_last {
+            let len = self.unstable.len();
+            let gone = core::cmp::min((last.0 - self.stable_last.0) as usize, len);
+            if gone == 1 {
+                self.unstable.pop_front();
+            } else {
+                self.unstable.retain_back(len - gone);
+            }
+            self.stable_last = Index(self.stable_last.0 + gone as u64);
         }
     }
 }
