@@ -241,6 +241,31 @@ impl<'a, P> Outgoing<'a, P> {
     pub fn chunk(&self) -> Option<&'a P> {
         self.chunk
     }
+    /// The first and last index of the append's entries that the runner reads from its own
+    /// storage (those at or below the durable index): `None` when the node holds them all (or
+    /// the message is not an append). The rest are [`tail`](Self::tail). A runner that keeps
+    /// its log in memory, or encodes straight into a frame, copies both as slices instead of
+    /// cloning entry by entry through [`entries`](Self::entries).
+    #[must_use]
+    pub fn stored(&self) -> Option<(Index, Index)> {
+        match self.message.body {
+            Body::Append {
+                prev_index,
+                entries: Span { count },
+                ..
+            } if count > 0 && prev_index < self.stable_last => {
+                let last = Index(prev_index.0.saturating_add(u64::from(count)));
+                Some((prev_index.next(), last.min(self.stable_last)))
+            }
+            _ => None,
+        }
+    }
+    /// The append's entries that the node still holds (above the durable index), borrowed and
+    /// in order: they follow the [`stored`](Self::stored) ones.
+    #[must_use]
+    pub fn tail(&self) -> Entries<'a, P> {
+        self.tail
+    }
     /// The append's entries (none for other messages), read from `storage` up to the durable
     /// index and cloned from the node's log above it.
     pub fn entries<'s, S: Storage<P>>(&self, storage: &'s S) -> OutgoingEntries<'a, 's, P, S> {

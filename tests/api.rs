@@ -8,7 +8,7 @@ mod common;
 use common::store::MemStore;
 use raftlet::{
     Action, Body, Change, ConfChange, Config, ConfigError, Duration, Entry, EntryData, HardState,
-    Index, Instant, Node, NodeId, PersistError, PersistToken, Role, Term,
+    Index, Instant, Node, NodeId, PersistError, PersistToken, Role, Storage as _, Term,
 };
 
 fn ids(n: u64) -> Vec<NodeId> {
@@ -1582,6 +1582,126 @@ fn step_parts_takes_the_cargo_beside_the_message() {
         Err(raftlet::StepError::Malformed)
     );
     assert_eq!(follower.term(), term);
+}
+
+/// An append that spans the durable index names its stored entries (`Outgoing::stored`) and
+/// borrows the rest (`Outgoing::tail`); together they are exactly `Outgoing::entries`.
+#[test]
+fn an_append_names_its_stored_entries_and_lends_the_rest() {
+    let (mut leader, mut store) = lone_leader();
+    leader.propose(7, &store).unwrap();
+    drain_persisting(&mut leader, &mut store);
+    let durable = leader.last_index();
+    leader.propose(8, &store).unwrap();
+    let term = leader.term();
+    // Node 2 lacks the entry the leader has just made durable: the leader probes back to it.
+    deliver(
+        &mut leader,
+        &store,
+        2,
+        Body::AppendResponse(raftlet::AppendResult::Rejected {
+            rejected: durable,
+            hint_index: durable.prev(),
+            hint_term: term,
+        }),
+    );
+    let mut spanning = 0;
+    let mut budget = common::budget::Drain::new("leader");
+    // The persist of 8 is held back: it stays in the node's tail.
+    while let Some(a) = leader.poll_action() {
+        budget.spend();
+        let Action::Send(out) = a else { continue };
+        let Body::Append { prev_index, .. } = out.message().body else {
+            assert_eq!((out.stored(), out.tail().len()), (None, 0));
+            continue;
+        };
+        let via_entries: Vec<_> = out.entries(&store).map(Result::unwrap).collect();
+        let mut via_parts = Vec::new();
+        if let Some((first, last)) = out.stored() {
+            assert_eq!(first, prev_index.next());
+            assert!(last <= durable);
+            let mut i = first;
+            while i <= last {
+                via_parts.push(store.entry(i).unwrap());
+                i = i.next();
+            }
+        }
+        via_parts.extend(out.tail().iter().cloned());
+        assert_eq!(via_parts, via_entries);
+        if out.to() == NodeId(2) && out.stored().is_some() && !out.tail().is_empty() {
+            spanning += 1;
+        }
+    }
+    assert_eq!(spanning, 1, "the probe to node 2 spans the durable index");
+}
+
+/// `step_taking` moves the entries a node appends out of the message (leaving `Noop` data with
+/// their index and term) and touches none it does not append: entries it already holds, and
+/// every entry of an append it refuses or cannot place.
+#[test]
+fn stepping_by_taking_moves_only_the_entries_appended() {
+    let noop = |i: u64| Entry {
+        term: Term(1),
+        index: Index(i),
+        data: EntryData::Noop,
+    };
+    let normal = |i: u64| Entry {
+        term: Term(1),
+        index: Index(i),
+        data: EntryData::Normal(i),
+    };
+    let (mut node, mut store) = follower_of_2(|_| {});
+    let mut m = term1_append(0, 3, 0);
+    node.step_taking(&mut m, &store).unwrap();
+    let Body::Append { entries, .. } = &m.body else {
+        unreachable!()
+    };
+    assert_eq!(entries[..], [noop(1), noop(2), noop(3)]);
+    drain_persisting(&mut node, &mut store);
+    for i in 1..=3 {
+        assert_eq!(
+            store.entry(Index(i)),
+            Some(normal(i)),
+            "the node took the data"
+        );
+    }
+    // Entry 3 is held already: only 4 and 5 are taken.
+    let mut m = term1_append(2, 3, 0);
+    node.step_taking(&mut m, &store).unwrap();
+    let Body::Append { entries, .. } = &m.body else {
+        unreachable!()
+    };
+    assert_eq!(entries[..], [normal(3), noop(4), noop(5)]);
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(store.entry(Index(5)), Some(normal(5)));
+    // An append that does not match the log (nothing at 9) and a malformed one (a gap): nothing
+    // taken.
+    let mut m = term1_append(9, 2, 0);
+    node.step_taking(&mut m, &store).unwrap();
+    assert!(
+        matches!(&m.body, Body::Append { entries, .. } if entries[..] == [normal(10), normal(11)])
+    );
+    let mut m = term1_append(5, 2, 0);
+    if let Body::Append { entries, .. } = &mut m.body {
+        entries[1].index = Index(8);
+    }
+    assert_eq!(
+        node.step_taking(&mut m, &store),
+        Err(raftlet::StepError::Malformed)
+    );
+    assert!(matches!(&m.body, Body::Append { entries, .. } if entries[0] == normal(6)));
+    assert_eq!(node.last_index(), Index(5));
+    // The same through `step_parts_taking`, entries beside the message, and a message that is
+    // not an append.
+    let m = term1_append(5, 1, 0);
+    let mut beside = [normal(6)];
+    node.step_parts_taking(&m, &mut beside, None, &store)
+        .unwrap();
+    assert_eq!(beside, [noop(6)]);
+    node.step_taking(&mut heartbeat(2, Term(1)), &store)
+        .unwrap();
+    drain_persisting(&mut node, &mut store);
+    assert_eq!(store.entry(Index(6)), Some(normal(6)));
 }
 
 /// A follower that holds every committed entry learns the commit index from a `Commit` notice,

@@ -13,6 +13,7 @@
 //! * persists and applies are derived from state at poll time and are never dropped; only sends
 //!   can be dropped (queue full), and each drop is counted.
 
+mod cargo;
 mod election;
 mod membership;
 mod quiesce;
@@ -36,6 +37,7 @@ use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::time::{Duration, Instant};
 use crate::types::{Entry, HardState, Index, InstallOutcome, NodeId, Role, SnapshotId, Term};
+use cargo::Cargo;
 use heapless::Deque;
 use membership::Configs;
 
@@ -489,15 +491,11 @@ where
         E: AsRef<[Entry<P>]>,
         S: Storage<P>,
     {
-        let (entries, chunk): (&[Entry<P>], _) = match &msg.body {
-            Body::Append { entries, .. } => (entries.as_ref(), None),
-            Body::InstallSnapshot {
-                request: crate::message::InstallRequest::Chunk { data, .. },
-                ..
-            } => (&[], Some(data)),
-            _ => (&[], None),
+        let entries: &[Entry<P>] = match &msg.body {
+            Body::Append { entries, .. } => entries.as_ref(),
+            _ => &[],
         };
-        self.step_parts(msg, entries, chunk, storage)
+        self.step_parts(msg, entries, Self::chunk_of(msg), storage)
     }
 
     /// [`step`](Self::step) for a message whose cargo travels beside it: an append's `entries`
@@ -519,12 +517,83 @@ where
     where
         S: Storage<P>,
     {
-        self.wake = true;
-        let entries = if matches!(msg.body, Body::Append { .. }) {
-            entries
-        } else {
-            &[]
+        self.step_cargo(msg, Cargo::Borrowed(entries), chunk, storage)
+    }
+
+    /// [`step`](Self::step) that moves the entries it appends out of `msg` instead of cloning
+    /// them: for a runner that decoded the message and has no further use for its entries
+    /// (with a heap payload such as `Vec<u8>`, a clone is an allocation and a copy). Each entry
+    /// the node appended is left in `msg` with its index and term and [`EntryData::Noop`]
+    /// data; the others are untouched.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn step_taking<E, S>(
+        &mut self,
+        msg: &mut Message<P, E>,
+        storage: &S,
+    ) -> Result<(), StepError>
+    where
+        E: Default + AsMut<[Entry<P>]>,
+        S: Storage<P>,
+    {
+        let Body::Append { entries, .. } = &mut msg.body else {
+            return self.step_cargo(msg, Cargo::NONE, Self::chunk_of(msg), storage);
         };
+        let mut entries = core::mem::take(entries);
+        let result = self.step_cargo(msg, Cargo::Taken(entries.as_mut()), None, storage);
+        if let Body::Append { entries: e, .. } = &mut msg.body {
+            *e = entries;
+        }
+        result
+    }
+
+    /// [`step_parts`](Self::step_parts) that moves the entries it appends out of `entries`
+    /// instead of cloning them, as [`step_taking`](Self::step_taking) does.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn step_parts_taking<C, X, S>(
+        &mut self,
+        msg: &Message<C, X>,
+        entries: &mut [Entry<P>],
+        chunk: Option<&P>,
+        storage: &S,
+    ) -> Result<(), StepError>
+    where
+        S: Storage<P>,
+    {
+        self.step_cargo(msg, Cargo::Taken(entries), chunk, storage)
+    }
+
+    /// A stream-mode chunk message's bytes.
+    fn chunk_of<E>(msg: &Message<P, E>) -> Option<&P> {
+        match &msg.body {
+            Body::InstallSnapshot {
+                request: crate::message::InstallRequest::Chunk { data, .. },
+                ..
+            } => Some(data),
+            _ => None,
+        }
+    }
+
+    fn step_cargo<C, X, S>(
+        &mut self,
+        msg: &Message<C, X>,
+        cargo: Cargo<'_, P>,
+        chunk: Option<&P>,
+        storage: &S,
+    ) -> Result<(), StepError>
+    where
+        S: Storage<P>,
+    {
+        self.wake = true;
+        let cargo = if matches!(msg.body, Body::Append { .. }) {
+            cargo
+        } else {
+            Cargo::NONE
+        };
+        let entries = cargo.as_slice();
         if msg.to != self.cfg.id
             || msg.from == self.cfg.id
             || msg.from.0 == 0
@@ -583,7 +652,7 @@ where
         if !self.step_term(msg) {
             return Ok(());
         }
-        let result = self.dispatch(msg, entries, chunk, plan, storage);
+        let result = self.dispatch(msg, cargo, chunk, plan, storage);
         self.settle();
         result
     }

@@ -437,10 +437,11 @@ where
         prev_index: Index,
         prev_term: Term,
         commit: Index,
-        entries: &[Entry<P>],
+        mut cargo: super::Cargo<'_, P>,
         plan: AppendPlan,
         storage: &S,
     ) -> Result<(), StepError> {
+        let entries = cargo.as_slice();
         let (first_new, room, configs) = match plan {
             AppendPlan::Installing => {
                 self.refuse_append_while_installing(from);
@@ -497,9 +498,11 @@ where
                     *m = core::cmp::min(*m, conflict.prev());
                 }
             }
-            for e in entries.iter().skip(first_new).take(room) {
+            let end = entries.len().min(first_new + room);
+            for i in first_new..end {
+                let e = cargo.take(i);
                 last_new = e.index;
-                if self.log.push(e.clone()).is_err() {
+                if self.log.push(e).is_err() {
                     break;
                 }
             }

@@ -190,7 +190,7 @@ where
     pub(super) fn dispatch<C, X, S: Storage<P>>(
         &mut self,
         msg: &Message<C, X>,
-        entries: &[Entry<P>],
+        cargo: super::Cargo<'_, P>,
         chunk: Option<&P>,
         plan: Option<super::replication::AppendPlan>,
         storage: &S,
@@ -217,11 +217,11 @@ where
             } => {
                 let plan = match plan {
                     Some(plan) => plan,
-                    None => self.plan_append(prev_index, prev_term, entries, storage)?,
+                    None => self.plan_append(prev_index, prev_term, cargo.as_slice(), storage)?,
                 };
                 self.accept_leader(from)?;
                 self.report_uncollected(from);
-                self.handle_append(from, prev_index, prev_term, commit, entries, plan, storage)
+                self.handle_append(from, prev_index, prev_term, commit, cargo, plan, storage)
             }
             Body::Heartbeat { commit } => {
                 self.accept_leader(from)?;
