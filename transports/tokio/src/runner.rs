@@ -804,8 +804,9 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 }
                 Some(done) = synced.recv() => self.synced(done)?,
                 Some(done) = saved.recv() => self.saved(done)?,
-                Some(msg) = inbound.recv() => {
-                    let _ = self.node.step(&msg, &self.log);
+                Some(mut msg) = inbound.recv() => {
+                    // Decoded for this delivery: the node takes the entries it appends.
+                    let _ = self.node.step_taking(&mut msg, &self.log);
                     self.drain()?;
                 }
                 cmd = commands.recv() => {
@@ -818,8 +819,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             // Take whatever else is queued before syncing.
             for _ in 0..ROUND {
                 let mut took = false;
-                if let Ok(msg) = inbound.try_recv() {
-                    let _ = self.node.step(&msg, &self.log);
+                if let Ok(mut msg) = inbound.try_recv() {
+                    let _ = self.node.step_taking(&mut msg, &self.log);
                     self.drain()?;
                     took = true;
                 }

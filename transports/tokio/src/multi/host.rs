@@ -892,7 +892,7 @@ impl<M: GroupMachine> Host<M> {
         };
         let mut first = true;
         while let Some(item) = r.next::<Payload, Vec<raftlet::Entry<Payload>>>() {
-            let Ok((g, msg)) = item else {
+            let Ok((g, mut msg)) = item else {
                 self.status.bad_frames += 1;
                 return;
             };
@@ -904,7 +904,7 @@ impl<M: GroupMachine> Host<M> {
                 self.status.unknown_group += 1;
                 continue;
             };
-            let _ = grp.node.step(&msg, &grp.log);
+            let _ = grp.node.step_taking(&mut msg, &grp.log);
             self.mark(g);
         }
     }
