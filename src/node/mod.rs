@@ -523,7 +523,7 @@ where
     /// [`step`](Self::step) that moves the entries it appends out of `msg` instead of cloning
     /// them: for a runner that decoded the message and has no further use for its entries
     /// (with a heap payload such as `Vec<u8>`, a clone is an allocation and a copy). Each entry
-    /// the node appended is left in `msg` with its index and term and [`EntryData::Noop`]
+    /// the node appended is left in `msg` with its index and term and [`EntryData::Noop`](crate::EntryData::Noop)
     /// data; the others are untouched.
     ///
     /// # Errors
