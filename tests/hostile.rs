@@ -462,15 +462,23 @@ proptest! {
             };
             match input {
                 Input::Anchored(..) => unreachable!(),
-                Input::Step(m) => {
+                Input::Step(mut m) => {
                     let before = h.snapshot();
                     let noise_before = (h.node.stats().stale_term, h.node.stats().ignored_in_lease);
-                    let r = h.node.step(&m, &h.store);
+                    // Both ways of stepping (by the term's parity): taking the appended entries
+                    // out of the message, or borrowing them. A refused message keeps them all.
+                    let sent = m.clone();
+                    let r = if m.term.0 % 2 == 1 {
+                        h.node.step_taking(&mut m, &h.store)
+                    } else {
+                        h.node.step(&m, &h.store)
+                    };
                     // Routine noise (a stale term, a vote request in a lease) is `Ok`, counted.
                     let noise = (h.node.stats().stale_term, h.node.stats().ignored_in_lease) != noise_before;
                     match r {
                         Err(e) => {
                             prop_assert_eq!(before, h.snapshot(), "a refused message changed state");
+                            prop_assert_eq!(&m, &sent, "a refused message lost entries");
                             prop_assert!(!noise, "refused and counted as noise");
                             prop_assert!(h.node.poll_action().is_none() || e != StepError::UnknownPeer);
                         }

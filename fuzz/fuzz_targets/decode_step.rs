@@ -1,6 +1,7 @@
 //! Bytes from a hostile peer, decoded and stepped into a live node (a follower of a 3-node
 //! cluster with some history, or its leader): never a panic, and the node's own invariants hold.
-//! The input is a sequence of length-prefixed frames; the first byte picks the node's role.
+//! The input is a sequence of length-prefixed frames; the first byte picks the node's role (and
+//! whether it steps by borrowing or by taking the entries).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -77,8 +78,9 @@ fuzz_target!(|data: &[u8]| {
     let (mut term, mut commit) = (node.term(), node.commit_index());
     while let Some(r) = reader.feed(&mut input) {
         let Ok(frame) = r else { continue };
-        let Ok(msg) = CODEC.decode::<u64, heapless::Vec<raftlet::Entry<u64>, 4>>(frame) else { continue };
-        let _ = node.step(&msg, &store);
+        let Ok(mut msg) = CODEC.decode::<u64, heapless::Vec<raftlet::Entry<u64>, 4>>(frame) else { continue };
+        // Both ways of stepping: the role byte's third bit has the node take appended entries.
+        let _ = if role & 4 == 4 { node.step_taking(&mut msg, &store) } else { node.step(&msg, &store) };
         drain(&mut node, &mut store);
         node.tick(&store);
         drain(&mut node, &mut store);
