@@ -248,17 +248,17 @@ impl<'a, P> Outgoing<'a, P> {
     /// cloning entry by entry through [`entries`](Self::entries).
     #[must_use]
     pub fn stored(&self) -> Option<(Index, Index)> {
-        match self.message.body {
-            Body::Append {
-                prev_index,
-                entries: Span { count },
-                ..
-            } if count > 0 && prev_index < self.stable_last => {
-                let last = Index(prev_index.0.saturating_add(u64::from(count)));
-                Some((prev_index.next(), last.min(self.stable_last)))
-            }
-            _ => None,
-        }
+        let Body::Append {
+            prev_index,
+            entries: Span { count },
+            ..
+        } = self.message.body
+        else {
+            return None;
+        };
+        let first = prev_index.next();
+        let last = Index(prev_index.0.saturating_add(u64::from(count))).min(self.stable_last);
+        (first <= last).then_some((first, last))
     }
     /// The append's entries that the node still holds (above the durable index), borrowed and
     /// in order: they follow the [`stored`](Self::stored) ones.
