@@ -225,7 +225,12 @@ pub struct RunnerConfig {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u32,
-    /// Take a snapshot every this many applied entries (0: only when asked).
+    /// Take a snapshot once this many entries have been applied since the last one (0: only
+    /// when asked), and the commands applied since then add up to at least the last snapshot's
+    /// size. The second condition keeps the cost of serializing a growing state machine
+    /// bounded per byte written (as Redis rewrites its append-only file once it has doubled):
+    /// a fixed count alone serializes a store of `n` keys every `snapshot_every` writes, which
+    /// grows without bound with `n`.
     pub snapshot_every: u64,
     /// Entries kept after a compaction for slow followers.
     pub log_retention: u64,
@@ -550,6 +555,9 @@ struct Runner<S, L> {
     membership: Membership<{ raftlet::DEFAULT_MEMBERS }>,
     snapshot_every: u64,
     last_snapshot: Index,
+    /// Bytes of the last snapshot's data, and of the commands applied since it was taken.
+    snapshot_bytes: u64,
+    applied_bytes: u64,
     proposals: BTreeMap<Index, (Term, ProposeReply)>,
     conf_waiters: BTreeMap<Index, (Term, Reply<Index>)>,
     reads: HashMap<u64, (Vec<u8>, Reply<Vec<u8>>)>,
@@ -569,7 +577,7 @@ struct Runner<S, L> {
     saving: Option<SnapshotId>,
     snapshot_waiters: Vec<oneshot::Sender<Option<SnapshotId>>>,
     /// Saved snapshots come back here.
-    saved_tx: mpsc::UnboundedSender<(SnapshotId, std::io::Result<()>)>,
+    saved_tx: mpsc::UnboundedSender<Saved>,
 }
 
 /// Results of sync jobs: the token they cover, and how long the sync took.
@@ -633,12 +641,12 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     let snaps = SnapshotStore::open(&config.dir).map_err(StartError::Io)?;
     let initial = Membership::new(&config.initial_voters)
         .map_err(|e| StartError::Config(raftlet::ConfigError::from(e)))?;
-    let (snapshot, membership) = match snaps.latest().map_err(StartError::Io)? {
+    let (snapshot, membership, snapshot_bytes) = match snaps.latest().map_err(StartError::Io)? {
         Some((meta, data)) => {
             sm.restore(&data).map_err(StartError::Restore)?;
-            (meta.id, meta.membership)
+            (meta.id, meta.membership, data.len() as u64)
         }
-        None => (SnapshotId::ZERO, initial),
+        None => (SnapshotId::ZERO, initial, 0),
     };
     let mut cfg = Config::with_membership(config.id, membership.clone());
     cfg.election_ticks = config.election_ticks;
@@ -671,6 +679,8 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         membership,
         snapshot_every: config.snapshot_every,
         last_snapshot: snapshot.index,
+        snapshot_bytes,
+        applied_bytes: 0,
         proposals: BTreeMap::new(),
         conf_waiters: BTreeMap::new(),
         reads: HashMap::new(),
@@ -779,6 +789,9 @@ fn nanos() -> u64 {
 }
 
 /// Inputs taken in one round before the persists they produced are synced.
+/// A snapshot saved (or not): its id and the size of its data.
+type Saved = (SnapshotId, std::io::Result<u64>);
+
 const ROUND: usize = 256;
 
 impl<S: StateMachine, L: LogStore> Runner<S, L> {
@@ -792,7 +805,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         mut inbound: mpsc::Receiver<Msg>,
         mut commands: mpsc::Receiver<Command>,
         mut synced: mpsc::UnboundedReceiver<Synced>,
-        mut saved: mpsc::UnboundedReceiver<(SnapshotId, std::io::Result<()>)>,
+        mut saved: mpsc::UnboundedReceiver<Saved>,
     ) -> Result<(), std::io::Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1096,6 +1109,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         }
         self.membership = meta.membership.clone();
         self.last_snapshot = meta.id.index;
+        self.snapshot_bytes = data.len() as u64;
+        self.applied_bytes = 0;
         // Proposals the snapshot jumped over: their outcome is not known here.
         let later = self.proposals.split_off(&meta.id.index.next());
         for (_, (_, reply)) in std::mem::replace(&mut self.proposals, later) {
@@ -1119,7 +1134,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             };
             let term = entry.term;
             let answer = match &entry.data {
-                EntryData::Normal(cmd) => Some(self.sm.apply(index, cmd)),
+                EntryData::Normal(cmd) => {
+                    self.applied_bytes += cmd.len() as u64;
+                    Some(self.sm.apply(index, cmd))
+                }
                 EntryData::Membership(c) => {
                     match self.membership.apply(c) {
                         Ok(m) => self.membership = m,
@@ -1148,7 +1166,10 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 });
             }
         }
-        if self.snapshot_every > 0 && last.0 >= self.last_snapshot.0 + self.snapshot_every {
+        if self.snapshot_every > 0
+            && last.0 >= self.last_snapshot.0 + self.snapshot_every
+            && self.applied_bytes >= self.snapshot_bytes
+        {
             self.take_snapshot(None);
         }
         Ok(())
@@ -1181,19 +1202,20 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         };
         let capture = self.sm.capture();
         self.last_snapshot = applied;
+        self.applied_bytes = 0;
         self.saving = Some(id);
         self.snapshot_waiters.extend(reply);
         let saver = self.snaps.saver();
         let done = self.saved_tx.clone();
         tokio::task::spawn_blocking(move || {
             let data = capture();
-            let _ = done.send((id, saver.save(&meta, &data)));
+            let _ = done.send((id, saver.save(&meta, &data).map(|()| data.len() as u64)));
         });
     }
 
     /// A snapshot is durable: the node may compact up to it.
-    fn saved(&mut self, (id, result): (SnapshotId, std::io::Result<()>)) -> std::io::Result<()> {
-        result?;
+    fn saved(&mut self, (id, result): Saved) -> std::io::Result<()> {
+        self.snapshot_bytes = result?;
         self.saving = None;
         let taken = match self.node.snapshot_taken(id, &self.log) {
             Ok(()) => {

@@ -1,7 +1,8 @@
 //! `raftlet-tokio` used as a library: a state machine of the test's own, the in-memory log,
 //! and a transport of the test's own (channels between runners in one process). And the
 //! durable pipeline on a slow disk: proposals keep being accepted and batched while a sync is
-//! in flight, and nothing is acknowledged before the syncs that make it durable complete.
+//! in flight, and nothing is acknowledged before the syncs that make it durable complete. And
+//! the snapshot policy: a state larger than what was written since is not serialized again.
 
 use raftlet::{Index, NodeId, Role, Storage};
 use raftlet_tokio::memlog::MemLog;
@@ -387,4 +388,84 @@ async fn handles_wait_for_a_leader_and_for_the_next_one_after_it_dies() {
             .await,
         Err(runner::ClientError::NoLeader)
     );
+}
+
+/// A counter whose snapshot is 1,000 bytes (its total, padded).
+#[derive(Default)]
+struct Padded(Counter);
+
+impl StateMachine for Padded {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
+        self.0.apply(index, command)
+    }
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        self.0.query(query)
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        let mut data = self.0.snapshot();
+        data.resize(1_000, 0);
+        data
+    }
+    fn restore(&mut self, data: &[u8]) -> Result<(), String> {
+        self.0.restore(data.get(..8).ok_or("short")?)
+    }
+}
+
+/// Snapshots come every `snapshot_every` entries only while the commands since the last one add
+/// up to its size: a state larger than what is written is not serialized again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = NodeId(1);
+    let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
+    cfg.tick = Duration::from_millis(10);
+    cfg.snapshot_every = 10;
+    let net = ChannelNet {
+        id,
+        hub: Hub::default(),
+        stopped: Arc::new(AtomicBool::new(false)),
+        sent: AtomicU64::new(0),
+    };
+    let handle = runner::start_with(cfg, Padded::default(), MemLog::new(), net).unwrap();
+    let mut events = handle.subscribe();
+    handle
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .unwrap();
+    // The snapshots saved so far (each is saved off the runner's task: wait for its event).
+    let mut taken: Vec<u64> = Vec::new();
+    let mut until = async |events: &mut tokio::sync::broadcast::Receiver<runner::Event>,
+                           n: usize,
+                           within: Duration| {
+        let t0 = Instant::now();
+        while taken.len() < n && t0.elapsed() < within {
+            if let Ok(Ok(runner::Event::Snapshot { id })) =
+                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+            {
+                taken.push(id.index.0);
+            }
+        }
+        taken.clone()
+    };
+    // 100 commands of 8 bytes: the first snapshot after 10 entries, then no other (the
+    // commands since add up to less than its 1,000 bytes).
+    for k in 1..=100u64 {
+        handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
+    }
+    until(&mut events, 1, Duration::from_secs(10)).await;
+    // A second one would have been taken right after the last of these commands.
+    let first = until(&mut events, 2, Duration::from_millis(500)).await;
+    assert_eq!(first.len(), 1, "snapshots at {first:?}");
+    assert!(first[0] >= 10 && first[0] <= 12, "snapshots at {first:?}");
+    // 50 more: past 1,000 bytes since the first, so a second one.
+    for k in 1..=50u64 {
+        handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
+    }
+    let all = until(&mut events, 2, Duration::from_secs(10)).await;
+    assert_eq!(all.len(), 2, "snapshots at {all:?}");
+    assert!(
+        (all[1] - all[0]) * 8 >= 1_000,
+        "snapshots at {all:?}: the second came before 1,000 bytes of commands"
+    );
+    handle.shutdown().await;
 }

@@ -186,7 +186,8 @@ struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) on this address
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
-    /// Take a snapshot (and compact the log) every this many applied entries; 0: never
+    /// Take a snapshot (and compact the log) once this many entries, and at least as many bytes
+    /// of commands as the last snapshot holds, have been applied since it; 0: never
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
     #[command(flatten)]
