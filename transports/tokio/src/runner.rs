@@ -227,10 +227,12 @@ pub struct RunnerConfig {
     pub heartbeat_ticks: u32,
     /// Take a snapshot once this many entries have been applied since the last one (0: only
     /// when asked), and the commands applied since then add up to at least the last snapshot's
-    /// size. The second condition keeps the cost of serializing a growing state machine
-    /// bounded per byte written (as Redis rewrites its append-only file once it has doubled):
-    /// a fixed count alone serializes a store of `n` keys every `snapshot_every` writes, which
-    /// grows without bound with `n`.
+    /// size, or [`SNAPSHOT_SPACING_CAP`] times this many entries have been applied. The size
+    /// condition keeps the cost of serializing a growing state machine bounded per byte
+    /// written (as Redis rewrites its append-only file once it has doubled): a fixed count
+    /// alone serializes a store of `n` keys every `snapshot_every` writes, a cost that grows
+    /// without bound with `n`. The price: the log since the last snapshot may hold about as
+    /// many bytes of commands as the state, up to the cap in entries.
     pub snapshot_every: u64,
     /// Entries kept after a compaction for slow followers.
     pub log_retention: u64,
@@ -792,6 +794,11 @@ fn nanos() -> u64 {
 /// A snapshot saved (or not): its id and the size of its data.
 type Saved = (SnapshotId, std::io::Result<u64>);
 
+/// However large the state, snapshots are at most this many times
+/// [`RunnerConfig::snapshot_every`] entries apart: the log held in memory stays bounded in
+/// entries as well as in bytes.
+pub const SNAPSHOT_SPACING_CAP: u64 = 10;
+
 const ROUND: usize = 256;
 
 impl<S: StateMachine, L: LogStore> Runner<S, L> {
@@ -1166,13 +1173,26 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                 });
             }
         }
+        self.snapshot_if_due();
+        Ok(())
+    }
+
+    /// Takes a snapshot if [`RunnerConfig::snapshot_every`] says one is due at the applied
+    /// index (and none is being saved: [`saved`](Self::saved) asks again).
+    fn snapshot_if_due(&mut self) {
+        let since = self
+            .node
+            .applied_index()
+            .0
+            .saturating_sub(self.last_snapshot.0);
         if self.snapshot_every > 0
-            && last.0 >= self.last_snapshot.0 + self.snapshot_every
-            && self.applied_bytes >= self.snapshot_bytes
+            && self.saving.is_none()
+            && since >= self.snapshot_every
+            && (self.applied_bytes >= self.snapshot_bytes
+                || since >= self.snapshot_every.saturating_mul(SNAPSHOT_SPACING_CAP))
         {
             self.take_snapshot(None);
         }
-        Ok(())
     }
 
     /// Snapshots the state machine at the applied index; the file is written and synced off
@@ -1230,6 +1250,8 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         for w in self.snapshot_waiters.drain(..) {
             let _ = w.send(taken);
         }
+        // One may have come due while this one was being saved.
+        self.snapshot_if_due();
         self.drain()
     }
 }

@@ -390,9 +390,9 @@ async fn handles_wait_for_a_leader_and_for_the_next_one_after_it_dies() {
     );
 }
 
-/// A counter whose snapshot is 1,000 bytes (its total, padded).
+/// A counter whose snapshot is `.1` bytes (its total, padded).
 #[derive(Default)]
-struct Padded(Counter);
+struct Padded(Counter, usize);
 
 impl StateMachine for Padded {
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
@@ -403,7 +403,7 @@ impl StateMachine for Padded {
     }
     fn snapshot(&self) -> Vec<u8> {
         let mut data = self.0.snapshot();
-        data.resize(1_000, 0);
+        data.resize(self.1, 0);
         data
     }
     fn restore(&mut self, data: &[u8]) -> Result<(), String> {
@@ -411,10 +411,12 @@ impl StateMachine for Padded {
     }
 }
 
-/// Snapshots come every `snapshot_every` entries only while the commands since the last one add
-/// up to its size: a state larger than what is written is not serialized again and again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
+/// A single-node runner over `Padded` snapshots of `size` bytes, a snapshot due every 10
+/// entries; proposes `n` commands of 8 bytes (pausing 20 ms after every 10, so that a snapshot
+/// being saved is usually done before the next one could be due), then returns the indices of
+/// the snapshots taken: each is saved off the runner's task, so they are waited for by their
+/// events, at least `min` of them, until none has come for half a second.
+async fn snapshots_of(size: usize, n: u64, min: usize) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     let id = NodeId(1);
     let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
@@ -426,46 +428,107 @@ async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
         stopped: Arc::new(AtomicBool::new(false)),
         sent: AtomicU64::new(0),
     };
-    let handle = runner::start_with(cfg, Padded::default(), MemLog::new(), net).unwrap();
+    let sm = Padded(Counter::default(), size);
+    let handle = runner::start_with(cfg, sm, MemLog::new(), net).unwrap();
     let mut events = handle.subscribe();
     handle
         .wait_for_leader(Duration::from_secs(5))
         .await
         .unwrap();
-    // The snapshots saved so far (each is saved off the runner's task: wait for its event).
-    let mut taken: Vec<u64> = Vec::new();
-    let mut until = async |events: &mut tokio::sync::broadcast::Receiver<runner::Event>,
-                           n: usize,
-                           within: Duration| {
-        let t0 = Instant::now();
-        while taken.len() < n && t0.elapsed() < within {
-            if let Ok(Ok(runner::Event::Snapshot { id })) =
-                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-            {
-                taken.push(id.index.0);
-            }
+    for k in 1..=n {
+        handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
+        if k % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        taken.clone()
+    }
+    let mut taken = Vec::new();
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    while (taken.len() < min && t0.elapsed() < Duration::from_secs(10))
+        || last.elapsed() < Duration::from_millis(500)
+    {
+        if let Ok(Ok(runner::Event::Snapshot { id })) =
+            tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+        {
+            taken.push(id.index.0);
+            last = Instant::now();
+        }
+    }
+    handle.shutdown().await;
+    taken
+}
+
+/// Snapshots come every `snapshot_every` entries only while the commands since the last one add
+/// up to its size: a state larger than what is written is not serialized again and again. They
+/// are never more than `SNAPSHOT_SPACING_CAP` times `snapshot_every` entries apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
+    assert_eq!(runner::SNAPSHOT_SPACING_CAP, 10);
+    // 600-byte snapshots: the first after 10 entries, each next one at least 75 commands
+    // (600 bytes) later.
+    let taken = snapshots_of(600, 200, 3).await;
+    assert!(taken.len() >= 3, "snapshots at {taken:?}");
+    assert!((10..=12).contains(&taken[0]), "snapshots at {taken:?}");
+    for w in taken.windows(2) {
+        assert!(
+            w[1] - w[0] >= 75,
+            "snapshots at {taken:?}: closer than 600 bytes"
+        );
+    }
+    // Snapshots of 8 bytes: every 10 entries, as before.
+    let taken = snapshots_of(8, 60, 3).await;
+    assert!(taken.len() >= 3, "snapshots at {taken:?}");
+    // 1 MB snapshots: the cap, at least 100 entries apart, and due by the end.
+    let taken = snapshots_of(1 << 20, 250, 3).await;
+    assert!(taken.len() >= 3, "snapshots at {taken:?}");
+    for w in taken.windows(2) {
+        assert!(
+            w[1] - w[0] >= 100,
+            "snapshots at {taken:?}: closer than the cap"
+        );
+    }
+}
+
+/// A snapshot that came due while another was being saved is taken once that one is saved,
+/// even if nothing is applied after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_due_during_a_save_is_taken_after_it() {
+    // 8-byte snapshots, 30 commands proposed without a pause: the first snapshot (at 10) is
+    // usually still being saved when the last command is applied; the one due then follows it.
+    let dir = tempfile::tempdir().unwrap();
+    let id = NodeId(1);
+    let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
+    cfg.snapshot_every = 10;
+    let net = ChannelNet {
+        id,
+        hub: Hub::default(),
+        stopped: Arc::new(AtomicBool::new(false)),
+        sent: AtomicU64::new(0),
     };
-    // 100 commands of 8 bytes: the first snapshot after 10 entries, then no other (the
-    // commands since add up to less than its 1,000 bytes).
-    for k in 1..=100u64 {
+    let handle =
+        runner::start_with(cfg, Padded(Counter::default(), 8), MemLog::new(), net).unwrap();
+    let mut events = handle.subscribe();
+    handle
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .unwrap();
+    for k in 1..=30u64 {
         handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
     }
-    until(&mut events, 1, Duration::from_secs(10)).await;
-    // A second one would have been taken right after the last of these commands.
-    let first = until(&mut events, 2, Duration::from_millis(500)).await;
-    assert_eq!(first.len(), 1, "snapshots at {first:?}");
-    assert!(first[0] >= 10 && first[0] <= 12, "snapshots at {first:?}");
-    // 50 more: past 1,000 bytes since the first, so a second one.
-    for k in 1..=50u64 {
-        handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
+    // A snapshot reaches the last applied entry (31: the no-op, then 30 commands), however
+    // the saves fell.
+    let t0 = Instant::now();
+    let mut taken = Vec::new();
+    while !taken.contains(&31) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "snapshots at {taken:?}"
+        );
+        if let Ok(Ok(runner::Event::Snapshot { id })) =
+            tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+        {
+            taken.push(id.index.0);
+        }
     }
-    let all = until(&mut events, 2, Duration::from_secs(10)).await;
-    assert_eq!(all.len(), 2, "snapshots at {all:?}");
-    assert!(
-        (all[1] - all[0]) * 8 >= 1_000,
-        "snapshots at {all:?}: the second came before 1,000 bytes of commands"
-    );
     handle.shutdown().await;
 }
