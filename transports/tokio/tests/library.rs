@@ -411,17 +411,17 @@ impl StateMachine for Padded {
     }
 }
 
-/// A single-node runner over `Padded` snapshots of `size` bytes, a snapshot due every 10
+/// A single-node runner over `Padded` snapshots of `size` bytes, a snapshot due every `every`
 /// entries; proposes `n` commands of 8 bytes (pausing 20 ms after every 10, so that a snapshot
 /// being saved is usually done before the next one could be due), then returns the indices of
 /// the snapshots taken: each is saved off the runner's task, so they are waited for by their
 /// events, at least `min` of them, until none has come for half a second.
-async fn snapshots_of(size: usize, n: u64, min: usize) -> Vec<u64> {
+async fn snapshots_of(every: u64, size: usize, n: u64, min: usize) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     let id = NodeId(1);
     let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
     cfg.tick = Duration::from_millis(10);
-    cfg.snapshot_every = 10;
+    cfg.snapshot_every = every;
     let net = ChannelNet {
         id,
         hub: Hub::default(),
@@ -466,7 +466,7 @@ async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
     assert_eq!(runner::SNAPSHOT_SPACING_CAP, 10);
     // 600-byte snapshots: the first after 10 entries, each next one at least 75 commands
     // (600 bytes) later.
-    let taken = snapshots_of(600, 200, 3).await;
+    let taken = snapshots_of(10, 600, 200, 3).await;
     assert!(taken.len() >= 3, "snapshots at {taken:?}");
     assert!((10..=12).contains(&taken[0]), "snapshots at {taken:?}");
     for w in taken.windows(2) {
@@ -476,10 +476,10 @@ async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
         );
     }
     // Snapshots of 8 bytes: every 10 entries, as before.
-    let taken = snapshots_of(8, 60, 3).await;
+    let taken = snapshots_of(10, 8, 60, 3).await;
     assert!(taken.len() >= 3, "snapshots at {taken:?}");
     // 1 MB snapshots: the cap, at least 100 entries apart, and due by the end.
-    let taken = snapshots_of(1 << 20, 250, 3).await;
+    let taken = snapshots_of(10, 1 << 20, 250, 3).await;
     assert!(taken.len() >= 3, "snapshots at {taken:?}");
     for w in taken.windows(2) {
         assert!(
@@ -487,6 +487,9 @@ async fn a_snapshot_waits_for_as_many_bytes_of_commands_as_the_last_one_held() {
             "snapshots at {taken:?}: closer than the cap"
         );
     }
+    // `snapshot_every` 0: none unless asked, however small the state.
+    let taken = snapshots_of(0, 8, 30, 0).await;
+    assert!(taken.is_empty(), "snapshots at {taken:?}");
 }
 
 /// A snapshot that came due while another was being saved is taken once that one is saved,
