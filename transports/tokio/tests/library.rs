@@ -412,14 +412,14 @@ impl StateMachine for Padded {
 }
 
 /// A single-node runner over `Padded` snapshots of `size` bytes, a snapshot due every `every`
-/// entries; proposes `n` commands of 8 bytes (pausing 20 ms after every 10, so that a snapshot
-/// being saved is usually done before the next one could be due), then returns the indices of
-/// the snapshots taken: each is saved off the runner's task, so they are waited for by their
-/// events, at least `min` of them, until none has come for half a second.
-async fn snapshots_of(every: u64, size: usize, n: u64, min: usize) -> Vec<u64> {
-    let dir = tempfile::tempdir().unwrap();
+/// entries, led by its node; with its events (subscribed before anything was applied).
+async fn padded_runner(
+    dir: &std::path::Path,
+    every: u64,
+    size: usize,
+) -> (Handle, tokio::sync::broadcast::Receiver<runner::Event>) {
     let id = NodeId(1);
-    let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
+    let mut cfg = RunnerConfig::new(id, dir.join("1"), vec![id]);
     cfg.tick = Duration::from_millis(10);
     cfg.snapshot_every = every;
     let net = ChannelNet {
@@ -430,11 +430,32 @@ async fn snapshots_of(every: u64, size: usize, n: u64, min: usize) -> Vec<u64> {
     };
     let sm = Padded(Counter::default(), size);
     let handle = runner::start_with(cfg, sm, MemLog::new(), net).unwrap();
-    let mut events = handle.subscribe();
+    let events = handle.subscribe();
     handle
         .wait_for_leader(Duration::from_secs(5))
         .await
         .unwrap();
+    (handle, events)
+}
+
+/// The index of the next snapshot saved (each is saved off the runner's task: waited for by
+/// its event), if one comes within 50 ms.
+async fn next_snapshot(
+    events: &mut tokio::sync::broadcast::Receiver<runner::Event>,
+) -> Option<u64> {
+    match tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
+        Ok(Ok(runner::Event::Snapshot { id })) => Some(id.index.0),
+        _ => None,
+    }
+}
+
+/// `padded_runner(every, size)` proposes `n` commands of 8 bytes (pausing 20 ms after every
+/// 10, so that a snapshot being saved is usually done before the next one could be due), then
+/// returns the indices of the snapshots taken: at least `min` of them are waited for, then
+/// more until none has come for half a second.
+async fn snapshots_of(every: u64, size: usize, n: u64, min: usize) -> Vec<u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, mut events) = padded_runner(dir.path(), every, size).await;
     for k in 1..=n {
         handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
         if k % 10 == 0 {
@@ -447,10 +468,8 @@ async fn snapshots_of(every: u64, size: usize, n: u64, min: usize) -> Vec<u64> {
     while (taken.len() < min && t0.elapsed() < Duration::from_secs(10))
         || last.elapsed() < Duration::from_millis(500)
     {
-        if let Ok(Ok(runner::Event::Snapshot { id })) =
-            tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-        {
-            taken.push(id.index.0);
+        if let Some(index) = next_snapshot(&mut events).await {
+            taken.push(index);
             last = Instant::now();
         }
     }
@@ -499,22 +518,7 @@ async fn a_snapshot_due_during_a_save_is_taken_after_it() {
     // 8-byte snapshots, 30 commands proposed without a pause: the first snapshot (at 10) is
     // usually still being saved when the last command is applied; the one due then follows it.
     let dir = tempfile::tempdir().unwrap();
-    let id = NodeId(1);
-    let mut cfg = RunnerConfig::new(id, dir.path().join("1"), vec![id]);
-    cfg.snapshot_every = 10;
-    let net = ChannelNet {
-        id,
-        hub: Hub::default(),
-        stopped: Arc::new(AtomicBool::new(false)),
-        sent: AtomicU64::new(0),
-    };
-    let handle =
-        runner::start_with(cfg, Padded(Counter::default(), 8), MemLog::new(), net).unwrap();
-    let mut events = handle.subscribe();
-    handle
-        .wait_for_leader(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (handle, mut events) = padded_runner(dir.path(), 10, 8).await;
     for k in 1..=30u64 {
         handle.propose(k.to_le_bytes().to_vec()).await.unwrap();
     }
@@ -527,11 +531,7 @@ async fn a_snapshot_due_during_a_save_is_taken_after_it() {
             t0.elapsed() < Duration::from_secs(10),
             "snapshots at {taken:?}"
         );
-        if let Ok(Ok(runner::Event::Snapshot { id })) =
-            tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-        {
-            taken.push(id.index.0);
-        }
+        taken.extend(next_snapshot(&mut events).await);
     }
     handle.shutdown().await;
 }
