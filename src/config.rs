@@ -22,6 +22,7 @@ pub(crate) struct Settings {
     pub(crate) snapshot_resend_ticks: u32,
     pub(crate) log_retention: u64,
     pub(crate) quiesce: bool,
+    pub(crate) apply_before_durable: bool,
 }
 
 impl Settings {
@@ -40,6 +41,7 @@ impl Settings {
         snapshot_resend_ticks: 3,
         log_retention: 0,
         quiesce: false,
+        apply_before_durable: false,
     };
 
     /// The running settings of `config`.
@@ -57,6 +59,7 @@ impl Settings {
             snapshot_resend_ticks: config.snapshot_resend_ticks,
             log_retention: config.log_retention,
             quiesce: config.quiesce,
+            apply_before_durable: config.apply_before_durable,
         }
     }
 }
@@ -126,6 +129,21 @@ pub struct Config<const PEERS: usize> {
     /// [`Node::report_peer_down`](crate::Node::report_peer_down): a quiescent follower
     /// notices its leader's failure in no other way.
     pub quiesce: bool,
+    /// Apply committed entries as soon as the runner has written them, off by default: an
+    /// [`Action::Apply`](crate::Action::Apply) may then name entries whose persist is not yet
+    /// acknowledged as durable here (they are durable on a quorum: that is what committed
+    /// means). The runner's store must answer reads of entries it has written, and its state
+    /// machine must be rebuilt from its latest durable snapshot after a crash (as
+    /// [`applied`](Self::applied) 0 says), never be ahead of that snapshot on disk: a state
+    /// machine that makes its applied index durable on its own could find it past the log's
+    /// durable end after a crash.
+    ///
+    /// With it, a leader whose followers form a quorum without it
+    /// ([`Node::followers_form_quorum`](crate::Node::followers_form_quorum)) need not make its
+    /// own log durable before entries commit and apply: its runner may sync lazily (thesis
+    /// §10.2.1: the leader writes its log in parallel with replication). Compaction still
+    /// never passes the durable index.
+    pub apply_before_durable: bool,
 }
 
 impl<const PEERS: usize> Config<PEERS> {
@@ -160,6 +178,7 @@ impl<const PEERS: usize> Config<PEERS> {
             snapshot_resend_ticks: 3,
             log_retention: 0,
             quiesce: false,
+            apply_before_durable: false,
             lease_reads: false,
             max_clock_drift_percent: 20,
         }

@@ -78,6 +78,11 @@ impl<P: Clone, const LOG: usize> RaftLog<P, LOG> {
     pub(crate) fn stable_last(&self) -> Index {
         self.stable_last
     }
+    /// The last index handed to the runner in a persist (written, if not yet durable):
+    /// `stable_last` or above.
+    pub(crate) fn handed_last(&self) -> Index {
+        self.handed.prev()
+    }
     /// The snapshot the log starts after.
     pub(crate) fn snapshot(&self) -> SnapshotId {
         self.snapshot

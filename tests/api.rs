@@ -710,6 +710,145 @@ fn a_leaders_own_durability_commits_and_is_announced_at_once() {
     assert_eq!(told, [NodeId(2)], "{sent:?}");
 }
 
+/// Polls every action of `node` without acknowledging persists: writes each persist to
+/// `store` and returns the newest token and the applies asked for.
+fn drain_writing(
+    node: &mut Big,
+    store: &mut MemStore,
+) -> (Option<PersistToken>, Vec<(Index, Index)>) {
+    let (mut token, mut applies) = (None, Vec::new());
+    while let Some(a) = node.poll_action() {
+        match a {
+            Action::Persist(p) => {
+                store.persist(&p);
+                token = Some(p.token);
+            }
+            Action::Apply { first, last } => applies.push((first, last)),
+            _ => {}
+        }
+    }
+    (token, applies)
+}
+
+/// With `Config::apply_before_durable` a leader applies what its followers' acknowledgements
+/// commit before its own persist of it is acknowledged; without it, the apply waits for that
+/// persist. Either way a snapshot then taken compacts the log only up to the durable index.
+#[test]
+fn a_leader_applies_before_its_own_persist_only_when_configured() {
+    for early in [false, true] {
+        let (mut node, mut store) = lone_leader_with(|c| c.apply_before_durable = early);
+        let durable = node.durable_index();
+        node.propose(7, &store).unwrap();
+        node.propose(8, &store).unwrap();
+        let last = node.last_index();
+        let (token, applies) = drain_writing(&mut node, &mut store);
+        assert!(applies.is_empty(), "{applies:?}");
+        for from in [2, 3] {
+            deliver(&mut node, &store, from, accepted(last));
+        }
+        assert_eq!(node.commit_index(), last, "the followers are a quorum");
+        assert_eq!(node.durable_index(), durable);
+        let (_, applies) = drain_writing(&mut node, &mut store);
+        if early {
+            assert_eq!(applies, [(durable.next(), last)]);
+            assert_eq!(node.applied_index(), last);
+            // A snapshot at the applied index is accepted; the log is compacted only up to
+            // what is durable here.
+            let id = raftlet::SnapshotId {
+                index: last,
+                term: node.term(),
+            };
+            node.snapshot_taken(id, &store).unwrap();
+            let mut compacted = None;
+            while let Some(a) = node.poll_action() {
+                if let Action::Compact { through } = a {
+                    compacted = Some(through.index);
+                }
+            }
+            assert!(compacted.is_none_or(|c| c <= durable), "{compacted:?}");
+            assert!(node.log_start().index <= durable);
+            assert_eq!(node.latest_snapshot(), id);
+        } else {
+            assert!(applies.is_empty(), "applied before durable: {applies:?}");
+            assert_eq!(node.applied_index(), durable);
+        }
+        node.persisted(token.unwrap(), &store).unwrap();
+        let (_, applies) = drain_writing(&mut node, &mut store);
+        assert_eq!(node.durable_index(), last);
+        assert_eq!(node.applied_index(), last);
+        if early {
+            assert!(applies.is_empty(), "applied twice: {applies:?}");
+        } else {
+            assert_eq!(applies, [(durable.next(), last)]);
+        }
+    }
+}
+
+/// A follower with `apply_before_durable` applies committed entries it has written and not
+/// yet made durable; entries it was sent but not yet handed out to write wait.
+#[test]
+fn a_follower_applies_what_it_wrote_before_it_is_durable() {
+    let store0 = MemStore::default();
+    let mut c = Config::<5>::new(NodeId(1), &ids(3)).unwrap();
+    c.apply_before_durable = true;
+    let mut node: Big = Node::new(c, &store0).unwrap();
+    let mut store = store0;
+    node.step(&term1_append(0, 3, 2), &store).unwrap();
+    let (token, applies) = drain_writing(&mut node, &mut store);
+    assert!(token.is_some());
+    assert_eq!(
+        applies,
+        [(Index(1), Index(2))],
+        "commit 2 of 3 written entries"
+    );
+    assert_eq!(node.durable_index(), Index(0));
+    // The acknowledgement still waits for durability.
+    node.persisted(token.unwrap(), &store).unwrap();
+    let sent = drain_persisting(&mut node, &mut store);
+    assert!(
+        sent.iter().any(|m| matches!(
+            m.body,
+            Body::AppendResponse(raftlet::AppendResult::Accepted {
+                match_index: Index(3)
+            })
+        )),
+        "{sent:?}"
+    );
+}
+
+/// `followers_form_quorum`: on a leader whose followers replicate and were heard from in the
+/// current check-quorum round; not after a round in which they were not, not with only one of
+/// two followers, not with a follower back in probe state, never on a follower.
+#[test]
+fn followers_form_a_quorum_only_when_replicating_and_heard_from() {
+    let (mut node, mut store) = lone_leader();
+    assert!(node.followers_form_quorum());
+    // A check-quorum round ends (both were heard from in it: the leader stays), and the next
+    // starts with nobody heard from.
+    for _ in 0..10 {
+        node.tick(&store);
+        drain_persisting(&mut node, &mut store);
+    }
+    assert_eq!(node.role(), Role::Leader);
+    assert!(!node.followers_form_quorum());
+    let last = node.last_index();
+    deliver(&mut node, &store, 2, accepted(last));
+    assert!(!node.followers_form_quorum(), "one follower of two");
+    deliver(&mut node, &store, 3, accepted(last));
+    assert!(node.followers_form_quorum());
+    // An unreachable follower goes back to probe state.
+    node.report_unreachable(NodeId(3));
+    assert_eq!(
+        node.peer_progress(NodeId(3)).map(|p| p.state),
+        Some(raftlet::FlowState::Probe)
+    );
+    assert!(!node.followers_form_quorum(), "a follower in probe state");
+    // A follower never has followers.
+    let store = MemStore::default();
+    let f: Big = Node::new(Config::<5>::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
+    assert!(!f.followers_form_quorum());
+}
+
 /// A leader that removed itself hands over to a voter that holds its whole log (`TimeoutNow`),
 /// not to one that lags.
 #[test]

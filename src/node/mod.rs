@@ -9,7 +9,9 @@
 //! * an append acknowledgement for `match_index = m` leaves only once the hard state of its term
 //!   is durable and the log is durable up to `m` (`RaftLog::stable_last() >= m`);
 //! * a leader counts itself toward commit only up to its durable index;
-//! * `commit` never decreases; apply is emitted in order, once, only up to `min(commit, durable)`;
+//! * `commit` never decreases; apply is emitted in order, once, only up to `min(commit, durable)`
+//!   (with `Config::apply_before_durable`: `min(commit, written)`, the last index handed out in
+//!   a persist; compaction still stops at the durable index);
 //! * persists and applies are derived from state at poll time and are never dropped; only sends
 //!   can be dropped (queue full), and each drop is counted.
 
@@ -853,10 +855,16 @@ where
         self.poll_reads()
     }
 
-    /// The committed entries that are durable here and not yet handed out to apply.
+    /// The committed entries that are durable here (or, with `apply_before_durable`, written)
+    /// and not yet handed out to apply.
     #[inline(always)]
     fn next_apply<'a>(&mut self) -> Option<Action<'a, P>> {
-        let applicable = core::cmp::min(self.commit, self.log.stable_last());
+        let here = if self.cfg.apply_before_durable {
+            self.log.handed_last()
+        } else {
+            self.log.stable_last()
+        };
+        let applicable = core::cmp::min(self.commit, here);
         if applicable <= self.apply_emitted {
             return None;
         }
@@ -1028,6 +1036,28 @@ where
                 .map(PeerProgress::from),
             _ => None,
         }
+    }
+
+    /// Leader: whether the voters other than this node that are replicating
+    /// ([`FlowState::Replicate`](crate::FlowState::Replicate)) and were heard from in the current
+    /// check-quorum round form a quorum by themselves (of both halves of a joint configuration).
+    /// Entries can then commit on their acknowledgements alone, so with
+    /// [`Config::apply_before_durable`](crate::Config::apply_before_durable) a runner may
+    /// make this node's own writes durable lazily, within a bound of its choosing, instead of at
+    /// once. `false` on a follower or candidate. Without check-quorum, a follower counts as
+    /// heard from until it leaves replicate state, so a runner's bound is what limits the wait
+    /// when one fails.
+    pub fn followers_form_quorum(&self) -> bool {
+        let RoleState::Leader(progress) = &self.role else {
+            return false;
+        };
+        let id = self.cfg.id;
+        self.configs.current.is_quorum(|v| {
+            v != id
+                && progress
+                    .iter()
+                    .any(|p| p.id == v && p.recent_active && p.state == crate::FlowState::Replicate)
+        })
     }
 
     /// Leader: how replication stands for every other member, in membership order (empty on

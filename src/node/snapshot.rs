@@ -138,7 +138,9 @@ where
                 .0
                 .saturating_sub(self.cfg.log_retention),
         );
-        let upto = core::cmp::min(id.index, keep_from);
+        // Never past the durable index (a snapshot may be ahead of it with
+        // `apply_before_durable`): the log compacts only entries the runner holds durably.
+        let upto = core::cmp::min(core::cmp::min(id.index, keep_from), self.log.stable_last());
         if upto > self.log.snapshot().index
             && let Some(term) = self.log.term(upto, storage)
         {

@@ -108,6 +108,24 @@ impl Disk {
         }
     }
 
+    /// The entry at `index` as the runner has written it (durable or not): what a node with
+    /// `Config::apply_before_durable` may ask to apply. The newest write that reaches `index`
+    /// decides; one that starts at or below it and ends before it, or resets the log past it,
+    /// means the entry is gone.
+    pub fn written_entry(&self, index: Index) -> Option<Entry<u64>> {
+        for w in self.pending.iter().rev() {
+            if let Some(first) = w.entries.first()
+                && first.index <= index
+            {
+                return w.entries.get((index.0 - first.index.0) as usize).cloned();
+            }
+            if w.snapshot.is_some() {
+                return None;
+            }
+        }
+        self.durable.entry(index)
+    }
+
     /// Power loss: pending writes vanish, except that with `torn = Some(k)` the first `k` whole
     /// writes and part of the next one reached the disk (in order, as a log-structured store
     /// would leave them).
