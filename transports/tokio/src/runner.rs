@@ -188,6 +188,10 @@ pub struct Status {
     pub applied: Index,
     /// Last log index.
     pub last_index: Index,
+    /// The log's durable end: what a crash keeps. A leader that syncs lazily
+    /// ([`RunnerConfig::leader_sync_delay`]) may hold committed entries above it, durable on
+    /// its followers.
+    pub durable: Index,
     /// Where the log starts.
     pub log_start: SnapshotId,
     /// The membership in use.
@@ -241,7 +245,23 @@ pub struct RunnerConfig {
     /// How long [`Handle::propose`] keeps trying to reach a leader (forwarding, waiting out
     /// an election) before it gives up.
     pub forward_timeout: Duration,
+    /// How long a leader may hold its own log writes unsynced while its followers form a
+    /// quorum without it ([`Node::followers_form_quorum`](raftlet::Node::followers_form_quorum)):
+    /// their acknowledgements commit entries, and the node applies committed entries once
+    /// written ([`Config::apply_before_durable`](raftlet::Config::apply_before_durable)), so
+    /// the leader's `fdatasync` leaves the write path and one sync covers this long's writes
+    /// (thesis §10.2.1). A leader syncs at once when it has as many as
+    /// [`LAZY_SYNC_PERSISTS`] writes unsynced, and whenever its followers alone are no quorum.
+    /// The bound is what a write waits at most for the leader's sync when a follower fails
+    /// before the leader notices. Zero: a leader syncs at once, like a follower.
+    pub leader_sync_delay: Duration,
 }
+
+/// A leader that holds its writes unsynced ([`RunnerConfig::leader_sync_delay`]) syncs once
+/// this many of them wait: the node hands out at most
+/// [`PERSIST_WINDOW`](raftlet::PERSIST_WINDOW) persists before one is acknowledged, and
+/// applies only what it has handed out.
+pub const LAZY_SYNC_PERSISTS: u32 = raftlet::PERSIST_WINDOW as u32 - 2;
 
 impl RunnerConfig {
     /// Defaults: ticks of 50 ms, election timeout 10 ticks (0.5-1 s), heartbeat every 2,
@@ -260,6 +280,7 @@ impl RunnerConfig {
             log_retention: 1_000,
             snapshot_mode: SnapshotMode::Stream,
             forward_timeout: Duration::from_secs(10),
+            leader_sync_delay: Duration::from_millis(2),
         }
     }
 }
@@ -571,6 +592,11 @@ struct Runner<S, L> {
     metrics: crate::metrics::Metrics,
     /// The newest persist written and not yet covered by a sync job.
     written: Option<PersistToken>,
+    /// How many persists were written since the last sync job started.
+    unsynced: u32,
+    /// A leader holding its writes unsynced: until when ([`RunnerConfig::leader_sync_delay`]).
+    lazy_until: Option<tokio::time::Instant>,
+    leader_sync_delay: Duration,
     /// The persist the sync job in flight covers.
     syncing: Option<PersistToken>,
     /// Sync jobs to the durability thread.
@@ -657,6 +683,9 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
     cfg.applied = snapshot.index;
     cfg.snapshot_mode = config.snapshot_mode;
     cfg.log_retention = config.log_retention;
+    // The state machine is rebuilt from the latest snapshot at start-up (`applied` is its
+    // index), so applying a committed entry before it is durable here is safe.
+    cfg.apply_before_durable = true;
     cfg.seed = config.id.0 ^ u64::from(std::process::id()).rotate_left(32) ^ nanos();
     let node = TokioNode::new(cfg, &log).map_err(StartError::Config)?;
     let net: Arc<dyn Transport> = Arc::new(transport);
@@ -693,6 +722,9 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         syncs: 0,
         metrics: crate::metrics::Metrics::default(),
         written: None,
+        unsynced: 0,
+        lazy_until: None,
+        leader_sync_delay: config.leader_sync_delay,
         syncing: None,
         sync_jobs,
         saving: None,
@@ -816,8 +848,19 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     ) -> Result<(), std::io::Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lazy = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(lazy);
+        let mut armed = None;
         loop {
+            if armed != self.lazy_until {
+                armed = self.lazy_until;
+                if let Some(at) = armed {
+                    lazy.as_mut().reset(at);
+                }
+            }
             tokio::select! {
+                // A lazy leader's bound ran out: the round's end syncs.
+                () = &mut lazy, if armed.is_some() => armed = None,
                 _ = ticker.tick() => {
                     self.node.tick(&self.log);
                     self.drain()?;
@@ -844,10 +887,24 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     self.drain()?;
                     took = true;
                 }
-                if let Ok(cmd) = commands.try_recv() {
-                    if self.command_or_stop(cmd)? {
-                        return Ok(());
+                // Every queued command, then one drain: one persist and one append per
+                // follower for all of them.
+                let mut commanded = false;
+                while let Ok(cmd) = commands.try_recv() {
+                    if matches!(cmd, Command::Shutdown(_)) {
+                        if self.command_or_stop(cmd)? {
+                            return Ok(());
+                        }
+                    } else {
+                        self.command(cmd)?;
+                        commanded = true;
                     }
+                    if commanded && self.node.log_room() == 0 {
+                        break;
+                    }
+                }
+                if commanded {
+                    self.drain()?;
                     took = true;
                 }
                 if !took {
@@ -872,13 +929,22 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
         Ok(false)
     }
 
-    /// Starts a sync of every persist written since the last one, unless one is in flight.
-    /// Persists that need no sync (nothing new on disk) are acknowledged at once.
+    /// Starts a sync of every persist written since the last one, unless one is in flight or
+    /// a lazy leader may wait ([`RunnerConfig::leader_sync_delay`]). Persists that need no
+    /// sync (nothing new on disk) are acknowledged at once.
     fn start_sync(&mut self) -> std::io::Result<()> {
         while self.syncing.is_none() {
+            if self.written.is_none() {
+                return Ok(());
+            }
+            if self.may_wait_for_sync() {
+                return Ok(());
+            }
             let Some(token) = self.written.take() else {
                 return Ok(());
             };
+            self.unsynced = 0;
+            self.lazy_until = None;
             match self.log.start_sync()? {
                 Some(job) => {
                     self.syncs += 1;
@@ -894,6 +960,21 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             }
         }
         Ok(())
+    }
+
+    /// Whether this node may hold its written persists unsynced a while longer: it leads, its
+    /// followers form a quorum without it, fewer than [`LAZY_SYNC_PERSISTS`] wait, and the
+    /// bound has not run out (it starts with the first write held).
+    fn may_wait_for_sync(&mut self) -> bool {
+        if self.leader_sync_delay.is_zero()
+            || self.unsynced >= LAZY_SYNC_PERSISTS
+            || !self.node.followers_form_quorum()
+        {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        let until = *self.lazy_until.get_or_insert(now + self.leader_sync_delay);
+        now < until
     }
 
     /// A sync job finished.
@@ -1001,6 +1082,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             commit: n.commit_index(),
             applied: n.applied_index(),
             last_index: n.last_index(),
+            durable: n.durable_index(),
             log_start: n.log_start(),
             membership: n.membership().clone(),
             dropped_sends: n.stats().dropped_sends + self.net.stats().dropped,
@@ -1034,6 +1116,7 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                         let token = p.token;
                         self.log.write(&p)?;
                         self.written = Some(token);
+                        self.unsynced += 1;
                     }
                     Action::Apply { first, last } => self.apply(first, last)?,
                     Action::Compact { through } => self.log.compact(through)?,
