@@ -6,6 +6,7 @@
 #
 #   bash benches/kv-load.sh [--system raftlet|openraft] [--clients 32] [--duration 10]
 #                           [--value-bytes 16] [--runs 1] [--json] [--server-args "ARGS"]
+#                           [--bin PATH]
 #
 # --system openraft runs the peer in benches/peers/openraft-kv (same client protocol, same
 # durability) instead of raftlet-kv; openraft-nosync runs it without fdatasync (not durable:
@@ -14,10 +15,11 @@
 #
 # The data directories go under $RAFTLET_BENCH_DIR (default target/kv-load): keep them on a real
 # disk, not a tmpfs, or fsync costs nothing. benches/compare-openraft.sh runs this beside the
-# openraft peer.
+# openraft peer. --bin runs another raftlet-kv binary (an older build, for a before-and-after
+# comparison on the same machine) as the servers and the load generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clients=32 duration=10 value_bytes=16 runs=1 json=0 system=raftlet extra=()
+clients=32 duration=10 value_bytes=16 runs=1 json=0 system=raftlet extra=() bin=
 while [ $# -gt 0 ]; do
     case "$1" in
         --system) system=$2; shift 2 ;;
@@ -27,11 +29,14 @@ while [ $# -gt 0 ]; do
         --value-bytes) value_bytes=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --json) json=1; shift ;;
+        --bin) bin=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 64 ;;
     esac
 done
-cargo build --release -q -p raftlet-tokio --bin raftlet-kv
-bin=target/release/raftlet-kv
+if [ -z "$bin" ]; then
+    cargo build --release -q -p raftlet-tokio --bin raftlet-kv
+    bin=target/release/raftlet-kv
+fi
 case "$system" in
     raftlet) server=("$bin" serve --insecure) ;;
     raftlet-memory) server=("$bin" serve --insecure --in-memory) ;;

@@ -8,9 +8,14 @@
 //!   acknowledgements until they are durable, so nothing sent promises more than the disk holds);
 //! * `Persist`: the hard state and any snapshot reset are made durable at once; entries are
 //!   written to the segment and made durable together with every other persist of the same
-//!   drain (group commit: one `fdatasync`), and only then acknowledged with `persisted`;
-//! * `Apply`: committed, durable entries are applied in order; each answers the proposal that
-//!   is waiting on it (a different entry at its index means the proposal was lost);
+//!   round (group commit: one `fdatasync`), and only then acknowledged with `persisted`. A
+//!   leader whose followers form a quorum without it holds its writes unsynced a while
+//!   ([`RunnerConfig::leader_sync_delay`]): one sync then covers more of them;
+//! * `Apply`: committed entries are applied in order once written (the node runs with
+//!   `Config::apply_before_durable`: the state machine is rebuilt from its latest snapshot at
+//!   start-up, so applying an entry that is durable on a quorum but not yet here is safe); each
+//!   answers the proposal that is waiting on it (a different entry at its index means the
+//!   proposal was lost);
 //! * snapshots: `Compact` deletes covered segments; `ReadSnapshotChunk` answers from the
 //!   snapshot file; `WriteSnapshotChunk` / `RestoreSnapshot` stage, verify and restore;
 //!   `InstallSnapshotFromLeader` asks the state machine to fetch one;
@@ -57,7 +62,10 @@ pub const MAX_FRAME: usize = raftlet::wire::max_frame_len_for(
 
 /// The application: a deterministic state machine over the committed commands. It sees its
 /// own commands and snapshots only: membership is the log's business, addresses the
-/// transport's.
+/// transport's. It lives in memory and is restored from the runner's latest snapshot at
+/// start-up: a command may be applied before this node's own log holds it durably (it is
+/// durable on a quorum), so state kept durably outside the runner's snapshots could end up
+/// ahead of the log after a crash.
 pub trait StateMachine: Send + 'static {
     /// Applies the command committed at `index`; returns the answer for its proposer.
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8>;
