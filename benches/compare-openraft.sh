@@ -7,7 +7,8 @@
 #   bash benches/compare-openraft.sh [--rounds 3] [--clients 32] [--duration 10] [--value-bytes 16]
 #
 # Systems, each a 3-process cluster (see benches/kv-load.sh):
-#   raftlet          raftlet-kv serve: segmented log, fdatasync before every acknowledgement
+#   raftlet          raftlet-kv serve: segmented log; a write is acknowledged once a majority
+#                    hold it fdatasync'd (the leader may sync its own copy up to 2 ms later)
 #   openraft         benches/peers/openraft-kv: openraft 0.9.25, log and vote fdatasync'd
 #   raftlet-memory   raftlet-kv serve --in-memory: no disk (not durable)
 #   openraft-nosync  openraft-kv --no-fsync: no fdatasync (not durable)
