@@ -843,6 +843,41 @@ fn followers_form_a_quorum_only_when_replicating_and_heard_from() {
         Some(raftlet::FlowState::Probe)
     );
     assert!(!node.followers_form_quorum(), "a follower in probe state");
+    // Five voters: the followers heard from must be three of the four (a quorum of five
+    // without the leader), whichever three.
+    let (mut node, mut store): (Big, _) = campaigning(5, |_| {});
+    drain_persisting(&mut node, &mut store);
+    for from in [2, 3] {
+        deliver(
+            &mut node,
+            &store,
+            from,
+            Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        );
+    }
+    assert_eq!(node.role(), Role::Leader);
+    drain_persisting(&mut node, &mut store);
+    let last = node.last_index();
+    for from in [2, 3, 4, 5] {
+        deliver(&mut node, &store, from, accepted(last));
+    }
+    assert!(node.followers_form_quorum());
+    for _ in 0..10 {
+        node.tick(&store);
+        drain_persisting(&mut node, &mut store);
+    }
+    assert_eq!(node.role(), Role::Leader);
+    for (from, quorum) in [(2, false), (3, false), (5, true)] {
+        deliver(&mut node, &store, from, accepted(last));
+        assert_eq!(
+            node.followers_form_quorum(),
+            quorum,
+            "after follower {from}"
+        );
+    }
     // A follower never has followers.
     let store = MemStore::default();
     let f: Big = Node::new(Config::<5>::new(NodeId(1), &ids(3)).unwrap(), &store).unwrap();
