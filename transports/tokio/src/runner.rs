@@ -880,7 +880,9 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     let _ = self.node.step_taking(&mut msg, &self.log);
                     self.drain()?;
                 }
-                cmd = commands.recv() => {
+                // With the log full a command waits (in the channel, then in its sender's
+                // `send`) for a sync to make room, rather than be refused.
+                cmd = commands.recv(), if self.node.log_room() > 0 => {
                     let Some(cmd) = cmd else { return Ok(()) };
                     if self.command_or_stop(cmd)? {
                         return Ok(());
@@ -895,10 +897,12 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     self.drain()?;
                     took = true;
                 }
-                // Every queued command, then one drain: one persist and one append per
-                // follower for all of them.
+                // Every queued command while the log has room, then one drain: one persist
+                // and one append per follower for all of them. (With the log full, commands
+                // wait for a sync to make room rather than be refused.)
                 let mut commanded = false;
-                while let Ok(cmd) = commands.try_recv() {
+                while self.node.log_room() > 0 {
+                    let Ok(cmd) = commands.try_recv() else { break };
                     if matches!(cmd, Command::Shutdown(_)) {
                         if self.command_or_stop(cmd)? {
                             return Ok(());
@@ -906,9 +910,6 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
                     } else {
                         self.command(cmd)?;
                         commanded = true;
-                    }
-                    if commanded && self.node.log_room() == 0 {
-                        break;
                     }
                 }
                 if commanded {
@@ -971,11 +972,13 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
     }
 
     /// Whether this node may hold its written persists unsynced a while longer: it leads, its
-    /// followers form a quorum without it, fewer than [`LAZY_SYNC_PERSISTS`] wait, and the
-    /// bound has not run out (it starts with the first write held).
+    /// followers form a quorum without it, fewer than [`LAZY_SYNC_PERSISTS`] wait, its log has
+    /// room for more (entries leave it once durable), and the bound has not run out (it starts
+    /// with the first write held).
     fn may_wait_for_sync(&mut self) -> bool {
         if self.leader_sync_delay.is_zero()
             || self.unsynced >= LAZY_SYNC_PERSISTS
+            || self.node.log_room() == 0
             || !self.node.followers_form_quorum()
         {
             return false;

@@ -96,6 +96,8 @@ struct Probe {
     writes_while_syncing: AtomicU64,
     /// Sync jobs completed.
     syncs: AtomicU64,
+    /// Persists with entries written.
+    writes: AtomicU64,
     /// Extra time every sync takes from now on, in milliseconds (on top of the log's delay).
     extra_ms: AtomicU64,
 }
@@ -134,6 +136,7 @@ impl LogStore for SlowLog {
         self.inner.write(p)?;
         if let Some(last) = p.entries.last() {
             self.probe.written.store(last.index.0, Ordering::SeqCst);
+            self.probe.writes.fetch_add(1, Ordering::SeqCst);
             if self.probe.in_flight.load(Ordering::SeqCst) {
                 self.probe
                     .writes_while_syncing
@@ -341,6 +344,35 @@ async fn on_a_slow_disk_proposals_batch_behind_a_sync_and_no_ack_precedes_its_sy
     }
 }
 
+/// 400 proposals at once on a leader whose log holds 256 unsynced entries: each waits for a
+/// sync to make room (in the runner's queue, then in `propose`) rather than being refused, and
+/// all are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_log_waits_for_room_instead_of_being_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_hub, nodes) = start(3, dir.path(), Some(Duration::from_millis(5)));
+    let l = leader(&nodes).await;
+    let nodes = Arc::new(nodes);
+    let proposals = 400u64;
+    let tasks: Vec<_> = (0..proposals)
+        .map(|k| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                let a = nodes[l].handle.propose(1u64.to_le_bytes().to_vec()).await;
+                a.unwrap_or_else(|e| panic!("proposal {k}: {e}"));
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = nodes[l].handle.read(Vec::new()).await.unwrap();
+    assert_eq!(u64::from_le_bytes(read.try_into().unwrap()), proposals);
+    for n in nodes.iter() {
+        n.handle.shutdown().await;
+    }
+}
+
 /// How many disks hold `index` durably.
 fn durable_on(nodes: &[Node], index: u64) -> usize {
     nodes
@@ -404,7 +436,15 @@ async fn a_leader_syncs_lazily_while_its_followers_commit_and_at_once_when_they_
     });
     let l = leader(&nodes).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
     let (ahead, syncs) = one_by_one(&nodes, l, 36).await;
+    // Well within the bound: the leader syncs once LAZY_SYNC_PERSISTS writes wait, and does
+    // not hold them until the bound (its persist window, 8, would stall it).
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "36 writes took {:?}",
+        t0.elapsed()
+    );
     // A leader that synced at once would sync 36 times, each before its followers answered.
     // This one syncs once every LAZY_SYNC_PERSISTS (6) writes.
     assert!(
