@@ -1,6 +1,7 @@
 //! A simulated cluster driven by the fuzzer: which in-flight message is delivered or lost next,
 //! crashes (with torn writes), restarts, partitions, proposals, membership changes, reads and
-//! snapshots, in both snapshot modes, with or without lease reads, with every oracle of the test simulator checked after every event, and
+//! snapshots, in both snapshot modes, with or without lease reads and applying before
+//! durability, with every oracle of the test simulator checked after every event, and
 //! liveness once the input ends. A violation panics: that is a finding.
 #![no_main]
 
@@ -27,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         c.check_quorum = flags & 16 == 0;
         c.lease_reads = c.check_quorum && flags & 64 != 0;
         c.max_clock_drift_percent = 60;
+        c.apply_before_durable = flags & 128 != 0;
     });
     for &op in ops.iter().take(4096) {
         let arg = usize::from(op >> 4);
