@@ -10,7 +10,9 @@
 //!   written to the segment and made durable together with every other persist of the same
 //!   round (group commit: one `fdatasync`), and only then acknowledged with `persisted`. A
 //!   leader whose followers form a quorum without it holds its writes unsynced a while
-//!   ([`RunnerConfig::leader_sync_delay`]): one sync then covers more of them;
+//!   ([`RunnerConfig::leader_sync_delay`]): one sync then covers more of them. The
+//!   `fdatasync` runs on a durability thread; a follower may run it on the runner's own task
+//!   instead ([`RunnerConfig::inline_follower_sync`]);
 //! * `Apply`: committed entries are applied in order once written (the node runs with
 //!   `Config::apply_before_durable`: the state machine is rebuilt from its latest snapshot at
 //!   start-up, so applying an entry that is durable on a quorum but not yet here is safe); each
@@ -263,6 +265,16 @@ pub struct RunnerConfig {
     /// The bound is what a write waits at most for the leader's sync when a follower fails
     /// before the leader notices. Zero: a leader syncs at once, like a follower.
     pub leader_sync_delay: Duration,
+    /// A node that does not lead runs its log's `fdatasync` on the runner's own task
+    /// (through `block_in_place` on a multi-thread runtime) instead of the durability thread.
+    /// A follower has nothing to step while its disk syncs but the next appends, which wait in
+    /// the inbound queue and are written together after it (group commit all the same); the
+    /// inline sync saves two thread wake-ups per sync, which on a small machine is CPU the
+    /// leader can use (measured in `benches/README.md`). A leader always syncs on the
+    /// durability thread: it keeps replicating meanwhile. Off by default: it blocks the
+    /// runtime thread it runs on, so it is for a runner that has its runtime to itself (as
+    /// `raftlet-kv serve`), not for many runners sharing a one-thread runtime.
+    pub inline_follower_sync: bool,
 }
 
 /// A leader that holds its writes unsynced ([`RunnerConfig::leader_sync_delay`]) syncs once
@@ -289,6 +301,7 @@ impl RunnerConfig {
             snapshot_mode: SnapshotMode::Stream,
             forward_timeout: Duration::from_secs(10),
             leader_sync_delay: Duration::from_millis(2),
+            inline_follower_sync: false,
         }
     }
 }
@@ -605,6 +618,8 @@ struct Runner<S, L> {
     /// A leader holding its writes unsynced: until when ([`RunnerConfig::leader_sync_delay`]).
     lazy_until: Option<tokio::time::Instant>,
     leader_sync_delay: Duration,
+    /// [`RunnerConfig::inline_follower_sync`].
+    inline_follower_sync: bool,
     /// The persist the sync job in flight covers.
     syncing: Option<PersistToken>,
     /// Sync jobs to the durability thread.
@@ -620,6 +635,16 @@ struct Runner<S, L> {
 type Synced = (PersistToken, std::io::Result<()>, Duration);
 /// Sync jobs, with the token each covers.
 type SyncSender = std::sync::mpsc::Sender<(PersistToken, SyncJob)>;
+
+/// Runs a sync job on the runner's own thread ([`RunnerConfig::inline_follower_sync`]):
+/// through `block_in_place` on a multi-thread runtime, so that its other tasks move to another
+/// worker meanwhile; directly on a current-thread runtime, which it blocks.
+fn sync_here(job: SyncJob) -> std::io::Result<()> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(job),
+        _ => job(),
+    }
+}
 
 /// Starts the durability thread: it runs sync jobs in order and reports each. It ends when
 /// the runner drops its sender (whatever way the runner ends).
@@ -733,6 +758,7 @@ pub fn start_with<S: StateMachine, L: LogStore, T: Transport>(
         unsynced: 0,
         lazy_until: None,
         leader_sync_delay: config.leader_sync_delay,
+        inline_follower_sync: config.inline_follower_sync,
         syncing: None,
         sync_jobs,
         saving: None,
@@ -955,6 +981,13 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             self.unsynced = 0;
             self.lazy_until = None;
             match self.log.start_sync()? {
+                Some(job) if self.inline_follower_sync && self.node.role() != Role::Leader => {
+                    self.syncs += 1;
+                    self.syncing = Some(token);
+                    let t = std::time::Instant::now();
+                    let result = sync_here(job);
+                    self.synced((token, result, t.elapsed()))?;
+                }
                 Some(job) => {
                     self.syncs += 1;
                     self.syncing = Some(token);

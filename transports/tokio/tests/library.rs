@@ -100,6 +100,8 @@ struct Probe {
     writes: AtomicU64,
     /// Extra time every sync takes from now on, in milliseconds (on top of the log's delay).
     extra_ms: AtomicU64,
+    /// Sync jobs that ran on the runner's durability thread (the others ran inline).
+    on_durability_thread: AtomicU64,
 }
 
 /// The in-memory log behind a disk whose every sync takes `delay`.
@@ -156,6 +158,12 @@ impl LogStore for SlowLog {
         probe.in_flight.store(true, Ordering::SeqCst);
         Ok(Some(Box::new(move || {
             std::thread::sleep(delay);
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("raftlet-sync-"))
+            {
+                probe.on_durability_thread.fetch_add(1, Ordering::SeqCst);
+            }
             probe.durable.fetch_max(covers, Ordering::SeqCst);
             probe.syncs.fetch_add(1, Ordering::SeqCst);
             probe.in_flight.store(false, Ordering::SeqCst);
@@ -342,6 +350,73 @@ async fn on_a_slow_disk_proposals_batch_behind_a_sync_and_no_ack_precedes_its_sy
     for n in nodes.iter() {
         n.handle.shutdown().await;
     }
+}
+
+/// `proposals` concurrent proposals on a cluster whose followers sync inline
+/// ([`RunnerConfig::inline_follower_sync`]) on disks whose syncs take `delay`: none is
+/// acknowledged before a majority of disks hold it, the followers' syncs ran on their runners'
+/// tasks (the leader's on its durability thread), and they still cover several writes each.
+async fn followers_sync_inline(delay: Duration, proposals: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_hub, nodes) = start_tweaked(3, dir.path(), Some(delay), |c| {
+        c.inline_follower_sync = true;
+        // One election only: a follower that led once would have synced on its thread.
+        c.election_ticks = 100;
+    });
+    let l = leader(&nodes).await;
+    let nodes = Arc::new(nodes);
+    let before: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.probe.syncs.load(Ordering::SeqCst))
+        .collect();
+    let tasks: Vec<_> = (0..proposals)
+        .map(|k| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                let a = nodes[l].handle.propose(1u64.to_le_bytes().to_vec()).await;
+                let (index, _) = answer(&a.unwrap_or_else(|e| panic!("proposal {k}: {e}")));
+                let quorum = durable_on(&nodes, index);
+                assert!(quorum >= 2, "entry {index} acknowledged on {quorum} disks");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (k, n) in nodes.iter().enumerate() {
+        let syncs = n.probe.syncs.load(Ordering::SeqCst) - before[k];
+        let threaded = n.probe.on_durability_thread.load(Ordering::SeqCst);
+        if k == l {
+            assert!(
+                threaded > 0,
+                "the leader never synced on its durability thread"
+            );
+        } else {
+            assert_eq!(threaded, 0, "follower {k} synced on its durability thread");
+            assert!(
+                syncs > 0 && syncs * 3 <= proposals,
+                "follower {k}: {syncs} syncs for {proposals} proposals"
+            );
+        }
+    }
+    let read = nodes[l].handle.read(Vec::new()).await.unwrap();
+    assert_eq!(u64::from_le_bytes(read.try_into().unwrap()), proposals);
+    for n in nodes.iter() {
+        n.handle.shutdown().await;
+    }
+}
+
+/// Inline follower syncs on a multi-thread runtime (`block_in_place`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_syncing_inline_ack_only_after_their_sync_on_a_multi_thread_runtime() {
+    followers_sync_inline(Duration::from_millis(20), 200).await;
+}
+
+/// Inline follower syncs on a current-thread runtime, which they block (here all three nodes
+/// share it).
+#[tokio::test]
+async fn followers_syncing_inline_ack_only_after_their_sync_on_a_current_thread_runtime() {
+    followers_sync_inline(Duration::from_millis(5), 100).await;
 }
 
 /// 400 proposals at once on a leader whose log holds 256 unsynced entries: each waits for a
