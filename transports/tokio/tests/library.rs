@@ -567,6 +567,45 @@ async fn a_leader_syncs_lazily_while_its_followers_commit_and_at_once_when_they_
     }
 }
 
+/// A lazy leader's bound has a timer of its own: with nothing else going on (ticks of 1 s, so
+/// no heartbeat answer either), a write it holds unsynced is synced about
+/// `leader_sync_delay` (20 ms) after it was written, not at the leader's next input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_leader_syncs_when_its_bound_runs_out_with_nothing_else_going_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_hub, nodes) = start_tweaked(3, dir.path(), Some(Duration::ZERO), |c| {
+        c.leader_sync_delay = Duration::from_millis(20);
+        c.tick = Duration::from_secs(1);
+        c.election_ticks = 2;
+        c.heartbeat_ticks = 1;
+    });
+    let l = leader(&nodes).await;
+    let mut held = 0;
+    for k in 0..5u64 {
+        let a = nodes[l].handle.propose(k.to_le_bytes().to_vec()).await;
+        let (index, _) = answer(&a.unwrap());
+        let t0 = Instant::now();
+        if nodes[l].probe.durable.load(Ordering::SeqCst) < index {
+            held += 1;
+        }
+        // Without the timer the sync waits for the next tick: up to 1 s.
+        while nodes[l].probe.durable.load(Ordering::SeqCst) < index {
+            assert!(
+                t0.elapsed() < Duration::from_millis(250),
+                "write {k}: the leader's disk did not hold entry {index} 250 ms after its ack"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert!(
+        held >= 3,
+        "only {held} of 5 writes were held unsynced at their ack"
+    );
+    for n in &nodes {
+        n.handle.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_wait_for_a_leader_and_for_the_next_one_after_it_dies() {
     let dir = tempfile::tempdir().unwrap();
