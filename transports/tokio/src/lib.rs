@@ -2,7 +2,9 @@
 //!
 //! Runs [`raftlet`] nodes on tokio, as a library: the [`runner`] executes the core's actions
 //! in the order its action contract requires, with group commit (every queued input is taken
-//! before one `fdatasync`, which runs on a thread of its own while the node keeps working).
+//! before one `fdatasync`, which runs on a thread of its own while the node keeps working, or,
+//! for a follower that opts in, on the runner's task: see
+//! [`RunnerConfig::inline_follower_sync`](runner::RunnerConfig::inline_follower_sync)).
 //! What it runs is pluggable: your [`StateMachine`], a log ([`storage::LogStore`]: the durable
 //! segmented [`storage::DiskLog`] by default, [`memlog::MemLog`] for tests and examples) and a
 //! transport ([`net::Transport`]: TCP by default). Also here: [snapshot files](snapshot), a
