@@ -393,6 +393,13 @@ async fn followers_sync_inline(delay: Duration, proposals: u64) {
             );
         } else {
             assert_eq!(threaded, 0, "follower {k} synced on its durability thread");
+            // The runner counts its inline syncs as it counts the others (Status.syncs).
+            let counted = n.handle.status().await.unwrap().syncs;
+            assert_eq!(
+                counted,
+                n.probe.syncs.load(Ordering::SeqCst),
+                "follower {k}: Status.syncs against the syncs its disk ran"
+            );
             assert!(
                 syncs > 0 && syncs * 3 <= proposals,
                 "follower {k}: {syncs} syncs for {proposals} proposals"
