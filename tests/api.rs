@@ -429,6 +429,25 @@ fn deliver<const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OU
     node.step(&m, store).unwrap();
 }
 
+/// Vote grants for the current term from each of `from`.
+fn grant_votes<const LOG: usize, const BATCH: usize, const INFLIGHT: usize, const OUT: usize>(
+    node: &mut Node<u64, 5, LOG, BATCH, INFLIGHT, OUT>,
+    store: &MemStore,
+    from: impl IntoIterator<Item = u64>,
+) {
+    for f in from {
+        deliver(
+            node,
+            store,
+            f,
+            Body::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        );
+    }
+}
+
 /// An append acknowledgement up to `index`.
 fn accepted(index: Index) -> Body<u64, heapless::Vec<Entry<u64>, 4>> {
     Body::AppendResponse(raftlet::AppendResult::Accepted { match_index: index })
@@ -518,17 +537,7 @@ fn a_candidate_leads_only_once_its_term_is_durable() {
     }
     assert_eq!(requests, 2);
     let term = node.term();
-    for from in [2, 3] {
-        deliver(
-            &mut node,
-            &store,
-            from,
-            Body::VoteResponse {
-                pre_vote: false,
-                granted: true,
-            },
-        );
-    }
+    grant_votes(&mut node, &store, [2, 3]);
     assert_eq!(
         node.role(),
         Role::Candidate,
@@ -847,17 +856,7 @@ fn followers_form_a_quorum_only_when_replicating_and_heard_from() {
     // without the leader), whichever three.
     let (mut node, mut store): (Big, _) = campaigning(5, |_| {});
     drain_persisting(&mut node, &mut store);
-    for from in [2, 3] {
-        deliver(
-            &mut node,
-            &store,
-            from,
-            Body::VoteResponse {
-                pre_vote: false,
-                granted: true,
-            },
-        );
-    }
+    grant_votes(&mut node, &store, [2, 3]);
     assert_eq!(node.role(), Role::Leader);
     drain_persisting(&mut node, &mut store);
     let last = node.last_index();

@@ -981,19 +981,18 @@ impl<S: StateMachine, L: LogStore> Runner<S, L> {
             self.unsynced = 0;
             self.lazy_until = None;
             match self.log.start_sync()? {
-                Some(job) if self.inline_follower_sync && self.node.role() != Role::Leader => {
-                    self.syncs += 1;
-                    self.syncing = Some(token);
-                    let t = std::time::Instant::now();
-                    let result = sync_here(job);
-                    self.synced((token, result, t.elapsed()))?;
-                }
                 Some(job) => {
                     self.syncs += 1;
                     self.syncing = Some(token);
-                    self.sync_jobs
-                        .send((token, job))
-                        .map_err(|_| std::io::Error::other("the durability thread stopped"))?;
+                    if self.inline_follower_sync && self.node.role() != Role::Leader {
+                        let t = std::time::Instant::now();
+                        let result = sync_here(job);
+                        self.synced((token, result, t.elapsed()))?;
+                    } else {
+                        self.sync_jobs
+                            .send((token, job))
+                            .map_err(|_| std::io::Error::other("the durability thread stopped"))?;
+                    }
                 }
                 None => {
                     let _ = self.node.persisted(token, &self.log);
